@@ -1,0 +1,37 @@
+# The two commands (CONTRACT §1): `make run` and `make test`, on a machine with Python 3.11+.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+
+.PHONY: run test test-fast bench clean-venv
+
+$(BIN)/python:
+	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is needed, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.runtime-installed: requirements.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $(VENV)/.runtime-installed $@
+
+run: $(VENV)/.runtime-installed
+	GATEWAY_ENV=development $(BIN)/flask --app wsgi dev-bootstrap --url http://127.0.0.1:$(PORT)/admin/
+	GATEWAY_ENV=development GUNICORN_BIND=127.0.0.1:$(PORT) $(BIN)/gunicorn wsgi:app
+
+test: $(VENV)/.dev-installed
+	$(BIN)/python -m pytest
+
+test-fast: $(VENV)/.dev-installed
+	$(BIN)/python -m pytest -m "not slow and not browser"
+
+bench: $(VENV)/.dev-installed
+	$(BIN)/python bench/push.py
+	$(BIN)/python bench/webhook.py
+
+clean-venv:
+	rm -rf $(VENV)

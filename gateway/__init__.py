@@ -1,0 +1,72 @@
+"""The OnPrintShop ⇄ Zoho CRM gateway: the app factory.
+
+`create_app(test_config=None)` reads the settings (CONTRACT §2), opens the state store and the
+vault, wires security, logging and the proxy fix, and registers one blueprint per concern:
+health, admin, inbound webhooks, the events API, and the command line.
+"""
+from __future__ import annotations
+
+import os
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from . import errors, logs, security, settings
+from .runtime import Runtime
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MAX_ADMIN_BODY = 1024 * 1024  # the admin forms; webhooks bound themselves tighter (64 KiB)
+
+
+def default_instance_path() -> str:
+    return os.path.abspath(os.environ.get("GATEWAY_INSTANCE_PATH") or os.path.join(REPO_ROOT, "instance"))
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    test_config = dict(test_config or {})
+    instance_path = os.path.abspath(test_config.pop("INSTANCE_PATH", None) or default_instance_path())
+    app = Flask(
+        __name__,
+        instance_path=instance_path,
+        instance_relative_config=True,
+        template_folder=os.path.join(REPO_ROOT, "templates"),
+        static_folder=os.path.join(REPO_ROOT, "static"),
+    )
+    os.makedirs(instance_path, exist_ok=True)
+
+    values = settings.load(instance_path, test_config=test_config)
+    app.config.update(values)
+    app.config.update(
+        MAX_CONTENT_LENGTH=MAX_ADMIN_BODY,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=values["GATEWAY_ENV"] == "production",
+        PERMANENT_SESSION_LIFETIME=8 * 3600,
+        WTF_CSRF_TIME_LIMIT=8 * 3600,
+        RATELIMIT_STORAGE_URI=values["RATELIMIT_STORAGE_URI"],
+        RATELIMIT_HEADERS_ENABLED=True,
+    )
+    for key in ("TESTING", "WTF_CSRF_ENABLED", "RATELIMIT_ENABLED", "SERVER_NAME"):
+        if key in test_config:
+            app.config[key] = test_config[key]
+
+    hops = app.config["GATEWAY_PROXY_HOPS"]
+    if hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=0)
+
+    logs.init_app(app)
+    errors.register(app)
+    security.init_app(app)
+    app.extensions["gateway"] = Runtime(app)
+
+    from . import cli, health
+    from .admin import views as admin_views
+    from .inbound import webhooks
+    from .outbound import events
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(admin_views.bp)
+    app.register_blueprint(webhooks.bp)
+    app.register_blueprint(events.bp)
+    cli.init_app(app)
+    return app

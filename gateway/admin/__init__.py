@@ -1,0 +1,1 @@
+"""The admin console: login, the configuration page, status and actions."""

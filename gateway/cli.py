@@ -1,0 +1,138 @@
+"""The command line (`flask --app wsgi <command>`): the core commands, plus each concern's own.
+
+Every command fails with one line naming the problem, never a traceback.
+"""
+from __future__ import annotations
+
+import functools
+import importlib
+import secrets as pysecrets
+import signal
+import sys
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+from werkzeug.security import generate_password_hash
+
+from . import runtime
+from .errors import ConfigError, VaultError
+from .store import init_db
+
+# Concerns that add commands: each module has `register(app)`.
+COMMAND_MODULES = (
+    "gateway.ops.commands",
+    "gateway.zoho.commands",
+    "gateway.inbound.commands",
+    "gateway.outbound.commands",
+)
+
+ADMIN_PASSWORD_SETTING = "admin.password_hash"
+
+
+def one_line_errors(func):
+    """Turn the errors a person can act on into one `Error: …` line and a non-zero exit."""
+
+    @functools.wraps(func)
+    def wrapped(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except (ConfigError, VaultError) as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapped
+
+
+@click.command("init-db")
+@with_appcontext
+@one_line_errors
+def init_db_command():
+    """Create or upgrade the gateway tables (safe on every release)."""
+    init_db(runtime.current().store)
+    click.echo("gateway tables ready")
+
+
+@click.command("rotate-keys")
+@with_appcontext
+@one_line_errors
+def rotate_keys_command():
+    """Re-encrypt every stored secret under the newest Fernet key."""
+    rt = runtime.current()
+    count = rt.vault.rotate_all(rt.store)
+    click.echo(f"re-encrypted {count} secrets under the newest key")
+
+
+def store_admin_password(rt, password: str) -> None:
+    rt.store.set_setting(ADMIN_PASSWORD_SETTING, generate_password_hash(password))
+
+
+@click.command("set-admin-password")
+@click.option("--stdin", "from_stdin", is_flag=True, help="read the password from standard input")
+@with_appcontext
+@one_line_errors
+def set_admin_password_command(from_stdin):
+    """Store a salted hash of a new admin password."""
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("New admin password", hide_input=True, confirmation_prompt=True)
+    if len(password) < 10:
+        raise click.ClickException("the password must have at least 10 characters")
+    store_admin_password(runtime.current(), password)
+    click.echo("admin password stored")
+
+
+@click.command("dev-bootstrap")
+@click.option("--url", default="http://127.0.0.1:8000/admin/", show_default=True)
+@with_appcontext
+@one_line_errors
+def dev_bootstrap_command(url):
+    """(make run) Prepare a development instance: tables, demo OnPrintShop data, first admin password."""
+    rt = runtime.current()
+    if current_app.config["GATEWAY_ENV"] != "development":
+        raise click.ClickException("dev-bootstrap is for GATEWAY_ENV=development only")
+    init_db(rt.store)
+    from .ops import demo
+
+    if demo.create_if_absent(rt.ops):
+        click.echo("created the demo OnPrintShop database with sample customers and orders")
+    click.echo(f"admin page: {url}")
+    if not rt.store.get_setting(ADMIN_PASSWORD_SETTING) and not current_app.config.get("GATEWAY_ADMIN_PASSWORD_HASH"):
+        password = pysecrets.token_urlsafe(12)
+        store_admin_password(rt, password)
+        click.echo(f"admin password (shown once; change it with `flask --app wsgi set-admin-password`): {password}")
+
+
+@click.command("worker")
+@with_appcontext
+@one_line_errors
+def worker_command():
+    """Run all background work in the foreground until SIGTERM (a `worker:` process)."""
+    from .background import BackgroundRunner
+
+    runner = BackgroundRunner(current_app._get_current_object())
+
+    def _stop(signum, _frame):
+        click.echo(f"signal {signum}: stopping background work")
+        runner.stop_event.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    runner.start()
+    click.echo(f"worker running {len(runner.threads)} background tasks; SIGTERM stops it")
+    while not runner.stop_event.wait(1.0):
+        pass
+    runner.stop()
+
+
+def init_app(app) -> None:
+    for command in (init_db_command, rotate_keys_command, set_admin_password_command, dev_bootstrap_command, worker_command):
+        app.cli.add_command(command)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register(app)

@@ -1,0 +1,80 @@
+"""Error types with messages a person can act on, and the one place they become HTTP answers.
+
+Code raises these where a problem is known; `register(app)` turns them (and Werkzeug's own
+HTTP errors) into JSON under `/webhooks` and `/api`, and into plain pages elsewhere.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+
+from flask import g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger("gateway")
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong; the message is one line naming it."""
+
+
+class VaultError(Exception):
+    """A stored secret cannot be decrypted with the configured keys."""
+
+
+class RequestError(Exception):
+    """A request we refuse: status code, a message, and optionally the parameter at fault."""
+
+    status = 400
+
+    def __init__(self, message: str, *, status: int | None = None, parameter: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.parameter = parameter
+        if status is not None:
+            self.status = status
+
+    def body(self) -> dict:
+        body = {"error": self.message}
+        if self.parameter:
+            body["parameter"] = self.parameter
+        return body
+
+
+def wants_json() -> bool:
+    return request.path.startswith(("/webhooks/", "/api/", "/healthz", "/readyz"))
+
+
+def register(app) -> None:
+    @app.errorhandler(RequestError)
+    def _request_error(exc: RequestError):
+        if wants_json():
+            return jsonify(exc.body()), exc.status
+        return exc.message, exc.status
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        if wants_json():
+            message = {
+                413: "request body too large",
+                404: "no such endpoint",
+                405: f"method {request.method} not allowed here",
+                429: "too many requests: slow down",
+            }.get(exc.code, exc.description or exc.name)
+            if exc.code == 400 and "CSRF" in (exc.description or ""):
+                message = exc.description
+            response = jsonify({"error": message})
+            response.status_code = exc.code or 500
+            if exc.code == 429 and getattr(exc, "retry_after", None):
+                response.headers["Retry-After"] = str(exc.retry_after)
+            return response
+        return exc
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        # A failure of ours: log it with the request id, never the body, and say so plainly.
+        request_id = getattr(g, "request_id", None) or uuid.uuid4().hex[:12]
+        log.exception("unhandled error request_id=%s path=%s", request_id, request.path)
+        if wants_json():
+            return jsonify({"error": "the gateway could not handle this request now; try again", "request_id": request_id}), 503
+        return f"Something went wrong on our side (request id {request_id}). Try again.", 500

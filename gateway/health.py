@@ -1,0 +1,38 @@
+"""Health for the platform: `/healthz` (the process serves) and `/readyz` (its parts answer)."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import Blueprint, jsonify
+
+from . import runtime
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz():
+    rt = runtime.current()
+    parts: dict[str, str] = {}
+    try:
+        with rt.store.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        parts["state_store"] = "ok"
+    except Exception as exc:  # the body says which part is down; never a traceback
+        parts["state_store"] = f"unavailable: {exc.__class__.__name__}"
+    try:
+        parts["ops_database"] = "ok" if rt.ops.ping() else "unavailable"
+    except Exception as exc:
+        parts["ops_database"] = f"unavailable: {exc.__class__.__name__}"
+    try:
+        from .zoho import connection
+
+        parts["zoho"] = connection.state(rt)
+    except Exception as exc:
+        parts["zoho"] = f"unknown: {exc.__class__.__name__}"
+    ready = parts["state_store"] == "ok"
+    return jsonify({"status": "ready" if ready else "unavailable", **parts}), 200 if ready else 503

@@ -1,0 +1,1 @@
+"""Inbound from Zoho: webhooks, the durable inbox, Notification API, catch-up."""

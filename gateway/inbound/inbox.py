@@ -1,0 +1,1 @@
+"""(placeholder: tables land with this concern)"""

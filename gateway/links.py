@@ -1,0 +1,63 @@
+"""Links between OnPrintShop records and Zoho records (`gw_links`).
+
+One row per (module, OnPrintShop id): the Zoho id, and a hash of what was last sent, so an
+unchanged record is not sent again. The outbound side writes links after a push; the inbound
+side reads them to find the record a Zoho delivery is about (and writes them on `ops_id`).
+Modules are named as in Zoho: 'Contacts', 'Deals'.
+"""
+from __future__ import annotations
+
+import time
+
+import sqlalchemy as sa
+
+from .store import metadata
+
+links_table = sa.Table(
+    "gw_links",
+    metadata,
+    sa.Column("module", sa.String(32), primary_key=True),
+    sa.Column("ops_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("zoho_id", sa.String(64), nullable=False),
+    sa.Column("sent_hash", sa.String(64), nullable=True),
+    sa.Column("updated_at", sa.Double, nullable=False),
+    sa.Index("ix_gw_links_zoho", "module", "zoho_id", unique=True),
+)
+
+
+def zoho_id_for(conn, module: str, ops_id: int) -> str | None:
+    row = conn.execute(
+        sa.select(links_table.c.zoho_id).where(links_table.c.module == module, links_table.c.ops_id == ops_id)
+    ).first()
+    return None if row is None else row[0]
+
+
+def ops_id_for(conn, module: str, zoho_id: str) -> int | None:
+    row = conn.execute(
+        sa.select(links_table.c.ops_id).where(links_table.c.module == module, links_table.c.zoho_id == zoho_id)
+    ).first()
+    return None if row is None else int(row[0])
+
+
+def sent_hash_for(conn, module: str, ops_id: int) -> str | None:
+    row = conn.execute(
+        sa.select(links_table.c.sent_hash).where(links_table.c.module == module, links_table.c.ops_id == ops_id)
+    ).first()
+    return None if row is None else row[0]
+
+
+def save(conn, module: str, ops_id: int, zoho_id: str, sent_hash: str | None = None) -> None:
+    """Insert or update the link; a Zoho id linked to another OnPrintShop id moves to this one."""
+    conn.execute(
+        links_table.delete().where(
+            links_table.c.module == module, links_table.c.zoho_id == zoho_id, links_table.c.ops_id != ops_id
+        )
+    )
+    values = {"zoho_id": zoho_id, "updated_at": time.time()}
+    if sent_hash is not None:
+        values["sent_hash"] = sent_hash
+    updated = conn.execute(
+        links_table.update().where(links_table.c.module == module, links_table.c.ops_id == ops_id).values(**values)
+    ).rowcount
+    if not updated:
+        conn.execute(links_table.insert().values(module=module, ops_id=ops_id, **values))

@@ -1,0 +1,82 @@
+"""Logging people can use: one line per request with a request id, text or JSON lines.
+
+Never a secret, a token or a full body: query strings are logged with any `token` masked, and
+bodies are not logged at all.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+import uuid
+
+from flask import g, request
+
+_TOKEN_IN_QUERY = re.compile(r"((?:^|&)token=)[^&]*", re.IGNORECASE)
+
+
+def mask_query(query: str) -> str:
+    return _TOKEN_IN_QUERY.sub(r"\1***", query)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        payload = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key in ("request_id", "method", "path", "status", "duration_ms", "remote"):
+            if hasattr(record, key):
+                payload[key] = getattr(record, key)
+        if record.exc_info:
+            payload["exception"] = self.formatException(record.exc_info)
+        return json.dumps(payload, ensure_ascii=False)
+
+
+def configure(fmt: str) -> None:
+    """Configure the 'gateway' logger once per process (idempotent)."""
+    logger = logging.getLogger("gateway")
+    handler = next((h for h in logger.handlers if getattr(h, "_gateway", False)), None)
+    if handler is None:
+        handler = logging.StreamHandler(sys.stderr)
+        handler._gateway = True
+        logger.addHandler(handler)
+        logger.propagate = False
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+
+
+def init_app(app) -> None:
+    configure(app.config["GATEWAY_LOG_FORMAT"])
+    access = logging.getLogger("gateway.access")
+
+    @app.before_request
+    def _start():
+        g.request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex[:16]
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _access_line(response):
+        duration_ms = round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 1)
+        path = request.path
+        query = request.query_string.decode("latin-1")
+        if query:
+            path += "?" + mask_query(query)
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        access.info(
+            "%s %s %s %sms request_id=%s",
+            request.method, path, response.status_code, duration_ms, g.get("request_id"),
+            extra={
+                "request_id": g.get("request_id"), "method": request.method, "path": path,
+                "status": response.status_code, "duration_ms": duration_ms, "remote": request.remote_addr,
+            },
+        )
+        return response

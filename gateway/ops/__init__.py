@@ -1,0 +1,1 @@
+"""The OnPrintShop database: mapping, reference schema, reads and writes."""

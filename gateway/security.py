@@ -1,0 +1,52 @@
+"""Security wired into every response and every admin page: CSRF, headers, login, rate limits.
+
+`limiter` and `csrf` are created unbound and bound per app in `init_app`; `login_required`
+guards every admin view.
+"""
+from __future__ import annotations
+
+import functools
+import time
+
+from flask import current_app, redirect, request, session, url_for
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_wtf.csrf import CSRFProtect
+
+csrf = CSRFProtect()
+limiter = Limiter(key_func=get_remote_address, default_limits=[], headers_enabled=True)
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def init_app(app) -> None:
+    csrf.init_app(app)
+    limiter.init_app(app)
+
+    @app.after_request
+    def _headers(response):
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if request.path.startswith("/admin"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        if app.config["GATEWAY_ENV"] == "production":
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        return response
+
+
+def login_required(view):
+    """Admin pages need a logged-in session; others are sent to the login page."""
+
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        if not session.get("admin") or session.get("login_at", 0) + current_app.permanent_session_lifetime.total_seconds() < time.time():
+            session.clear()
+            return redirect(url_for("admin.login", next=request.full_path if request.method == "GET" else None))
+        return view(*args, **kwargs)
+
+    return wrapped

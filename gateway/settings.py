@@ -1,0 +1,172 @@
+"""Settings: defaults, then `instance/config.py`, then the environment (which wins).
+
+Owns the rules of CONTRACT §2: what production requires, what development generates into
+the instance folder, and how database URLs are mapped to the installed drivers.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets as pysecrets
+
+from .errors import ConfigError
+
+# Every setting name the gateway reads, with its default (None: computed or required).
+DEFAULTS: dict[str, object] = {
+    "GATEWAY_ENV": "production",
+    "SECRET_KEY": None,
+    "GATEWAY_FERNET_KEYS": None,
+    "DATABASE_URL": None,
+    "OPS_DATABASE_URL": None,
+    "OPS_TIMEZONE": "UTC",
+    "GATEWAY_ZOHO_TIMEZONE": "UTC",
+    "GATEWAY_PUBLIC_URL": None,
+    "GATEWAY_PROXY_HOPS": 0,
+    "ZOHO_ACCOUNTS_URL": None,
+    "ZOHO_API_URL": None,
+    "GATEWAY_RUN_WORKER": True,
+    "GATEWAY_ZOHO_CONCURRENCY": 5,
+    "GATEWAY_DAILY_CALL_BUDGET": None,
+    "GATEWAY_POLL_SECONDS": 30,
+    "GATEWAY_WEBHOOK_RATE_LIMIT": "600 per minute",
+    "RATELIMIT_STORAGE_URI": "memory://",
+    "GATEWAY_RETENTION_DAYS": 30,
+    "GATEWAY_LOG_FORMAT": "text",
+    "GATEWAY_ADMIN_PASSWORD_HASH": None,
+}
+
+INT_SETTINGS = {
+    "GATEWAY_PROXY_HOPS",
+    "GATEWAY_ZOHO_CONCURRENCY",
+    "GATEWAY_DAILY_CALL_BUDGET",
+    "GATEWAY_POLL_SECONDS",
+    "GATEWAY_RETENTION_DAYS",
+}
+BOOL_SETTINGS = {"GATEWAY_RUN_WORKER"}
+REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "GATEWAY_FERNET_KEYS", "DATABASE_URL", "OPS_DATABASE_URL")
+DEV_SECRETS_FILE = "dev-secrets.json"
+
+
+def load(instance_path: str, environ: dict | None = None, test_config: dict | None = None) -> dict:
+    """Return the gateway's settings as a dict, validated; raise ConfigError with one line."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, object] = dict(DEFAULTS)
+    values.update(_read_instance_config(instance_path))
+    for name in DEFAULTS:
+        if environ.get(name) not in (None, ""):
+            values[name] = environ[name]
+    if test_config:
+        values.update(test_config)
+
+    env = str(values["GATEWAY_ENV"]).strip().lower()
+    if env not in ("production", "development"):
+        raise ConfigError(f"GATEWAY_ENV must be 'production' or 'development', not {env!r}")
+    values["GATEWAY_ENV"] = env
+
+    for name in INT_SETTINGS:
+        values[name] = _as_int(name, values[name])
+    for name in BOOL_SETTINGS:
+        values[name] = _as_bool(name, values[name])
+    if values["GATEWAY_LOG_FORMAT"] not in ("text", "json"):
+        raise ConfigError("GATEWAY_LOG_FORMAT must be 'text' or 'json'")
+
+    if env == "development":
+        generated = ensure_dev_secrets(instance_path)
+        for name, value in generated.items():
+            if not values.get(name):
+                values[name] = value
+        values["DATABASE_URL"] = values["DATABASE_URL"] or "sqlite:///" + os.path.join(instance_path, "gateway.db")
+        values["OPS_DATABASE_URL"] = values["OPS_DATABASE_URL"] or "sqlite:///" + os.path.join(instance_path, "ops.db")
+    else:
+        missing = [name for name in REQUIRED_IN_PRODUCTION if not values.get(name)]
+        if missing:
+            raise ConfigError(
+                "production needs these settings in the environment: " + ", ".join(missing)
+                + " (set GATEWAY_ENV=development only for local use)"
+            )
+
+    values["DATABASE_URL"] = normalize_database_url(str(values["DATABASE_URL"]))
+    values["OPS_DATABASE_URL"] = normalize_database_url(str(values["OPS_DATABASE_URL"]))
+    values["GATEWAY_FERNET_KEYS"] = [k.strip() for k in str(values["GATEWAY_FERNET_KEYS"]).split(",") if k.strip()]
+    return values
+
+
+def normalize_database_url(url: str) -> str:
+    """Map Heroku-style URLs to the installed drivers (psycopg 3, PyMySQL)."""
+    url = url.strip()
+    for prefix, replacement in (
+        ("postgres://", "postgresql+psycopg://"),
+        ("postgresql://", "postgresql+psycopg://"),
+        ("mysql://", "mysql+pymysql://"),
+        ("mariadb://", "mysql+pymysql://"),
+        ("mariadb+pymysql://", "mysql+pymysql://"),
+    ):
+        if url.startswith(prefix):
+            url = replacement + url[len(prefix):]
+            break
+    if url.startswith("mysql+pymysql://") and "charset=" not in url:
+        url += ("&" if "?" in url else "?") + "charset=utf8mb4"
+    if not url.split(":", 1)[0] in ("sqlite", "postgresql+psycopg", "mysql+pymysql"):
+        raise ConfigError(f"unsupported database URL scheme {url.split(':', 1)[0]!r}: use sqlite, postgres or mysql")
+    return url
+
+
+def ensure_dev_secrets(instance_path: str) -> dict:
+    """Generate development secrets once (exclusive create, mode 0600); every process reads the same file."""
+    os.makedirs(instance_path, exist_ok=True)
+    path = os.path.join(instance_path, DEV_SECRETS_FILE)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        generated = {
+            "SECRET_KEY": pysecrets.token_urlsafe(48),
+            "GATEWAY_FERNET_KEYS": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+        }
+        with os.fdopen(fd, "w") as fh:
+            json.dump(generated, fh)
+        return generated
+    for _ in range(50):  # another process may be between create and write
+        try:
+            with open(path) as fh:
+                return json.load(fh)
+        except json.JSONDecodeError:
+            import time
+
+            time.sleep(0.05)
+    raise ConfigError(f"{path} is not valid JSON: delete it to generate new development secrets")
+
+
+def _read_instance_config(instance_path: str) -> dict:
+    path = os.path.join(instance_path, "config.py")
+    if not os.path.exists(path):
+        return {}
+    namespace: dict = {}
+    try:
+        with open(path) as fh:
+            exec(compile(fh.read(), path, "exec"), namespace)
+    except Exception as exc:  # a broken config file must say where, in one line
+        raise ConfigError(f"{path}: {exc.__class__.__name__}: {exc}") from None
+    return {k: v for k, v in namespace.items() if k in DEFAULTS}
+
+
+def _as_int(name: str, value: object) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a whole number, not {value!r}") from None
+
+
+def _as_bool(name: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{name} must be 1 or 0, not {value!r}")

@@ -1,0 +1,200 @@
+"""The gateway's own state store (`DATABASE_URL`): engine, shared tables, leases, `init-db`.
+
+Every concern keeps its own tables in its own module on the one `metadata` defined here;
+`init_db` imports them all and creates what is missing. SQLite runs in WAL mode with a busy
+timeout, and `store.immediate()` opens a `BEGIN IMMEDIATE` transaction there (a plain one
+elsewhere, where `FOR UPDATE` does the locking), so several gunicorn workers can share it.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import time
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+metadata = sa.MetaData()
+
+# Modules that define tables on `metadata`; imported by init_db and by Store users.
+TABLE_MODULES = (
+    "gateway.store",
+    "gateway.vault",
+    "gateway.links",
+    "gateway.zoho.connection",
+    "gateway.admin.audit",
+    "gateway.inbound.inbox",
+    "gateway.outbound.queue",
+)
+
+settings_table = sa.Table(
+    "gw_settings",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),  # JSON
+    sa.Column("updated_at", sa.Double, nullable=False),
+)
+
+leases_table = sa.Table(
+    "gw_leases",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("holder", sa.String(100), nullable=True),
+    sa.Column("expires_at", sa.Double, nullable=False, default=0.0),
+)
+
+schema_version_table = sa.Table(
+    "gw_schema_version",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+SCHEMA_VERSION = 1
+
+
+def make_engine(url: str, **kwargs) -> sa.Engine:
+    """An engine for any supported URL; SQLite gets WAL, a busy timeout and explicit BEGINs."""
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_conn, _record):
+            dbapi_conn.isolation_level = None  # let us emit BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA busy_timeout = 30000")
+            if ":memory:" not in url and url not in ("sqlite://", "sqlite:///"):
+                cur.execute("PRAGMA journal_mode = WAL")
+            cur.execute("PRAGMA foreign_keys = ON")
+            cur.execute("PRAGMA synchronous = NORMAL")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):
+            mode = conn.get_execution_options().get("sqlite_begin", "")
+            conn.exec_driver_sql(f"BEGIN {mode}".strip())
+
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_recycle", 280)
+    return sa.create_engine(url, **kwargs)
+
+
+class Store:
+    """The state store: one engine, transactions, settings and leases."""
+
+    def __init__(self, url: str, **engine_kwargs):
+        self.url = url
+        self.engine = make_engine(url, **engine_kwargs)
+        self.dialect = self.engine.dialect.name  # 'sqlite', 'postgresql', 'mysql'
+
+    # -- transactions -------------------------------------------------------------------
+    def begin(self):
+        """A transaction (`with store.begin() as conn:`)."""
+        return self.engine.begin()
+
+    @contextlib.contextmanager
+    def immediate(self):
+        """A transaction that takes the write lock at once on SQLite (read-then-write made atomic)."""
+        with self.engine.connect() as conn:
+            if self.dialect == "sqlite":
+                conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+            with conn.begin():
+                yield conn
+
+    @property
+    def skip_locked(self) -> bool:
+        return self.dialect in ("postgresql", "mysql")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- settings (plain values, JSON) ------------------------------------------------------
+    def get_setting(self, name: str, default=None, conn=None):
+        import json
+
+        def read(c):
+            row = c.execute(sa.select(settings_table.c.value).where(settings_table.c.name == name)).first()
+            return default if row is None else json.loads(row[0])
+
+        if conn is not None:
+            return read(conn)
+        with self.engine.connect() as c:
+            return read(c)
+
+    def set_setting(self, name: str, value, conn=None) -> None:
+        import json
+
+        def write(c):
+            payload = json.dumps(value)
+            updated = c.execute(
+                settings_table.update().where(settings_table.c.name == name).values(value=payload, updated_at=time.time())
+            )
+            if updated.rowcount == 0:
+                c.execute(settings_table.insert().values(name=name, value=payload, updated_at=time.time()))
+
+        if conn is not None:
+            write(conn)
+        else:
+            with self.immediate() as c:
+                write(c)
+
+    def delete_setting(self, name: str, conn) -> None:
+        conn.execute(settings_table.delete().where(settings_table.c.name == name))
+
+    # -- leases -----------------------------------------------------------------------------
+    def try_lease(self, name: str, holder: str, seconds: float) -> bool:
+        """Take or extend the named lease if it is free, lapsed or already ours; True when held."""
+        now = time.time()
+        with self.immediate() as conn:
+            taken = conn.execute(
+                leases_table.update()
+                .where(leases_table.c.name == name)
+                .where(sa.or_(leases_table.c.expires_at < now, leases_table.c.holder == holder, leases_table.c.holder.is_(None)))
+                .values(holder=holder, expires_at=now + seconds)
+            ).rowcount
+            if taken:
+                return True
+            exists = conn.execute(sa.select(leases_table.c.name).where(leases_table.c.name == name)).first()
+            if exists:
+                return False
+            try:
+                with conn.begin_nested():
+                    conn.execute(leases_table.insert().values(name=name, holder=holder, expires_at=now + seconds))
+            except sa.exc.IntegrityError:
+                return False
+            return True
+
+    def release_lease(self, name: str, holder: str) -> None:
+        with self.begin() as conn:
+            conn.execute(
+                leases_table.update()
+                .where(leases_table.c.name == name, leases_table.c.holder == holder)
+                .values(holder=None, expires_at=0.0)
+            )
+
+
+def new_holder_id() -> str:
+    """A lease holder id unique to this process and call site."""
+    import os
+
+    return f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def load_table_modules() -> None:
+    for name in TABLE_MODULES:
+        importlib.import_module(name)
+
+
+def init_db(store: Store) -> None:
+    """Create or upgrade the gateway tables; idempotent, safe on every release."""
+    load_table_modules()
+    metadata.create_all(store.engine, checkfirst=True)
+    with store.immediate() as conn:
+        row = conn.execute(sa.select(schema_version_table.c.version).where(schema_version_table.c.id == 1)).first()
+        if row is None:
+            conn.execute(schema_version_table.insert().values(id=1, version=SCHEMA_VERSION))
+        elif row[0] < SCHEMA_VERSION:
+            # Future upgrades run here, in order, before the version is raised.
+            conn.execute(schema_version_table.update().where(schema_version_table.c.id == 1).values(version=SCHEMA_VERSION))

@@ -1,0 +1,36 @@
+"""gunicorn settings, read from the environment as Heroku sets it.
+
+Background work (queue worker, poller, inbox re-applier, channel renewal) runs in each web
+worker when GATEWAY_RUN_WORKER=1: started in post_worker_init, never in the master, and
+stopped in worker_exit, which hands its leases back.
+"""
+import os
+
+bind = os.environ.get("GUNICORN_BIND") or f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+worker_class = "gthread"
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+graceful_timeout = 20
+keepalive = 5
+preload_app = False  # each worker opens its own database connections and threads
+accesslog = None  # the app logs one line per request itself (with a request id, tokens masked)
+errorlog = "-"
+forwarded_allow_ips = "*" if int(os.environ.get("GATEWAY_PROXY_HOPS", "0") or 0) else "127.0.0.1"
+
+
+def post_worker_init(worker):
+    from gateway.background import BackgroundRunner
+
+    flask_app = worker.wsgi
+    if not flask_app.config.get("GATEWAY_RUN_WORKER"):
+        return
+    runner = BackgroundRunner(flask_app)
+    runner.start()
+    worker._gateway_runner = runner
+
+
+def worker_exit(server, worker):
+    runner = getattr(worker, "_gateway_runner", None)
+    if runner is not None:
+        runner.stop()

@@ -1,0 +1,93 @@
+"""Settings as CONTRACT §2 says: production requires its secrets, development generates them once."""
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from gateway import create_app
+from gateway.errors import ConfigError
+from gateway.settings import normalize_database_url
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PRODUCTION_NAMES = ("SECRET_KEY", "GATEWAY_FERNET_KEYS", "DATABASE_URL", "OPS_DATABASE_URL")
+
+
+def _clean_env(tmp_path, **extra):
+    env = {k: v for k, v in os.environ.items() if k not in PRODUCTION_NAMES and not k.startswith("GATEWAY_")}
+    env["GATEWAY_INSTANCE_PATH"] = str(tmp_path / "instance")
+    env.update(extra)
+    return env
+
+
+def test_production_cli_refuses_without_settings_in_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "init-db"],
+        cwd=REPO, env=_clean_env(tmp_path), capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    for name in PRODUCTION_NAMES:
+        assert name in lines[0]
+
+
+def test_production_gunicorn_refuses_without_settings(tmp_path):
+    result = subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "gunicorn"), "--bind", "127.0.0.1:0", "wsgi:app"],
+        cwd=REPO, env=_clean_env(tmp_path), capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode != 0
+    assert "configuration error: production needs these settings" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_production_app_names_each_missing_setting(tmp_path, monkeypatch):
+    for name in PRODUCTION_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("GATEWAY_ENV", raising=False)
+    with pytest.raises(ConfigError, match="OPS_DATABASE_URL"):
+        create_app({"INSTANCE_PATH": str(tmp_path), "SECRET_KEY": "x", "GATEWAY_FERNET_KEYS": "y",
+                    "DATABASE_URL": "sqlite://"})
+
+
+def test_development_secrets_are_generated_once_with_mode_0600(make_app, tmp_path):
+    first = make_app()
+    second = make_app()
+    path = tmp_path / "instance" / "dev-secrets.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert first.config["SECRET_KEY"] == second.config["SECRET_KEY"]
+    assert first.config["GATEWAY_FERNET_KEYS"] == second.config["GATEWAY_FERNET_KEYS"]
+
+
+def test_environment_wins_over_instance_config(tmp_path, monkeypatch):
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    (instance / "config.py").write_text("GATEWAY_POLL_SECONDS = 99\nGATEWAY_RETENTION_DAYS = 7\n")
+    monkeypatch.setenv("GATEWAY_POLL_SECONDS", "5")
+    app = create_app({"INSTANCE_PATH": str(instance), "GATEWAY_ENV": "development",
+                      "DATABASE_URL": f"sqlite:///{tmp_path}/s.db"})
+    assert app.config["GATEWAY_POLL_SECONDS"] == 5
+    assert app.config["GATEWAY_RETENTION_DAYS"] == 7
+
+
+def test_bad_number_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="GATEWAY_ZOHO_CONCURRENCY must be a whole number"):
+        create_app({"INSTANCE_PATH": str(tmp_path), "GATEWAY_ENV": "development", "GATEWAY_ZOHO_CONCURRENCY": "five"})
+
+
+@pytest.mark.parametrize("given, expected", [
+    ("postgres://u:p@h:5432/db", "postgresql+psycopg://u:p@h:5432/db"),
+    ("postgresql://u@h/db", "postgresql+psycopg://u@h/db"),
+    ("mysql://root@127.0.0.1/db", "mysql+pymysql://root@127.0.0.1/db?charset=utf8mb4"),
+    ("sqlite:////tmp/x.db", "sqlite:////tmp/x.db"),
+])
+def test_heroku_style_database_urls_map_to_installed_drivers(given, expected):
+    assert normalize_database_url(given) == expected
+
+
+def test_unknown_database_scheme_is_refused():
+    with pytest.raises(ConfigError, match="unsupported database URL scheme 'oracle'"):
+        normalize_database_url("oracle://x")
