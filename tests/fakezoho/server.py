@@ -64,6 +64,12 @@ class FakeZoho:
         self.max_in_flight = 0
         self.latency = 0.0
         self.clock_offset = 0.0  # tests move the fake's clock forward instead of sleeping
+        # Shared state between the concerns:
+        # access tokens the accounts server issued: token -> expiry (fake clock); records.py and
+        # notifications.py call check_auth(), which answers 401 INVALID_TOKEN for any other.
+        self.access_tokens: dict[str, float] = {}
+        # CRM records by module and id, each a dict of API field names incl. "id" and "Modified_Time".
+        self.records: dict[str, dict[str, dict]] = {"Contacts": {}, "Deals": {}, "Accounts": {}}
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         for name in CONCERN_MODULES:
@@ -81,6 +87,18 @@ class FakeZoho:
 
     def advance(self, seconds: float) -> None:
         self.clock_offset += seconds
+
+    # -- auth ---------------------------------------------------------------------------------
+    def check_auth(self, req: Request) -> Response | None:
+        """None when the request carries a live access token, else Zoho's 401 answer."""
+        header = req.headers.get("authorization", "")
+        token = header[len("Zoho-oauthtoken "):] if header.startswith("Zoho-oauthtoken ") else None
+        with self.lock:
+            expires = self.access_tokens.get(token) if token else None
+        if expires is None or expires <= self.now():
+            self.calls["401 INVALID_TOKEN"] += 1
+            return Response(401, {"code": "INVALID_TOKEN", "details": {}, "message": "invalid oauth token", "status": "error"})
+        return None
 
     # -- routing ------------------------------------------------------------------------------
     def route(self, method: str, pattern: str, name: str | None = None):
