@@ -34,3 +34,19 @@ def worker_exit(server, worker):
     runner = getattr(worker, "_gateway_runner", None)
     if runner is not None:
         runner.stop()
+
+
+def on_starting(server):
+    # Check the settings once in the master, so a missing one stops start-up with one line
+    # instead of every worker failing to boot.
+    import sys
+
+    from gateway import default_instance_path, settings
+    from gateway.errors import ConfigError
+
+    try:
+        settings.load(default_instance_path())
+    except ConfigError as exc:
+        sys.stderr.write(f"gateway: configuration error: {exc}\n")
+        sys.stderr.flush()
+        raise SystemExit(4)
