@@ -1,0 +1,172 @@
+"""The connection to the OnPrintShop database (`OPS_DATABASE_URL`) and its time zone.
+
+`OpsDatabase.from_config(config)` opens the engine lazily (nothing connects until used),
+loads and validates the mapping (`instance/mapping.toml`), and builds the tables through it.
+OnPrintShop keeps naive datetimes in `OPS_TIMEZONE`; `to_local` and `from_local` convert
+between those and aware datetimes, so the rest of the gateway only handles aware UTC times.
+
+Connections fail fast (a few seconds) when the server is away, so a webhook can answer
+"accepted" instead of hanging; `ping()` says whether it answers now.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import sqlalchemy as sa
+
+from ..errors import ConfigError
+from ..store import make_engine
+from . import mapping as mapping_module
+from .schema import build_tables
+
+CONNECT_TIMEOUT = 3  # seconds: an unreachable OnPrintShop database must not hold a webhook for long
+STATUS_CACHE_SECONDS = 30
+
+# Errors that mean "the OnPrintShop database cannot be reached now" (retry later), as opposed
+# to a wrong query or a constraint.
+UNAVAILABLE_ERRORS = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError, sa.exc.TimeoutError)
+
+
+def zone(name: str, setting: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(str(name))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{setting}={name!r} is not an IANA time zone name (e.g. UTC, Europe/Berlin)") from None
+
+
+class OpsDatabase:
+    """The OnPrintShop database: engine, mapping, tables, time zone."""
+
+    def __init__(self, url: str, mapping: mapping_module.Mapping | None = None, timezone: str = "UTC", **engine_kwargs):
+        self.url = url
+        self.mapping = mapping or mapping_module.Mapping()
+        self.timezone = zone(timezone, "OPS_TIMEZONE")
+        if url.startswith("mysql"):
+            engine_kwargs.setdefault("connect_args", {"connect_timeout": CONNECT_TIMEOUT})
+            engine_kwargs.setdefault("pool_timeout", CONNECT_TIMEOUT)
+        elif url.startswith("postgresql"):
+            engine_kwargs.setdefault("connect_args", {"connect_timeout": CONNECT_TIMEOUT})
+        self.engine = make_engine(url, **engine_kwargs)
+        self.dialect = self.engine.dialect.name
+        self.tables = build_tables(self.mapping)
+        self._status_lock = threading.Lock()
+        self._status_cache: tuple[float, dict[str, tuple[int, str]]] | None = None
+
+    @classmethod
+    def from_config(cls, config) -> "OpsDatabase":
+        # With instance_relative_config the Flask config's root_path is the instance folder.
+        instance_path = config.get("INSTANCE_PATH") or getattr(config, "root_path", None)
+        return cls(
+            config["OPS_DATABASE_URL"],
+            mapping=mapping_module.load(instance_path),
+            timezone=config.get("OPS_TIMEZONE") or "UTC",
+        )
+
+    # -- connections --------------------------------------------------------------------------
+    def begin(self):
+        """A transaction on the OnPrintShop database; on SQLite it takes the write lock at once."""
+        return _Transaction(self)
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            return True
+        except sa.exc.SQLAlchemyError:
+            return False
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def existing_tables(self) -> list[str]:
+        """Which of the mapped tables exist (their names in this store)."""
+        inspector = sa.inspect(self.engine)
+        names = {n.lower() for n in inspector.get_table_names()}
+        return [t.name for t in self.tables.values() if t.name.lower() in names]
+
+    # -- statuses ---------------------------------------------------------------------------------
+    def statuses(self, conn=None, refresh: bool = False) -> dict[str, tuple[int, str]]:
+        """{casefolded status name: (orders_status_id, name)}; cached for a short while."""
+        now = time.monotonic()
+        cached = self._status_cache
+        if conn is None and not refresh and cached and now - cached[0] < STATUS_CACHE_SECONDS:
+            return cached[1]
+        t = self.tables["orders_status"]
+
+        def read(c):
+            rows = c.execute(sa.select(t.c.orders_status_id, t.c.orders_status_name)).all()
+            return {str(name).casefold(): (int(sid), str(name)) for sid, name in rows}
+
+        if conn is not None:
+            result = read(conn)
+        else:
+            with self.engine.connect() as c:
+                result = read(c)
+        with self._status_lock:
+            self._status_cache = (now, result)
+        return result
+
+    def status_names(self) -> list[str] | None:
+        """The known status names, or None when the database cannot be asked now."""
+        try:
+            return [name for _sid, name in self.statuses().values()]
+        except sa.exc.SQLAlchemyError:
+            cached = self._status_cache
+            return [name for _sid, name in cached[1].values()] if cached else None
+
+    # -- time ---------------------------------------------------------------------------------------
+    def to_local(self, aware: dt.datetime) -> dt.datetime:
+        """An aware datetime → the naive OnPrintShop datetime (OPS_TIMEZONE), to the second."""
+        if aware.tzinfo is None:
+            raise ValueError("to_local needs an aware datetime")
+        return aware.astimezone(self.timezone).replace(tzinfo=None, microsecond=0)
+
+    def from_local(self, naive: dt.datetime) -> dt.datetime:
+        """A naive OnPrintShop datetime (OPS_TIMEZONE) → an aware UTC datetime."""
+        if naive.tzinfo is not None:
+            return naive.astimezone(dt.timezone.utc)
+        return naive.replace(tzinfo=self.timezone).astimezone(dt.timezone.utc)
+
+    def local_from_epoch(self, epoch: float) -> dt.datetime:
+        return self.to_local(dt.datetime.fromtimestamp(epoch, dt.timezone.utc))
+
+    def epoch_from_local(self, naive: dt.datetime) -> float:
+        return self.from_local(naive).timestamp()
+
+    def now_local(self) -> dt.datetime:
+        return self.to_local(dt.datetime.now(dt.timezone.utc))
+
+
+class _Transaction:
+    """`with ops.begin() as conn:` — BEGIN IMMEDIATE on SQLite so read-then-write is atomic."""
+
+    def __init__(self, ops: OpsDatabase):
+        self.ops = ops
+        self._conn = None
+        self._tx = None
+
+    def __enter__(self):
+        conn = self.ops.engine.connect()
+        try:
+            if self.ops.dialect == "sqlite":
+                conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+            self._tx = conn.begin()
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return conn
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is None:
+                self._tx.commit()
+            else:
+                self._tx.rollback()
+        finally:
+            self._conn.close()
+        return False
+
