@@ -1,1 +1,84 @@
-"""(placeholder: tables land with this concern)"""
+"""The admin audit trail: who did what, when, from the admin page; and failed login attempts.
+
+`record(rt, who, action, detail)` writes one row to `gw_audit` and one log line; `recent(rt,
+limit)` reads the newest rows for the page. Failed logins are kept in `gw_login_failures` (one
+row per failure, by client address) so the login throttle holds across every process sharing
+the state store. Neither table ever holds a secret: callers pass details a person may read.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import sqlalchemy as sa
+
+from ..store import metadata
+
+log = logging.getLogger("gateway.admin")
+
+ACTION_MAX = 64
+DETAIL_MAX = 500
+
+audit_table = sa.Table(
+    "gw_audit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Double, nullable=False, index=True),
+    sa.Column("who", sa.String(100), nullable=False),
+    sa.Column("action", sa.String(ACTION_MAX), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+)
+
+login_failures_table = sa.Table(
+    "gw_login_failures",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("address", sa.String(64), nullable=False, index=True),
+    sa.Column("at", sa.Double, nullable=False, index=True),
+)
+
+
+def record(rt, who: str, action: str, detail: str = "") -> None:
+    """Write one audit row and one log line. `detail` must never contain a secret."""
+    who = (who or "unknown")[:100]
+    action = action[:ACTION_MAX]
+    detail = (detail or "")[:DETAIL_MAX]
+    with rt.store.begin() as conn:
+        conn.execute(audit_table.insert().values(at=time.time(), who=who, action=action, detail=detail))
+    log.info("admin action=%s who=%s detail=%s", action, who, detail)
+
+
+def recent(rt, limit: int = 20) -> list[dict]:
+    """The newest audit rows first: dicts with time, who, action, detail."""
+    with rt.store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(audit_table.c.at, audit_table.c.who, audit_table.c.action, audit_table.c.detail)
+            .order_by(audit_table.c.id.desc())
+            .limit(limit)
+        ).all()
+    return [{"time": row.at, "who": row.who, "action": row.action, "detail": row.detail} for row in rows]
+
+
+def purge(rt, older_than_epoch: float) -> int:
+    """Delete audit rows older than the given time; returns how many."""
+    with rt.store.begin() as conn:
+        return conn.execute(audit_table.delete().where(audit_table.c.at < older_than_epoch)).rowcount
+
+
+def note_login_failure(rt, address: str, now: float | None = None, keep_seconds: float = 3600) -> None:
+    """Remember one failed login from `address` (and drop failures older than an hour)."""
+    now = time.time() if now is None else now
+    with rt.store.begin() as conn:
+        conn.execute(login_failures_table.insert().values(address=(address or "unknown")[:64], at=now))
+        conn.execute(login_failures_table.delete().where(login_failures_table.c.at < now - keep_seconds))
+
+
+def login_failures_since(rt, address: str, since: float) -> list[float]:
+    """The times of failed logins from `address` at or after `since`, oldest first."""
+    with rt.store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(login_failures_table.c.at)
+            .where(login_failures_table.c.address == (address or "unknown")[:64], login_failures_table.c.at >= since)
+            .order_by(login_failures_table.c.at)
+        ).all()
+    return [row.at for row in rows]

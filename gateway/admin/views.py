@@ -1,17 +1,223 @@
-"""(placeholder until the admin console lands) The admin blueprint."""
-from flask import Blueprint
+"""The admin blueprint (`/admin`): login, the one status-and-configuration page, its actions.
 
+Views stay thin: forms validate shape (gateway.admin.forms), `actions` calls the owning
+concern and words the outcome, `panels` gathers what the page shows, `audit` records who did
+what. Every action is a POST with the CSRF token, answered by a redirect to the page with a
+message (Post/Redirect/Get), so it works without JavaScript and a reload repeats nothing.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask_wtf.csrf import CSRFError
+
+from .. import runtime
 from ..security import login_required
+from . import actions, audit, auth, panels
+from .forms import ConfigureForm, LoginForm, NotifyForm, PushForm, RetryJobForm
+
+log = logging.getLogger("gateway.admin")
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 
+def who() -> str:
+    """The audit log's 'who': there is one admin password, so the client address tells sessions apart."""
+    return f"admin@{request.remote_addr or 'unknown'}"
+
+
+def _show(outcome: actions.Outcome, action: str):
+    audit.record(runtime.current(), who(), action, outcome.detail)
+    flash(outcome.message, "ok" if outcome.ok else "error")
+    return redirect(url_for(".index"))
+
+
+def _form_problem(form) -> str:
+    messages = [message for field_errors in form.errors.values() for message in field_errors]
+    return " ".join(messages) or "The form was not complete."
+
+
+@bp.app_template_filter("relative")
+def _relative(value):
+    return panels.relative(value, time.time())
+
+
+@bp.app_template_filter("duration")
+def _duration(value):
+    return panels.duration(value)
+
+
+@bp.app_template_filter("clock")
+def _clock(value):
+    return panels.clock(value)
+
+
+@bp.errorhandler(CSRFError)
+def _csrf_error(exc):
+    return render_template("admin/problem.html", title="Form expired", message=(
+        "The form was missing its security token or it had expired. Go back, reload the page and try again."
+    )), 400
+
+
+# -- login ------------------------------------------------------------------------------------
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    return "login"
+    rt = runtime.current()
+    form = LoginForm()
+    if request.method == "GET":
+        form.next.data = auth.safe_next(request.args.get("next"), "")
+        return render_template("admin/login.html", form=form)
+
+    address = request.remote_addr or "unknown"
+    throttle = auth.throttle(rt, address)
+    if throttle.blocked:
+        log.warning("admin login refused: too many failures from %s", address)
+        message = f"Too many failed logins from your address. Wait {throttle.retry_after} seconds, then try again."
+        response = current_app.make_response((render_template("admin/login.html", form=form, error=message), 429))
+        response.headers["Retry-After"] = str(throttle.retry_after)
+        return response
+
+    if form.validate_on_submit() and auth.check_password(rt, form.password.data):
+        target = auth.safe_next(form.next.data, url_for(".index"))
+        session.clear()  # a fresh session: nothing from before the login survives it
+        session["admin"] = True
+        session["login_at"] = time.time()
+        session.permanent = True
+        audit.record(rt, who(), "login", "logged in")
+        return redirect(target)
+
+    auth.note_failure(rt, address)
+    log.warning("admin login failed from %s", address)
+    return render_template("admin/login.html", form=form, error=auth.WRONG_PASSWORD), 401
+
+
+@bp.post("/logout")
+@login_required
+def logout():
+    audit.record(runtime.current(), who(), "logout", "logged out")
+    session.clear()
+    flash("You are logged out.", "ok")
+    return redirect(url_for(".login"))
+
+
+# -- the page -----------------------------------------------------------------------------------
+def _page(configure_form: ConfigureForm, status: int = 200):
+    rt = runtime.current()
+    base_url = (current_app.config.get("GATEWAY_PUBLIC_URL") or request.url_root).rstrip("/") + "/"
+    page = panels.gather(rt, base_url)
+    if request.method == "GET" and page.connection.ok and isinstance(page.connection.data, dict):
+        current = page.connection.data
+        # Only what is not a credential is filled in again: never the client id, secret or token.
+        if current.get("data_center"):
+            configure_form.data_center.data = current["data_center"]
+        if current.get("account_id"):
+            configure_form.account_id.data = str(current["account_id"])
+        if current.get("modules"):
+            configure_form.modules.data = [str(m).lower() for m in current["modules"]]
+    return render_template(
+        "admin/index.html",
+        page=page,
+        webhook_url_rows=panels.url_rows(page.webhook_urls.data) if page.webhook_urls.ok else [],
+        configure_form=configure_form,
+        push_form=PushForm(formdata=None),
+        events_url=base_url + "api/v1/events",
+        zoho_connect_url=_zoho_connect_url(),
+        now=time.time(),
+    ), status
+
+
+def _zoho_connect_url() -> str | None:
+    """The redirect-based connect flow, when the Zoho concern provides it."""
+    for endpoint in ("admin.zoho_connect", "admin.connect", "zoho.connect"):
+        if endpoint in current_app.view_functions:
+            return url_for(endpoint)
+    return None
 
 
 @bp.route("/", methods=["GET", "POST"])
 @login_required
 def index():
-    return "admin"
+    form = ConfigureForm()
+    if request.method == "GET":
+        return _page(form)
+    if not form.validate_on_submit():
+        flash("The configuration was not saved: " + _form_problem(form), "error")
+        return _page(form, 400)
+    outcome = actions.configure(
+        runtime.current(),
+        data_center=form.data_center.data,
+        client_id=form.client_id.data.strip(),
+        client_secret=form.client_secret.data.strip(),
+        grant_token=form.grant_token.data.strip(),
+        account_id=form.account_id.data.strip(),
+        redirect_uri=(form.redirect_uri.data or "").strip() or None,
+        modules=form.modules.data,
+    )
+    return _show(outcome, "configure")
+
+
+# -- actions ------------------------------------------------------------------------------------
+@bp.post("/jobs/retry")
+@login_required
+def retry_job():
+    form = RetryJobForm()
+    if not form.validate_on_submit():
+        flash("Nothing retried: " + _form_problem(form), "error")
+        return redirect(url_for(".index"))
+    return _show(actions.retry_job(runtime.current(), form.job_id.data), "retry job")
+
+
+@bp.post("/jobs/retry-all")
+@login_required
+def retry_all():
+    return _show(actions.retry_all(runtime.current()), "retry all dead jobs")
+
+
+@bp.post("/push")
+@login_required
+def push():
+    form = PushForm()
+    if not form.validate_on_submit():
+        flash("Nothing pushed: " + _form_problem(form), "error")
+        return redirect(url_for(".index"))
+    return _show(actions.push(runtime.current(), form.kind.data, form.record_id.data), "push")
+
+
+@bp.post("/secrets/webhook/rotate")
+@login_required
+def rotate_webhook_secret():
+    return _show(actions.rotate_webhook_secret(runtime.current()), "rotate webhook secret")
+
+
+@bp.post("/secrets/events/rotate")
+@login_required
+def rotate_events_secret():
+    return _show(actions.rotate_events_secret(runtime.current()), "rotate events secret")
+
+
+@bp.post("/notify")
+@login_required
+def notify():
+    form = NotifyForm()
+    if not form.validate_on_submit():
+        flash("Nothing changed: " + _form_problem(form), "error")
+        return redirect(url_for(".index"))
+    return _show(actions.set_notify(runtime.current(), form.enabled.data == "on"), "notification api")
+
+
+@bp.post("/disconnect")
+@login_required
+def disconnect():
+    return _show(actions.disconnect(runtime.current()), "disconnect")
+
+
+# The Zoho concern's redirect flow (/admin/zoho/connect, /admin/zoho/callback) lives on this
+# blueprint, in its own module.
+try:
+    importlib.import_module(f"{__package__}.zoho_views")
+except ModuleNotFoundError as exc:
+    if exc.name != f"{__package__}.zoho_views":
+        raise

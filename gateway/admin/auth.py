@@ -1,0 +1,93 @@
+"""Admin login policy: which password hash counts, the failed-login throttle, safe redirects.
+
+- `GATEWAY_ADMIN_PASSWORD_HASH` (a Werkzeug hash in the environment) wins over the stored
+  setting written by `set-admin-password`.
+- With no password set at all, a login is checked against a dummy hash of the same kind, so
+  the answer and its timing do not tell an outsider whether a password exists.
+- At most `MAX_FAILURES` failed logins per `WINDOW_SECONDS` per client address; the count
+  lives in the state store, so it holds across gunicorn workers and dynos.
+"""
+from __future__ import annotations
+
+import secrets as pysecrets
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from ..cli import ADMIN_PASSWORD_SETTING
+from . import audit
+
+MAX_FAILURES = 5
+WINDOW_SECONDS = 60.0
+WRONG_PASSWORD = "That password is not right. Try again."
+
+_dummy_hash: str | None = None
+
+
+def _dummy() -> str:
+    """A hash of a random password, made with Werkzeug's default method (as real ones are)."""
+    global _dummy_hash
+    if _dummy_hash is None:
+        _dummy_hash = generate_password_hash(pysecrets.token_urlsafe(16))
+    return _dummy_hash
+
+
+def password_hash(rt) -> str | None:
+    """The hash that logins are checked against, or None when no password is set."""
+    return rt.config.get("GATEWAY_ADMIN_PASSWORD_HASH") or rt.store.get_setting(ADMIN_PASSWORD_SETTING)
+
+
+def check_password(rt, given: str) -> bool:
+    stored = password_hash(rt)
+    if not stored:
+        check_password_hash(_dummy(), given or "")  # same work as a real check: no timing tell
+        return False
+    try:
+        return check_password_hash(stored, given or "")
+    except ValueError:  # a malformed hash in the environment: nobody gets in, the log says why
+        import logging
+
+        logging.getLogger("gateway.admin").error("GATEWAY_ADMIN_PASSWORD_HASH is not a Werkzeug password hash")
+        return False
+
+
+@dataclass(frozen=True)
+class Throttle:
+    blocked: bool
+    retry_after: int  # seconds until the next attempt is allowed (0 when not blocked)
+
+
+def throttle_for(failure_times: list[float], now: float) -> Throttle:
+    """Pure rule: blocked while `MAX_FAILURES` failures fall within the last `WINDOW_SECONDS`."""
+    recent = sorted(t for t in failure_times if t > now - WINDOW_SECONDS)
+    if len(recent) < MAX_FAILURES:
+        return Throttle(False, 0)
+    # The attempt is allowed again once the oldest of the last MAX_FAILURES leaves the window.
+    oldest_that_counts = recent[-MAX_FAILURES]
+    return Throttle(True, max(1, int(oldest_that_counts + WINDOW_SECONDS - now + 0.999)))
+
+
+def throttle(rt, address: str, now: float | None = None) -> Throttle:
+    now = time.time() if now is None else now
+    return throttle_for(audit.login_failures_since(rt, address, now - WINDOW_SECONDS), now)
+
+
+def note_failure(rt, address: str) -> None:
+    audit.note_login_failure(rt, address)
+
+
+def safe_next(target: str | None, default: str) -> str:
+    """A redirect target after login: only a path on this site under /admin, else `default`."""
+    if not target:
+        return default
+    target = target.strip()
+    if "\\" in target or any(ord(c) < 32 for c in target):
+        return default
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/admin") or target.startswith("//"):
+        return default
+    if target.endswith("?"):  # login_required's `full_path` adds a bare "?"
+        target = target[:-1]
+    return target

@@ -1,0 +1,157 @@
+"""What the admin page shows, gathered from each concern through its agreed functions.
+
+`gather(rt, base_url)` asks the Zoho connection, the queue, the inbox, the secrets and the
+Notification API for their state. Each panel is read on its own: when one part cannot answer
+(its database is away, a bug), that panel says so and the rest of the page still works, so
+the admin can still see and fix the other parts. The time formatting used by the templates
+lives here too, as pure functions.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import logging
+from dataclasses import dataclass, field
+
+log = logging.getLogger("gateway.admin")
+
+WEBHOOK_HEADER = "X-Webhook-Token"
+
+# CONTRACT §7: the body parameters of Zoho's workflow webhooks, with the merge field to pick
+# in Zoho's webhook form and where the gateway writes the value.
+WEBHOOK_PARAMETERS = (
+    ("contacts", "id", "Contacts › Contact Id", "(link)"),
+    ("contacts", "email", "Contacts › Email", "customers_email_address"),
+    ("contacts", "first_name", "Contacts › First Name", "customers_firstname"),
+    ("contacts", "last_name", "Contacts › Last Name", "customers_lastname"),
+    ("contacts", "phone", "Contacts › Phone", "customers_telephone"),
+    ("contacts", "modified_time", "Contacts › Modified Time", "(ordering)"),
+    ("deals", "id", "Deals › Deal Id", "(link)"),
+    ("deals", "stage", "Deals › Stage", "orders_status_id and a new status history row"),
+    ("deals", "payment_status", "a Deals picklist Paid / Unpaid", "payment_status"),
+    ("deals", "modified_time", "Deals › Modified Time", "(ordering)"),
+    ("both", "ops_id (optional)", "a custom field holding the OnPrintShop id", "(link)"),
+)
+
+
+@dataclass
+class Panel:
+    """One part of the page: its data, or a plain sentence saying why it is missing."""
+
+    data: object = None
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+def read_panel(what: str, module_name: str, function: str, *args, **kwargs) -> Panel:
+    """Call `module_name.function(*args)`; any failure becomes the panel's `problem`."""
+    try:
+        module = importlib.import_module(module_name)
+        func = getattr(module, function)
+    except (ImportError, AttributeError):
+        return Panel(None, f"{what}: not available in this version of the gateway")
+    try:
+        return Panel(func(*args, **kwargs))
+    except Exception as exc:  # one broken part must not take the whole page down
+        log.warning("admin page: %s could not be read (%s)", what, exc.__class__.__name__, exc_info=True)
+        return Panel(None, f"{what} could not be read just now ({exc.__class__.__name__}); the log has the details")
+
+
+@dataclass
+class Page:
+    connection: Panel
+    queue: Panel
+    dead_jobs: Panel
+    calls_today: Panel
+    pushes_today: Panel
+    inbox: Panel
+    inbox_pending: Panel
+    webhook_secrets: Panel
+    webhook_urls: Panel
+    events_secret: Panel
+    notify_enabled: Panel
+    notify_channel: Panel
+    audit: Panel
+    parameters: tuple = field(default=WEBHOOK_PARAMETERS)
+    header_name: str = WEBHOOK_HEADER
+
+
+def gather(rt, base_url: str) -> Page:
+    return Page(
+        connection=read_panel("The Zoho connection", "gateway.zoho.connection", "status", rt),
+        queue=read_panel("The push queue", "gateway.outbound.queue", "status", rt),
+        dead_jobs=read_panel("The dead jobs", "gateway.outbound.queue", "dead_jobs", rt, limit=50),
+        calls_today=read_panel("Zoho calls today", "gateway.outbound.queue", "calls_today", rt),
+        pushes_today=read_panel("Pushes today", "gateway.outbound.queue", "pushes_today", rt),
+        inbox=read_panel("The latest deliveries", "gateway.inbound.inbox", "recent", rt, limit=50),
+        inbox_pending=read_panel("Pending deliveries", "gateway.inbound.inbox", "pending_count", rt),
+        webhook_secrets=read_panel("The webhook secret", "gateway.inbound.secrets", "webhook_secrets", rt),
+        webhook_urls=read_panel("The webhook URLs", "gateway.inbound.secrets", "webhook_urls", base_url),
+        events_secret=read_panel("The events secret", "gateway.outbound.events", "events_secret", rt),
+        notify_enabled=read_panel("Notification API mode", "gateway.inbound.notify", "enabled", rt),
+        notify_channel=read_panel("The Notification API channel", "gateway.inbound.notify", "channel_status", rt),
+        audit=read_panel("The audit log", "gateway.admin.audit", "recent", rt, limit=20),
+    )
+
+
+def url_rows(urls) -> list[tuple[str, str]]:
+    """Webhook URLs as (name, url) rows, whether given as a mapping or a list of URLs."""
+    if not urls:
+        return []
+    if isinstance(urls, dict):
+        return [(str(name), str(url)) for name, url in urls.items()]
+    return [(str(url).rstrip("/").rsplit("/", 1)[-1], str(url)) for url in urls]
+
+
+# -- time, for people -------------------------------------------------------------------------
+def _epoch(value) -> float | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        return value.timestamp()
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def duration(seconds) -> str:
+    """'45 s', '12 min', '3 h 5 min', '2 d 4 h'."""
+    if seconds is None:
+        return "—"
+    seconds = int(abs(float(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
+
+
+def relative(value, now: float) -> str:
+    """'in 42 min' or '5 min ago' (or '—' when there is no time)."""
+    epoch = _epoch(value)
+    if epoch is None:
+        return "—"
+    delta = epoch - now
+    if abs(delta) < 1:
+        return "just now"
+    return f"in {duration(delta)}" if delta > 0 else f"{duration(delta)} ago"
+
+
+def clock(value) -> str:
+    """'2026-11-27 08:30:12 UTC' (or the value as given when it is not a time)."""
+    epoch = _epoch(value)
+    if epoch is None:
+        return "—" if value in (None, "") else str(value)
+    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
