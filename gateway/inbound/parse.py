@@ -1,0 +1,352 @@
+"""Reading a Zoho webhook delivery: the body (form or JSON) and every value in it (CONTRACT §7).
+
+Pure functions, no database: `read_body(content_type, raw)` turns the request body into a flat
+dict of strings, and `validate(module, params, mapping, zoho_tz)` turns that dict into an
+`Update`, or raises `RequestError` (413, 415, 422) naming what was wrong.
+
+What an `Update` holds (keys of `Update.fields`, only those present in the delivery):
+- Contacts: `email`, `first_name`, `last_name` (required columns: never empty), `phone`
+  (None clears it).
+- Deals: `stage` (the OnPrintShop status name it stands for, aliases applied; matched
+  case-insensitively), `payment_status` (`Paid` or `Unpaid`).
+`modified_time` is epoch seconds (UTC); when the delivery has none, the time of receipt.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+import time
+import unicodedata
+import urllib.parse
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+from ..errors import RequestError
+from ..ops.mapping import Mapping, storable
+
+MAX_BODY = 64 * 1024
+MAX_FIELDS = 200
+MODULES = ("Contacts", "Deals")
+
+# Parameters of each endpoint (§7) → (reference table, reference column) they are written to.
+CONTACT_FIELDS = {
+    "email": ("customers", "customers_email_address"),
+    "first_name": ("customers", "customers_firstname"),
+    "last_name": ("customers", "customers_lastname"),
+    "phone": ("customers", "customers_telephone"),
+}
+DEAL_FIELDS = {
+    "stage": ("orders_status", "orders_status_name"),
+    "payment_status": ("orders", "payment_status"),
+}
+NULLABLE = {"phone"}
+PAYMENT_STATUSES = ("Paid", "Unpaid")
+
+# How far in the future a modified_time may be (clock skew); further would block every later
+# delivery for the record as "stale", so it is refused.
+MAX_FUTURE_SECONDS = 24 * 3600
+EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc).timestamp()
+
+_ZOHO_ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
+_OPS_ID = re.compile(r"^[0-9]{1,18}$")
+_EPOCH_MS = re.compile(r"^[0-9]{11,14}$")
+_EMAIL_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
+_EMAIL_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+# Day-first dates with an optional time: 27/11/2026 14:05, 27.11.2026 2:05 PM, 27-11-2026 14:05:09
+_DAY_FIRST = re.compile(
+    r"^(?P<d>\d{1,2})[/.-](?P<m>\d{1,2})[/.-](?P<y>\d{4})"
+    r"(?:[ T,]+(?P<H>\d{1,2}):(?P<M>\d{2})(?::(?P<S>\d{2}))?\s*(?P<ampm>[AaPp][Mm])?)?$"
+)
+
+
+@dataclass(frozen=True)
+class Update:
+    """One validated change from Zoho to one record."""
+
+    module: str                      # 'Contacts' | 'Deals'
+    zoho_id: str
+    modified_time: float             # epoch seconds, UTC
+    fields: dict = field(default_factory=dict)
+    ops_id: int | None = None        # the OnPrintShop id Zoho holds in a custom field, if sent
+    modified_time_given: bool = True  # False: the time of receipt stands in
+
+    def fingerprint(self) -> str:
+        """Same record, same time, same values → same fingerprint (duplicate detection)."""
+        values = dict(self.fields)
+        if values.get("stage"):
+            values["stage"] = values["stage"].casefold()  # status names match case-insensitively
+        payload = json.dumps(
+            [self.module, self.zoho_id, round(self.modified_time, 3), sorted(values.items())],
+            ensure_ascii=False, separators=(",", ":"),
+        )
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+# -- the body ------------------------------------------------------------------------------------
+def read_body(content_type: str | None, raw: bytes) -> dict[str, object]:
+    """The delivery's parameters from a form or a JSON object body.
+
+    `application/x-www-form-urlencoded` and `multipart/form-data` are form data; `application/json`
+    and `text/plain` whose body is a JSON object are raw JSON. Anything else is 415.
+    """
+    if len(raw) > MAX_BODY:
+        raise RequestError(f"the body is larger than {MAX_BODY // 1024} KiB", status=413)
+    mimetype, options = _split_content_type(content_type)
+    if mimetype == "application/x-www-form-urlencoded":
+        return _read_urlencoded(raw)
+    if mimetype == "multipart/form-data":
+        return _read_multipart(content_type or "", raw, options)
+    if mimetype in ("application/json", "text/json") or mimetype.endswith("+json"):
+        return _read_json(raw)
+    if mimetype == "text/plain" and raw.lstrip()[:1] == b"{":
+        return _read_json(raw)
+    raise RequestError(
+        "send form data (application/x-www-form-urlencoded or multipart/form-data) or a JSON object "
+        f"(application/json), not {mimetype or 'a body without a Content-Type'}",
+        status=415,
+    )
+
+
+def _split_content_type(content_type: str | None) -> tuple[str, dict]:
+    if not content_type:
+        return "", {}
+    parts = content_type.split(";")
+    options = {}
+    for part in parts[1:]:
+        if "=" in part:
+            key, _, value = part.partition("=")
+            options[key.strip().lower()] = value.strip().strip('"')
+    return parts[0].strip().lower(), options
+
+
+def _read_urlencoded(raw: bytes) -> dict[str, object]:
+    try:
+        text = raw.decode("ascii")
+        pairs = urllib.parse.parse_qsl(text, keep_blank_values=True, strict_parsing=False, encoding="utf-8",
+                                       errors="strict", max_num_fields=MAX_FIELDS)
+    except UnicodeDecodeError:
+        raise RequestError("the form body is not valid UTF-8 (percent-encode it)", status=422, parameter="body") from None
+    except ValueError:
+        raise RequestError(f"the form body has more than {MAX_FIELDS} fields", status=422, parameter="body") from None
+    return _collect(pairs)
+
+
+def _read_multipart(content_type: str, raw: bytes, options: dict) -> dict[str, object]:
+    import io
+
+    from werkzeug.exceptions import HTTPException
+    from werkzeug.formparser import parse_form_data
+
+    if not options.get("boundary"):
+        raise RequestError("the multipart body has no boundary in its Content-Type", status=422, parameter="body")
+    environ = {
+        "REQUEST_METHOD": "POST", "CONTENT_TYPE": content_type, "CONTENT_LENGTH": str(len(raw)),
+        "wsgi.input": io.BytesIO(raw),
+    }
+    try:
+        _stream, form, _files = parse_form_data(environ, max_form_memory_size=MAX_BODY, max_form_parts=MAX_FIELDS,
+                                                silent=False)
+    except (HTTPException, ValueError):
+        raise RequestError("the multipart body cannot be read", status=422, parameter="body") from None
+    pairs = []
+    for key, value in form.items(multi=True):
+        if "\ufffd" in value and "\ufffd".encode() not in raw:
+            raise RequestError(f"{key} is not valid UTF-8", status=422, parameter=key)
+        pairs.append((key, value))
+    return _collect(pairs)
+
+
+def _read_json(raw: bytes) -> dict[str, object]:
+    try:
+        data = json.loads(raw.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise RequestError("the body is not valid JSON", status=422, parameter="body") from None
+    if not isinstance(data, dict):
+        raise RequestError("the JSON body must be an object of parameters", status=422, parameter="body")
+    return data
+
+
+def _collect(pairs) -> dict[str, object]:
+    params: dict[str, object] = {}
+    for key, value in pairs:
+        if key in params:
+            # Two values for one parameter: which one Zoho meant cannot be known, so say so.
+            raise RequestError(f"{key} is given more than once", status=422, parameter=key)
+        params[key] = value
+    return params
+
+
+# -- the values -----------------------------------------------------------------------------------
+def validate(module: str, params: dict, mapping: Mapping, zoho_tz, *, statuses=None, now: float | None = None) -> Update:
+    """Check every parameter of one delivery and return the `Update`; RequestError(422) names the bad one.
+
+    `zoho_tz` is the time zone of offset-less datetimes (GATEWAY_ZOHO_TIMEZONE, a name or a
+    tzinfo). `statuses`, when given, are the known OnPrintShop status names: a stage must be
+    one of them (after aliases, case-insensitive); without it the stage is checked when applied.
+    Unknown parameters are ignored.
+    """
+    if module not in MODULES:
+        raise ValueError(f"module must be one of {MODULES}, not {module!r}")
+    now = time.time() if now is None else now
+    tz = ZoneInfo(zoho_tz) if isinstance(zoho_tz, str) else zoho_tz
+
+    zoho_id = _scalar(params, "id")
+    if zoho_id is None or zoho_id == "":
+        raise RequestError("id is required: map it to the record's Id merge field", status=422, parameter="id")
+    if not _ZOHO_ID.match(zoho_id):
+        raise RequestError("id must be a Zoho record id (digits, at most 64 characters)", status=422, parameter="id")
+
+    ops_id = None
+    raw_ops_id = _scalar(params, "ops_id")
+    if raw_ops_id not in (None, ""):
+        if not _OPS_ID.match(raw_ops_id) or int(raw_ops_id) == 0:
+            raise RequestError("ops_id must be a positive whole number (the OnPrintShop id)", status=422, parameter="ops_id")
+        ops_id = int(raw_ops_id)
+
+    raw_time = _scalar(params, "modified_time")
+    if raw_time in (None, ""):
+        modified_time, given = now, False
+    else:
+        modified_time, given = parse_modified_time(raw_time, tz), True
+        if modified_time > now + MAX_FUTURE_SECONDS:
+            raise RequestError(
+                "modified_time is more than a day in the future: check GATEWAY_ZOHO_TIMEZONE and the merge field",
+                status=422, parameter="modified_time",
+            )
+
+    fields: dict[str, str | None] = {}
+    spec = CONTACT_FIELDS if module == "Contacts" else DEAL_FIELDS
+    for name, (table, column) in spec.items():
+        if name not in params:
+            continue
+        value = _scalar(params, name)
+        value = None if value is None else value.strip()
+        if not value:
+            if name in NULLABLE:
+                fields[name] = None
+                continue
+            raise RequestError(f"{name} must not be empty", status=422, parameter=name)
+        _check_text(name, value, mapping.length(table, column), mapping.charset)
+        if name == "email":
+            value = _check_email(value)
+        elif name == "payment_status":
+            value = _payment_status(value)
+        elif name == "stage":
+            value = _stage(value, mapping, statuses)
+        fields[name] = value
+    return Update(module=module, zoho_id=zoho_id, modified_time=modified_time, fields=fields, ops_id=ops_id,
+                  modified_time_given=given)
+
+
+def _scalar(params: dict, name: str) -> str | None:
+    """A parameter as text; numbers are fine (JSON ids), lists and objects are not."""
+    if name not in params:
+        return None
+    value = params[name]
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise RequestError(f"{name} must be a single value, not a list or an object", status=422, parameter=name)
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")) or not value.is_integer():
+            raise RequestError(f"{name} must be text or a whole number", status=422, parameter=name)
+        value = int(value)
+    return str(value)
+
+
+def _check_text(name: str, value: str, limit: int | None, charset: str) -> None:
+    for ch in value:
+        category = unicodedata.category(ch)
+        if category == "Cs":
+            raise RequestError(f"{name} holds an invalid character (a lone surrogate)", status=422, parameter=name)
+        if category == "Cc" or ch in "\u2028\u2029":
+            raise RequestError(f"{name} holds a control character (U+{ord(ch):04X})", status=422, parameter=name)
+    if limit is not None and len(value) > limit:
+        raise RequestError(f"{name} is too long: {len(value)} characters, the column holds {limit}", status=422, parameter=name)
+    if not storable(value, charset):
+        raise RequestError(f"{name} holds characters the OnPrintShop column ({charset}) cannot store", status=422,
+                           parameter=name)
+
+
+def _check_email(value: str) -> str:
+    local, at, domain = value.rpartition("@")
+    problem = None
+    if not at or not local or not domain:
+        problem = "has no @ between a name and a domain"
+    elif len(local) > 64:
+        problem = "has a name part longer than 64 characters"
+    elif not _EMAIL_LOCAL.match(local):
+        problem = "has characters not allowed before the @"
+    else:
+        labels = domain.split(".")
+        if len(labels) < 2 or not all(_EMAIL_LABEL.match(label) for label in labels) or labels[-1].isdigit():
+            problem = "has no valid domain after the @"
+    if problem:
+        raise RequestError(f"email is not an e-mail address: it {problem}", status=422, parameter="email")
+    return value
+
+
+def _payment_status(value: str) -> str:
+    for known in PAYMENT_STATUSES:
+        if value.casefold() == known.casefold():
+            return known
+    raise RequestError("payment_status must be Paid or Unpaid", status=422, parameter="payment_status")
+
+
+def _stage(value: str, mapping: Mapping, statuses) -> str:
+    name = mapping.resolve_stage(value)
+    if statuses is None:
+        return name
+    for known in statuses:
+        if known.casefold() == name.casefold():
+            return known
+    raise RequestError(
+        f"stage {value!r} is not an OnPrintShop order status (nor an alias in the mapping)", status=422, parameter="stage"
+    )
+
+
+def parse_modified_time(text: str, zoho_tz) -> float:
+    """Every `modified_time` form of §7 → epoch seconds; offset-less forms are read in `zoho_tz`."""
+    text = text.strip()
+    if _EPOCH_MS.match(text):
+        moment = int(text) / 1000.0
+    else:
+        parsed = _parse_datetime(text)
+        if parsed is None:
+            raise RequestError(
+                "modified_time is not a date and time Zoho sends (ISO 8601 with an offset, YYYY-MM-DD HH:MM:SS, "
+                "DD/MM/YYYY HH:MM, or epoch milliseconds)",
+                status=422, parameter="modified_time",
+            )
+        if parsed.tzinfo is None:
+            # fold=0: in the repeated hour at the end of summer time, the first one.
+            parsed = parsed.replace(tzinfo=zoho_tz)
+        moment = parsed.timestamp()
+    if moment < EARLIEST:
+        raise RequestError("modified_time is before the year 2000", status=422, parameter="modified_time")
+    return moment
+
+
+def _parse_datetime(text: str) -> dt.datetime | None:
+    if re.match(r"^\d{4}-\d{2}-\d{2}", text):
+        try:
+            return dt.datetime.fromisoformat(text)
+        except ValueError:
+            return None
+    match = _DAY_FIRST.match(text)
+    if not match:
+        return None
+    parts = match.groupdict()
+    try:
+        hour = int(parts["H"] or 0)
+        if parts["ampm"]:
+            if not 1 <= hour <= 12:
+                return None
+            hour = hour % 12 + (12 if parts["ampm"].lower() == "pm" else 0)
+        return dt.datetime(int(parts["y"]), int(parts["m"]), int(parts["d"]), hour, int(parts["M"] or 0),
+                           int(parts["S"] or 0))
+    except ValueError:
+        # e.g. 11/27/2026: month-first; §7 says day-first, and guessing silently could swap day and month
+        return None

@@ -1,0 +1,168 @@
+"""Reading a Zoho delivery: body forms and every value rule of CONTRACT §7 (pure functions)."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from gateway.errors import RequestError
+from gateway.inbound.parse import MAX_BODY, parse_modified_time, read_body, validate
+from gateway.ops.mapping import Mapping
+
+NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.timezone.utc).timestamp()
+M = Mapping()
+
+
+def v(module, **params):
+    return validate(module, params, M, "UTC", now=NOW)
+
+
+def refused(module, status=422, **params) -> RequestError:
+    with pytest.raises(RequestError) as info:
+        v(module, **params)
+    assert info.value.status == status
+    return info.value
+
+
+def test_contact_fields_only_those_present():
+    update = v("Contacts", id="5725767000003000064", email="ada@example.com", first_name=" Ada ", other="ignored")
+    assert update.zoho_id == "5725767000003000064"
+    assert update.fields == {"email": "ada@example.com", "first_name": "Ada"}
+    assert update.ops_id is None
+
+
+def test_empty_phone_clears_but_empty_required_is_422():
+    assert v("Contacts", id="1", phone="").fields == {"phone": None}
+    assert refused("Contacts", id="1", last_name="  ").parameter == "last_name"
+    assert refused("Contacts", id="1", email="").parameter == "email"
+    assert refused("Deals", id="1", stage="").parameter == "stage"
+
+
+@pytest.mark.parametrize("email", ["no-at-sign", "a@b", "a b@example.com", "@example.com", "a@-x.com", "a@@x.com",
+                                   "a..b@example.com", "x" * 65 + "@example.com", "a@example.123"])
+def test_bad_emails(email):
+    err = refused("Contacts", id="1", email=email)
+    assert err.parameter == "email" and "e-mail" in err.message
+
+
+def test_lengths_fit_the_columns():
+    assert v("Contacts", id="1", first_name="x" * 64).fields["first_name"] == "x" * 64
+    err = refused("Contacts", id="1", first_name="x" * 65)
+    assert err.parameter == "first_name" and "65" in err.message and "64" in err.message
+    assert refused("Contacts", id="1", phone="1" * 33).parameter == "phone"
+
+
+def test_characters_the_column_cannot_store():
+    assert refused("Contacts", id="1", first_name="A\x00da").parameter == "first_name"
+    assert refused("Contacts", id="1", last_name="Love\nlace").parameter == "last_name"
+    assert refused("Contacts", id="1", last_name="x\ud800").parameter == "last_name"
+    # utf8mb4 stores emoji and every script; a utf8mb3 store cannot
+    assert v("Contacts", id="1", first_name="Zoë 😀 李").fields["first_name"] == "Zoë 😀 李"
+    mb3 = Mapping(charset="utf8mb3")
+    with pytest.raises(RequestError) as info:
+        validate("Contacts", {"id": "1", "first_name": "😀"}, mb3, "UTC", now=NOW)
+    assert info.value.parameter == "first_name" and "utf8mb3" in info.value.message
+
+
+def test_sql_looking_text_is_just_text():
+    text = "Robert'); DROP TABLE customers;--"
+    assert v("Contacts", id="1", last_name=text).fields["last_name"] == text
+
+
+def test_stage_aliases_and_known_statuses():
+    statuses = ["Pending", "Printing", "Order Completed", "Cancelled"]
+    check = lambda stage: validate("Deals", {"id": "9", "stage": stage}, M, "UTC", statuses=statuses, now=NOW)
+    assert check("printing").fields["stage"] == "Printing"
+    assert check("Closed Won").fields["stage"] == "Order Completed"
+    assert check("closed lost").fields["stage"] == "Cancelled"
+    with pytest.raises(RequestError) as info:
+        check("Qualification")
+    assert info.value.parameter == "stage" and info.value.status == 422
+    assert v("Deals", id="9", stage="closed won").fields["stage"] == "Order Completed"  # statuses unknown: checked at apply
+
+
+def test_payment_status():
+    assert v("Deals", id="9", payment_status="paid").fields["payment_status"] == "Paid"
+    assert v("Deals", id="9", payment_status="Unpaid").fields["payment_status"] == "Unpaid"
+    assert refused("Deals", id="9", payment_status="Refunded").parameter == "payment_status"
+
+
+def test_ids():
+    assert refused("Deals", stage="Pending").parameter == "id"
+    assert refused("Deals", id="1 OR 1=1").parameter == "id"
+    assert v("Deals", id=5725767000003000064, ops_id=42).ops_id == 42  # JSON numbers are fine
+    assert refused("Deals", id="1", ops_id="-3").parameter == "ops_id"
+    assert refused("Deals", id="1", ops_id="0").parameter == "ops_id"
+    assert refused("Deals", id=["1"]).parameter == "id"
+    assert refused("Deals", id={"a": 1}).parameter == "id"
+    assert refused("Deals", id=True).parameter == "id"
+
+
+@pytest.mark.parametrize("text, tz, expected", [
+    ("2026-11-27T10:15:30+01:00", "UTC", "2026-11-27T09:15:30+00:00"),
+    ("2026-11-27T10:15:30Z", "Asia/Kolkata", "2026-11-27T10:15:30+00:00"),
+    ("2026-11-27 10:15:30", "UTC", "2026-11-27T10:15:30+00:00"),
+    ("2026-11-27 10:15:30", "Europe/Berlin", "2026-11-27T09:15:30+00:00"),
+    ("2026-07-27 10:15:30", "Europe/Berlin", "2026-07-27T08:15:30+00:00"),
+    ("27/11/2026 10:15", "UTC", "2026-11-27T10:15:00+00:00"),
+    ("27/11/2026 10:15", "America/New_York", "2026-11-27T15:15:00+00:00"),
+    ("27.11.2026 10:15:30", "UTC", "2026-11-27T10:15:30+00:00"),
+    ("27/11/2026 02:15 PM", "UTC", "2026-11-27T14:15:00+00:00"),
+    ("27/11/2026 12:05 AM", "UTC", "2026-11-27T00:05:00+00:00"),
+    ("1795774530000", "Europe/Berlin", "2026-11-27T10:15:30+00:00"),
+])
+def test_modified_time_forms(text, tz, expected):
+    from zoneinfo import ZoneInfo
+
+    got = dt.datetime.fromtimestamp(parse_modified_time(text, ZoneInfo(tz)), dt.timezone.utc)
+    assert got.isoformat() == expected
+
+
+@pytest.mark.parametrize("text", ["yesterday", "11/27/2026 10:15", "2026-13-01 00:00:00", "31/02/2026 10:00",
+                                  "27/11/2026 13:00 PM", "1999-12-31T23:59:59Z", "12345"])
+def test_bad_modified_time(text):
+    assert refused("Deals", id="1", modified_time=text).parameter == "modified_time"
+
+
+def test_modified_time_absent_is_time_of_receipt_and_future_is_refused():
+    update = v("Deals", id="1", stage="Pending")
+    assert update.modified_time == NOW and update.modified_time_given is False
+    assert refused("Deals", id="1", modified_time="2026-11-29T12:00:00Z").parameter == "modified_time"
+    assert v("Deals", id="1", modified_time=1795774530000).modified_time == 1795774530.0
+
+
+def test_fingerprint_same_values_same_time():
+    a = v("Deals", id="1", stage="Pending", modified_time="2026-11-27 10:00:00")
+    b = v("Deals", id="1", stage="pending", modified_time="27/11/2026 10:00")
+    c = v("Deals", id="1", stage="Printing", modified_time="2026-11-27 10:00:00")
+    assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+
+
+# -- bodies -------------------------------------------------------------------------------------
+def test_form_json_and_text_plain_bodies():
+    assert read_body("application/x-www-form-urlencoded", b"id=1&first_name=Zo%C3%AB&token=x") == {
+        "id": "1", "first_name": "Zoë", "token": "x"}
+    assert read_body("application/json; charset=utf-8", json.dumps({"id": 1}).encode()) == {"id": 1}
+    assert read_body("text/plain;charset=UTF-8", b' {"id": "2"}') == {"id": "2"}
+    body = (b"--XyZ\r\nContent-Disposition: form-data; name=\"id\"\r\n\r\n77\r\n"
+            b"--XyZ\r\nContent-Disposition: form-data; name=\"last_name\"\r\n\r\n\xc3\x98rsted\r\n--XyZ--\r\n")
+    assert read_body("multipart/form-data; boundary=XyZ", body) == {"id": "77", "last_name": "Ørsted"}
+
+
+@pytest.mark.parametrize("ctype, body, status", [
+    ("application/xml", b"<id>1</id>", 415),
+    (None, b"id=1", 415),
+    ("text/plain", b"id=1", 415),
+    ("application/json", b"[1, 2]", 422),
+    ("application/json", b"{not json", 422),
+    ("application/json", b"\xff\xfe", 422),
+    ("application/x-www-form-urlencoded", b"id=%ff", 422),
+    ("application/x-www-form-urlencoded", b"id=1&id=2", 422),
+    ("multipart/form-data", b"x", 422),
+    ("application/json", b"{" + b" " * MAX_BODY + b"}", 413),
+])
+def test_bad_bodies(ctype, body, status):
+    with pytest.raises(RequestError) as info:
+        read_body(ctype, body)
+    assert info.value.status == status
