@@ -61,12 +61,13 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     from . import cli, health
     from .admin import views as admin_views
-    from .inbound import webhooks
+    from .inbound import notify, webhooks
     from .outbound import events
 
     app.register_blueprint(health.bp)
     app.register_blueprint(admin_views.bp)
     app.register_blueprint(webhooks.bp)
+    app.register_blueprint(notify.bp)  # POST /webhooks/zoho/notify (Notification API)
     app.register_blueprint(events.bp)
     cli.init_app(app)
     return app

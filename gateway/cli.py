@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "gateway.ops.commands",
     "gateway.zoho.commands",
     "gateway.inbound.commands",
+    "gateway.inbound.catchup",
     "gateway.outbound.commands",
 )
 
