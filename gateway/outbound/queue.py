@@ -1,1 +1,423 @@
-"""(placeholder: tables land with this concern)"""
+"""The durable push queue (`gw_jobs`): one job per OnPrintShop record waiting to go to Zoho.
+
+A job names a record, never its data: the payload is built from the record's current row
+when the job is sent, so the latest state goes out however many changes were merged.
+
+States: `pending` (waiting for `next_try_at`), `in_flight` (claimed by a worker under a
+lease), `done`, `dead` (gave up; keeps its last error until `retry_dead`). While a job is
+pending, in flight or dead it holds `active_key` = "<module>:<ops_id>" under a unique index,
+so each record has at most one such job: a new change to a pending job merges into it, one to
+an in-flight job marks it `requeue` (it goes back to pending when the send finishes), one to
+a dead job revives it. Done jobs drop the key and are purged after GATEWAY_RETENTION_DAYS.
+
+Workers claim jobs atomically: `SELECT … FOR UPDATE SKIP LOCKED` on MariaDB/MySQL 8 and
+PostgreSQL, SQLite's single writer (`BEGIN IMMEDIATE`) otherwise. A worker renews its leases
+while it runs; jobs of a killed process are reclaimed once their lease lapses (at-least-once
+delivery: Zoho's upsert makes a repeat harmless).
+
+The queue can be paused for the whole deployment (setting `outbound.pause`): Zoho needs
+re-authorization, the daily call budget is spent, or Zoho answered 429 (slow down until a
+time). A pause burns no attempts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+
+import sqlalchemy as sa
+
+from ..store import metadata
+
+MODULES = ("Contacts", "Deals")
+LEASE_SECONDS = 30.0  # renewed every LEASE_SECONDS / 3 by the worker holding it
+PAUSE_SETTING = "outbound.pause"
+LAST_ERROR_SETTING = "outbound.last_error"
+ERROR_MAX = 1000
+
+jobs_table = sa.Table(
+    "gw_jobs",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("module", sa.String(16), nullable=False),
+    sa.Column("ops_id", sa.BigInteger, nullable=False),
+    # "<module>:<ops_id>" while pending/in_flight/dead, NULL when done: one live job per record.
+    sa.Column("active_key", sa.String(48), nullable=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("force_send", sa.Boolean, nullable=False, default=False),
+    sa.Column("requeue", sa.Boolean, nullable=False, default=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_try_at", sa.Double, nullable=False),
+    sa.Column("lease_holder", sa.String(100), nullable=True),
+    sa.Column("lease_expires_at", sa.Double, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+    sa.Index("ux_gw_jobs_active", "active_key", unique=True),
+    sa.Index("ix_gw_jobs_claim", "state", "module", "next_try_at"),
+    sa.Index("ix_gw_jobs_holder", "lease_holder"),
+)
+
+
+class UnknownModule(ValueError):
+    """A module name that is neither Contacts nor Deals."""
+
+
+# -- retry policy ---------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    """When to try a failed send again: exponential backoff with full jitter, then give up.
+
+    After the n-th failed attempt the next one waits a random time between 0 and
+    min(cap, base × 2^(n-1)). With the defaults the ceilings are 30 s, 1, 2, 4, 8, 16, 32 min,
+    1 h 4 min, 2 h 8 min, 4 h 16 min, then 6 h for the remaining attempts: 18 attempts in all,
+    about a day on average (at most about two) before the job is dead.
+    """
+
+    base: float = 30.0
+    cap: float = 6 * 3600.0
+    max_attempts: int = 18
+
+    def ceiling(self, attempts: int) -> float:
+        return min(self.cap, self.base * 2 ** max(0, attempts - 1))
+
+    def next_delay(self, attempts: int, rng=random) -> float | None:
+        """Seconds to wait after `attempts` failed attempts, or None: give up (dead)."""
+        if attempts >= self.max_attempts:
+            return None
+        return rng.uniform(0, self.ceiling(attempts))
+
+    def schedule(self) -> list[float]:
+        """The ceilings of every wait, in order (for the README and the tests)."""
+        return [self.ceiling(n) for n in range(1, self.max_attempts)]
+
+
+DEFAULT_POLICY = RetryPolicy()
+# 429 without Retry-After: the whole queue waits, growing with each 429 in a row.
+THROTTLE_POLICY = RetryPolicy(base=5.0, cap=300.0, max_attempts=10**9)
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    id: int
+    module: str
+    ops_id: int
+    attempts: int
+    force: bool
+
+
+def _key(module: str, ops_id: int) -> str:
+    return f"{module}:{int(ops_id)}"
+
+
+def check_module(module: str) -> str:
+    if module not in MODULES:
+        raise UnknownModule(f"unknown Zoho module {module!r}: use Contacts or Deals")
+    return module
+
+
+# -- feeding the queue ------------------------------------------------------------------------
+def enqueue(rt, module: str, ops_ids, force: bool = False, delay: float = 0.0) -> int:
+    """Queue a push of these records (merging into their waiting jobs); returns how many."""
+    check_module(module)
+    ids = sorted({int(i) for i in ops_ids})
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        for attempt in range(5):
+            try:
+                _enqueue_chunk(rt.store, module, chunk, force, delay)
+                break
+            except (sa.exc.IntegrityError, sa.exc.OperationalError):
+                # Another process inserted one of these keys (or a deadlock): read again and merge.
+                if attempt == 4:
+                    raise
+                time.sleep(random.uniform(0.01, 0.1))
+    return len(ids)
+
+
+def _enqueue_chunk(store, module, chunk, force, delay) -> None:
+    now = time.time()
+    keys = [_key(module, i) for i in chunk]
+    t = jobs_table.c
+    with store.immediate() as conn:
+        query = sa.select(t.id, t.ops_id, t.state).where(t.active_key.in_(keys))
+        if store.skip_locked:
+            query = query.with_for_update()
+        existing = conn.execute(query).all()
+        by_state: dict[str, list[int]] = {}
+        for row in existing:
+            by_state.setdefault(row.state, []).append(row.id)
+        if by_state.get("pending") and force:
+            conn.execute(jobs_table.update().where(t.id.in_(by_state["pending"])).values(force_send=True, updated_at=now))
+        if by_state.get("in_flight"):
+            values = {"requeue": True, "updated_at": now}
+            if force:
+                values["force_send"] = True
+            conn.execute(jobs_table.update().where(t.id.in_(by_state["in_flight"])).values(**values))
+        if by_state.get("dead"):
+            conn.execute(
+                jobs_table.update()
+                .where(t.id.in_(by_state["dead"]), t.state == "dead")
+                .values(state="pending", attempts=0, next_try_at=now + delay, force_send=force, updated_at=now)
+            )
+        known = {int(row.ops_id) for row in existing}
+        fresh = [
+            dict(module=module, ops_id=i, active_key=_key(module, i), state="pending", force_send=force, requeue=False,
+                 attempts=0, next_try_at=now + delay, created_at=now, updated_at=now)
+            for i in chunk if i not in known
+        ]
+        if fresh:
+            conn.execute(jobs_table.insert(), fresh)
+
+
+def pending_ids(rt, module: str, ops_ids) -> set[int]:
+    """Which of these records have a job pending or in flight."""
+    keys = [_key(module, i) for i in ops_ids]
+    if not keys:
+        return set()
+    with rt.store.engine.connect() as conn:
+        return {int(i) for i in conn.execute(
+            sa.select(jobs_table.c.ops_id).where(jobs_table.c.active_key.in_(keys), jobs_table.c.state.in_(("pending", "in_flight")))
+        ).scalars()}
+
+
+# -- workers: claim, renew, finish ------------------------------------------------------------
+def claim(store, holder: str, module: str, limit: int = 100, lease_seconds: float = LEASE_SECONDS) -> list[Job]:
+    """Claim up to `limit` due jobs of one module for `holder`, oldest first."""
+    now = time.time()
+    t = jobs_table.c
+    query = (
+        sa.select(t.id, t.ops_id, t.attempts, t.force_send)
+        .where(t.state == "pending", t.module == module, t.next_try_at <= now)
+        .order_by(t.next_try_at, t.id)
+        .limit(limit)
+    )
+    if store.skip_locked:
+        query = query.with_for_update(skip_locked=True)
+    with store.immediate() as conn:
+        rows = conn.execute(query).all()
+        if not rows:
+            return []
+        conn.execute(
+            jobs_table.update()
+            .where(t.id.in_([r.id for r in rows]), t.state == "pending")
+            .values(state="in_flight", lease_holder=holder, lease_expires_at=now + lease_seconds, updated_at=now)
+        )
+    return [Job(r.id, module, int(r.ops_id), r.attempts, bool(r.force_send)) for r in rows]
+
+
+def renew(store, holder: str, lease_seconds: float = LEASE_SECONDS) -> int:
+    """Extend every lease `holder` has (the worker's heartbeat)."""
+    t = jobs_table.c
+    with store.begin() as conn:
+        return conn.execute(
+            jobs_table.update()
+            .where(t.lease_holder == holder, t.state == "in_flight")
+            .values(lease_expires_at=time.time() + lease_seconds)
+        ).rowcount
+
+
+def reclaim_lapsed(store) -> int:
+    """Jobs whose worker died (lease lapsed) go back to pending; no attempt is counted."""
+    now = time.time()
+    t = jobs_table.c
+    with store.begin() as conn:
+        return conn.execute(
+            jobs_table.update()
+            .where(t.state == "in_flight", t.lease_expires_at < now)
+            .values(state="pending", lease_holder=None, lease_expires_at=None, next_try_at=now, updated_at=now)
+        ).rowcount
+
+
+def release(store, holder: str, job_ids=None) -> int:
+    """Hand leases back unsent (worker stopping, or a batch not sent): pending again at once."""
+    now = time.time()
+    t = jobs_table.c
+    query = jobs_table.update().where(t.lease_holder == holder, t.state == "in_flight")
+    if job_ids is not None:
+        if not job_ids:
+            return 0
+        query = query.where(t.id.in_(list(job_ids)))
+    with store.begin() as conn:
+        return conn.execute(query.values(state="pending", lease_holder=None, lease_expires_at=None, updated_at=now)).rowcount
+
+
+def _held(holder, job_ids):
+    t = jobs_table.c
+    return (t.id.in_(list(job_ids)), t.lease_holder == holder, t.state == "in_flight")
+
+
+def complete(conn, holder: str, job_ids, note: str | None = None) -> None:
+    """Sent (or nothing to send): done, or pending again when a change arrived meanwhile."""
+    if not job_ids:
+        return
+    now = time.time()
+    t = jobs_table.c
+    conn.execute(
+        jobs_table.update().where(*_held(holder, job_ids), t.requeue == sa.true())
+        .values(state="pending", requeue=False, force_send=False, attempts=0, next_try_at=now, lease_holder=None,
+                lease_expires_at=None, last_error=None, updated_at=now)
+    )
+    conn.execute(
+        jobs_table.update().where(*_held(holder, job_ids))
+        .values(state="done", active_key=None, lease_holder=None, lease_expires_at=None, last_error=note, updated_at=now)
+    )
+
+
+def defer(conn, holder: str, job_ids, until: float, note: str | None = None) -> None:
+    """Back to pending until `until`, no attempt counted (waiting for a Contact, throttled, paused)."""
+    if not job_ids:
+        return
+    values = dict(state="pending", lease_holder=None, lease_expires_at=None, next_try_at=until, updated_at=time.time())
+    if note is not None:
+        values["last_error"] = note[:ERROR_MAX]
+    conn.execute(jobs_table.update().where(*_held(holder, job_ids)).values(**values))
+
+
+def fail(conn, holder: str, jobs: list[Job], error: str, policy: RetryPolicy = DEFAULT_POLICY, rng=random) -> list[Job]:
+    """A counted failed attempt: retry later per the policy, or dead; returns the jobs now dead.
+
+    Jobs failing together are retried together (one jittered time per attempt count), so
+    they keep going out in the same batches.
+    """
+    now = time.time()
+    t = jobs_table.c
+    error = error[:ERROR_MAX]
+    dead: list[Job] = []
+    by_attempts: dict[int, list[Job]] = {}
+    for job in jobs:
+        by_attempts.setdefault(job.attempts + 1, []).append(job)
+    for attempts, group in by_attempts.items():
+        ids = [j.id for j in group]
+        delay = policy.next_delay(attempts, rng)
+        if delay is None:
+            bury(conn, holder, ids, error, attempts=attempts)
+            dead.extend(group)
+        else:
+            conn.execute(
+                jobs_table.update().where(*_held(holder, ids))
+                .values(state="pending", attempts=attempts, next_try_at=now + delay, lease_holder=None,
+                        lease_expires_at=None, last_error=error, updated_at=now)
+            )
+    return dead
+
+
+def bury(conn, holder: str, job_ids, error: str, attempts: int | None = None) -> None:
+    """Dead: Zoho refused the record, or the retries ran out. A change that arrived meanwhile revives it."""
+    if not job_ids:
+        return
+    now = time.time()
+    t = jobs_table.c
+    error = error[:ERROR_MAX]
+    conn.execute(
+        jobs_table.update().where(*_held(holder, job_ids), t.requeue == sa.true())
+        .values(state="pending", requeue=False, attempts=0, next_try_at=now, lease_holder=None, lease_expires_at=None,
+                last_error=error, updated_at=now)
+    )
+    conn.execute(
+        jobs_table.update().where(*_held(holder, job_ids))
+        .values(state="dead", lease_holder=None, lease_expires_at=None, last_error=error, updated_at=now,
+                attempts=(t.attempts + 1) if attempts is None else attempts)
+    )
+
+
+def note_error(store, message: str) -> None:
+    """Remember the latest error for `queue status` (never a secret: Zoho's message or ours)."""
+    store.set_setting(LAST_ERROR_SETTING, {"message": message[:ERROR_MAX], "at": time.time()})
+
+
+# -- pause --------------------------------------------------------------------------------------
+def pause(store, kind: str, reason: str, until: float | None = None, streak: int = 0) -> None:
+    """Pause the whole queue: kind 'reauthorization' | 'budget' | 'throttled'."""
+    store.set_setting(PAUSE_SETTING, {"kind": kind, "reason": reason, "until": until, "since": time.time(), "streak": streak})
+
+
+def resume(store) -> None:
+    store.set_setting(PAUSE_SETTING, None)
+
+
+def current_pause(store, now: float | None = None) -> dict | None:
+    """The pause in force, or None (a pause whose time has passed is over)."""
+    state = store.get_setting(PAUSE_SETTING)
+    if not state:
+        return None
+    until = state.get("until")
+    if until is not None and until <= (now or time.time()):
+        return None
+    return state
+
+
+def throttle_streak(store) -> int:
+    """How many 429 pauses in a row (kept after the pause ends, cleared by a successful send)."""
+    state = store.get_setting(PAUSE_SETTING)
+    return int(state.get("streak", 0)) if state and state.get("kind") == "throttled" else 0
+
+
+# -- figures and operator actions ---------------------------------------------------------------
+def status(rt) -> dict:
+    """Exactly the keys of `queue status --json` (CONTRACT §3)."""
+    now = time.time()
+    t = jobs_table.c
+    with rt.store.engine.connect() as conn:
+        counts = dict(conn.execute(sa.select(t.state, sa.func.count()).group_by(t.state)).all())
+        oldest = conn.execute(sa.select(sa.func.min(t.created_at)).where(t.state == "pending")).scalar()
+    paused = current_pause(rt.store, now)
+    last = rt.store.get_setting(LAST_ERROR_SETTING)
+    return {
+        "pending": int(counts.get("pending", 0)),
+        "in_flight": int(counts.get("in_flight", 0)),
+        "done": int(counts.get("done", 0)),
+        "dead": int(counts.get("dead", 0)),
+        "paused": paused is not None,
+        "paused_reason": paused["reason"] if paused else None,
+        "oldest_pending_seconds": None if oldest is None else round(max(0.0, now - float(oldest)), 1),
+        "last_error": last["message"] if last else None,
+    }
+
+
+def dead_jobs(rt, limit: int = 50) -> list[dict]:
+    t = jobs_table.c
+    with rt.store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(t.id, t.module, t.ops_id, t.attempts, t.last_error, t.updated_at)
+            .where(t.state == "dead").order_by(t.updated_at.desc(), t.id.desc()).limit(limit)
+        ).all()
+    return [
+        {"id": r.id, "module": r.module, "ops_id": int(r.ops_id), "attempts": r.attempts, "last_error": r.last_error,
+         "updated_at": r.updated_at}
+        for r in rows
+    ]
+
+
+def retry_dead(rt, ids=None) -> int:
+    """Dead jobs (all, or these ids) back to pending with fresh attempts; returns how many."""
+    now = time.time()
+    t = jobs_table.c
+    query = jobs_table.update().where(t.state == "dead")
+    if ids is not None:
+        ids = [int(i) for i in ids]
+        if not ids:
+            return 0
+        query = query.where(t.id.in_(ids))
+    with rt.store.begin() as conn:
+        return conn.execute(query.values(state="pending", attempts=0, next_try_at=now, updated_at=now)).rowcount
+
+
+def purge_finished(rt, older_than_epoch: float) -> int:
+    t = jobs_table.c
+    with rt.store.begin() as conn:
+        return conn.execute(jobs_table.delete().where(t.state == "done", t.updated_at < older_than_epoch)).rowcount
+
+
+def calls_today(rt) -> int:
+    """Zoho API calls in the rolling last 24 hours (every process)."""
+    from ..zoho import gate
+
+    return gate.count_last_day(rt.store, "calls")
+
+
+def pushes_today(rt) -> int:
+    """Records Zoho accepted in the rolling last 24 hours."""
+    from ..zoho import gate
+
+    return gate.count_last_day(rt.store, "pushes")

@@ -1,0 +1,249 @@
+"""The queue worker: claims batches of jobs, pushes them to Zoho, and settles each job.
+
+`run(rt, stop)` (a background task, gateway.background) starts GATEWAY_ZOHO_CONCURRENCY sender
+threads in this process; the deployment-wide gate (gateway.zoho.gate) keeps the calls in flight
+across all processes at that number, so extra senders only wait. The calling thread renews
+this process's job leases, reclaims the jobs of dead processes, and on stop hands every lease
+it still holds back to the queue.
+
+What happens to a batch (`process_batch`):
+- SUCCESS per record → link saved with the hash of what was sent, job done;
+  INVALID_DATA / MANDATORY_NOT_FOUND / DUPLICATE_DATA → that job dead with Zoho's message and
+  field (the rest of a 207 still succeeds); other per-record errors → a counted attempt.
+- Timeouts, network errors, 5xx → a counted attempt, retried per RetryPolicy (full jitter,
+  about a day in all), then dead.
+- 429 → no attempt counted; the whole queue pauses until Retry-After, or for a growing backoff.
+- 401 INVALID_TOKEN → the client refreshes once and retries; nothing counted here.
+- Revoked refresh token / not connected → the queue pauses (no attempt burnt) until the admin
+  connects again. Daily budget spent → the queue pauses until calls age out of the 24 hours.
+- A Deal whose customer has no Contact in Zoho yet waits (its customer is queued first).
+"""
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+
+import sqlalchemy as sa
+
+from .. import links
+from ..store import new_holder_id
+from ..zoho import errors as zerr
+from . import push, queue
+
+log = logging.getLogger("gateway.outbound.worker")
+
+IDLE_SECONDS = 1.0          # how often an idle sender looks for due jobs
+PAUSE_CHECK_SECONDS = 5.0   # how often a paused sender looks whether the pause is over
+WAIT_FOR_CONTACT_SECONDS = 5.0
+OPS_RETRY_SECONDS = 30.0    # the OnPrintShop database did not answer: try the batch again then
+MODULE_SETTING = {"Contacts": "contacts", "Deals": "deals"}
+
+
+def run(rt, stop) -> None:
+    Worker(rt).run(stop)
+
+
+class Worker:
+    def __init__(self, rt, senders: int | None = None, policy: queue.RetryPolicy = queue.DEFAULT_POLICY):
+        self.rt = rt
+        self.holder = new_holder_id()
+        self.senders = senders or max(1, int(rt.config.get("GATEWAY_ZOHO_CONCURRENCY") or 5))
+        self.policy = policy
+
+    def run(self, stop: threading.Event) -> None:
+        threads = [threading.Thread(target=self._sender, args=(stop,), name=f"gw-push-{n}", daemon=True)
+                   for n in range(self.senders)]
+        for thread in threads:
+            thread.start()
+        log.info("queue worker %s started with %d senders", self.holder, self.senders)
+        try:
+            while not stop.wait(queue.LEASE_SECONDS / 3):
+                try:
+                    queue.renew(self.rt.store, self.holder)
+                    reclaimed = queue.reclaim_lapsed(self.rt.store)
+                    if reclaimed:
+                        log.warning("reclaimed %d jobs whose worker stopped answering", reclaimed)
+                except sa.exc.SQLAlchemyError as exc:
+                    log.warning("queue heartbeat failed: %s", exc.__class__.__name__)
+        finally:
+            for thread in threads:
+                thread.join(timeout=40)
+            handed = queue.release(self.rt.store, self.holder)
+            log.info("queue worker %s stopped; handed back %d jobs", self.holder, handed)
+
+    def _sender(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                if paused_now(self.rt):
+                    stop.wait(PAUSE_CHECK_SECONDS * random.uniform(0.8, 1.2))
+                    continue
+                if not self.step():
+                    stop.wait(IDLE_SECONDS * random.uniform(0.8, 1.2))
+            except Exception:  # keep sending; one bad batch must not stop the worker
+                log.exception("queue sender failed; continuing in 5 s")
+                stop.wait(5)
+
+    def step(self) -> bool:
+        """Claim and process one batch (Contacts before Deals); False when nothing was due."""
+        for module in queue.MODULES:
+            jobs = queue.claim(self.rt.store, self.holder, module, limit=push.BATCH_SIZE)
+            if jobs:
+                try:
+                    process_batch(self.rt, self.holder, module, jobs, self.policy)
+                except BaseException:
+                    queue.release(self.rt.store, self.holder, [j.id for j in jobs])
+                    raise
+                return True
+        return False
+
+
+def drain(rt, max_batches: int = 1000, policy: queue.RetryPolicy = queue.DEFAULT_POLICY) -> int:
+    """Process due batches in this thread until none is due or the queue pauses (tests, commands)."""
+    worker = Worker(rt, senders=1, policy=policy)
+    batches = 0
+    while batches < max_batches and not paused_now(rt) and worker.step():
+        batches += 1
+    return batches
+
+
+# -- pause ------------------------------------------------------------------------------------------
+def paused_now(rt) -> bool:
+    """Is the queue paused? Ends a re-authorization pause once the admin has connected again."""
+    pause = queue.current_pause(rt.store)
+    if pause is None:
+        return False
+    if pause.get("kind") in ("reauthorization", "not_configured"):
+        from ..zoho import connection
+
+        if connection.state(rt) == connection.CONNECTED and connection.account_id(rt):
+            queue.resume(rt.store)
+            log.info("Zoho is connected again: the queue resumes")
+            return False
+    return True
+
+
+def _pause_for(rt, exc: Exception) -> None:
+    from ..zoho import gate
+
+    if isinstance(exc, zerr.Throttled):
+        streak = queue.throttle_streak(rt.store) + 1
+        wait = exc.retry_after if exc.retry_after is not None else queue.THROTTLE_POLICY.next_delay(streak) + 1.0
+        until = time.time() + wait
+        queue.pause(rt.store, "throttled",
+                    f"Zoho asked us to slow down (HTTP 429); sending resumes at "
+                    f"{time.strftime('%H:%M:%S', time.gmtime(until))} UTC", until=until, streak=streak)
+    elif isinstance(exc, zerr.BudgetExhausted):
+        budget = rt.config.get("GATEWAY_DAILY_CALL_BUDGET") or 0
+        until = gate.budget_frees_at(rt.store, budget)
+        queue.pause(rt.store, "budget", f"the daily Zoho call budget ({budget} calls per 24 hours, "
+                    "GATEWAY_DAILY_CALL_BUDGET) is spent; sending resumes as calls age out of the last 24 hours",
+                    until=until)
+    elif isinstance(exc, zerr.ReauthorizationNeeded):
+        queue.pause(rt.store, "reauthorization", f"Zoho needs re-authorization: {exc} "
+                    "(save the Zoho settings on the admin page with a new grant token; the queue resumes then)")
+    else:
+        queue.pause(rt.store, "not_configured", f"{exc}")
+
+
+# -- one batch ----------------------------------------------------------------------------------------
+def process_batch(rt, holder: str, module: str, jobs: list[queue.Job], policy: queue.RetryPolicy = queue.DEFAULT_POLICY) -> dict:
+    """Push one claimed batch and settle every job; returns counts by outcome."""
+    from ..zoho import connection, gate
+
+    store = rt.store
+    by_id = {job.ops_id: job for job in jobs}
+    counts = {"sent": 0, "ok": 0, "dead": 0, "retry": 0, "unchanged": 0, "waiting": 0, "missing": 0}
+
+    synced = connection.modules(rt)
+    account = connection.account_id(rt)
+    if connection.state(rt) == connection.NOT_CONFIGURED or not account:
+        exc = zerr.NotConfigured()
+        _pause_for(rt, exc)
+        with store.immediate() as conn:
+            queue.defer(conn, holder, [j.id for j in jobs], time.time())
+        return counts
+    if synced and MODULE_SETTING[module] not in synced:
+        with store.immediate() as conn:
+            queue.complete(conn, holder, [j.id for j in jobs], note=f"{module} are not synced (Zoho settings): not sent")
+        return counts
+
+    forced = {job.ops_id for job in jobs if job.force}
+    try:
+        prepared = push.prepare(rt, module, list(by_id), account_id=account, force=forced,
+                                contacts_synced=not synced or "contacts" in synced)
+    except sa.exc.SQLAlchemyError as exc:
+        message = f"the OnPrintShop database did not answer ({exc.__class__.__name__}); trying again in {OPS_RETRY_SECONDS:.0f} s"
+        log.warning(message)
+        queue.note_error(store, message)
+        with store.immediate() as conn:
+            queue.defer(conn, holder, [j.id for j in jobs], time.time() + OPS_RETRY_SECONDS, note=message)
+        return counts
+
+    if prepared.waiting:
+        queue.enqueue(rt, "Contacts", set(prepared.waiting.values()))
+    with store.immediate() as conn:
+        queue.complete(conn, holder, [by_id[i].id for i in prepared.unchanged])
+        queue.complete(conn, holder, [by_id[i].id for i in prepared.missing], note="no longer in the OnPrintShop database: not sent")
+        queue.defer(conn, holder, [by_id[i].id for i in prepared.waiting], time.time() + WAIT_FOR_CONTACT_SECONDS,
+                    note="waiting for its customer's Contact to be created in Zoho")
+    counts.update(unchanged=len(prepared.unchanged), missing=len(prepared.missing), waiting=len(prepared.waiting))
+    if not prepared.send:
+        return counts
+
+    outgoing = prepared.send
+    sent_jobs = [by_id[o.ops_id] for o in outgoing]
+    sent_ids = [j.id for j in sent_jobs]
+    counts["sent"] = len(outgoing)
+    started = time.perf_counter()
+    try:
+        results = push.send(rt, module, outgoing)
+    except (zerr.Throttled, zerr.BudgetExhausted, zerr.ReauthorizationNeeded, zerr.NotConfigured) as exc:
+        _pause_for(rt, exc)
+        queue.note_error(store, str(exc))
+        log.warning("push of %d %s paused the queue: %s", len(outgoing), module, exc)
+        until = queue.current_pause(store) or {}
+        with store.immediate() as conn:
+            queue.defer(conn, holder, sent_ids, until.get("until") or time.time())
+        return counts
+    except (zerr.ZohoError, push.BatchRefused) as exc:
+        # Unavailable (timeouts, 5xx), ApiRefused, a 4xx without results: a counted attempt.
+        queue.note_error(store, str(exc))
+        with store.immediate() as conn:
+            dead = queue.fail(conn, holder, sent_jobs, str(exc), policy)
+        counts["retry"] = len(sent_jobs) - len(dead)
+        counts["dead"] = len(dead)
+        log.warning("push of %d %s failed (%d dead): %s", len(outgoing), module, len(dead), exc)
+        return counts
+
+    ok_ids, relink_ids = [], []
+    with store.immediate() as conn:
+        for sent, result in zip(outgoing, results):
+            job = by_id[result.ops_id]
+            if result.ok:
+                links.save(conn, module, result.ops_id, result.zoho_id, sent.hash)
+                ok_ids.append(job.id)
+            elif result.code == "INVALID_DATA" and result.field == "id" and "id" in sent.record:
+                # The linked Zoho record is gone (deleted in Zoho): forget the link, upsert afresh.
+                conn.execute(links.links_table.delete().where(
+                    links.links_table.c.module == module, links.links_table.c.ops_id == result.ops_id))
+                relink_ids.append(job.id)
+            elif result.refused:
+                queue.bury(conn, holder, [job.id], result.describe())
+                counts["dead"] += 1
+            else:
+                dead = queue.fail(conn, holder, [job], result.describe(), policy)
+                counts["dead" if dead else "retry"] += 1
+        queue.complete(conn, holder, ok_ids)
+        queue.defer(conn, holder, relink_ids, time.time())
+    counts["ok"] = len(ok_ids)
+    gate.add_count(store, "pushes", len(ok_ids))
+    if counts["dead"] or counts["retry"]:
+        first = next(r for r in results if not r.ok)
+        queue.note_error(store, f"{module} {first.ops_id}: {first.describe()}")
+    if queue.throttle_streak(store) and queue.current_pause(store) is None:
+        queue.resume(store)  # a call went through: the next 429 starts the backoff afresh
+    log.info("pushed %d %s: %d ok, %d dead, %d to retry in %.0f ms", len(outgoing), module, counts["ok"], counts["dead"],
+             counts["retry"], (time.perf_counter() - started) * 1000)
+    return counts

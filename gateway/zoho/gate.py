@@ -1,0 +1,211 @@
+"""The deployment-wide limits on Zoho API calls: the concurrency cap and the daily call budget.
+
+Zoho counts concurrent calls and daily credits per organisation, not per process, so both
+limits live in the state store and hold however many gunicorn workers or `worker` processes
+share it:
+
+- Concurrency: `GATEWAY_ZOHO_CONCURRENCY` slot leases (`zoho-slot-0` … in `gw_leases`). A call
+  takes a free or lapsed slot with one conditional UPDATE and hands it back when it returns.
+  A slot of a killed process lapses after `SLOT_LEASE_SECONDS`, longer than any call may take
+  (the client's timeout is 30 s). A per-process semaphore keeps a process from polling the
+  store with more threads than there are slots.
+- Budget: every call is counted in ten-minute buckets (`gw_zoho_meter`, kind "calls"); when
+  `GATEWAY_DAILY_CALL_BUDGET` is set and the last 24 hours hold that many calls, `call()` raises
+  BudgetExhausted before anything is sent. The check and the count are not one transaction, so
+  processes racing at the very end of the budget may overshoot it by at most the concurrency.
+
+The same meter counts records pushed (kind "pushes") for the queue's figures.
+
+The Zoho client wraps every API call in `with gate.for_runtime(rt).call():`.
+"""
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import random
+import threading
+import time
+
+import sqlalchemy as sa
+
+from ..store import leases_table, metadata
+
+SLOT_LEASE_SECONDS = 45.0  # > the client's 30 s timeout: a live call never loses its slot
+SLOT_WAIT_SECONDS = 120.0  # a call that cannot get a slot for this long fails as Unavailable
+BUCKET_SECONDS = 600
+DAY_SECONDS = 86400
+
+meter_table = sa.Table(
+    "gw_zoho_meter",
+    metadata,
+    sa.Column("kind", sa.String(16), primary_key=True),  # "calls" | "pushes"
+    sa.Column("bucket", sa.BigInteger, primary_key=True, autoincrement=False),  # epoch // BUCKET_SECONDS
+    sa.Column("count", sa.BigInteger, nullable=False),
+)
+
+
+# -- the meter ------------------------------------------------------------------------------
+def add_count(store, kind: str, n: int = 1, now: float | None = None) -> None:
+    """Add n to the current bucket of `kind` (one UPDATE, an INSERT the first time in a bucket)."""
+    if n <= 0:
+        return
+    bucket = int((now or time.time()) // BUCKET_SECONDS)
+    where = (meter_table.c.kind == kind, meter_table.c.bucket == bucket)
+    for _ in range(3):
+        with store.begin() as conn:
+            if conn.execute(meter_table.update().where(*where).values(count=meter_table.c.count + n)).rowcount:
+                return
+        try:
+            with store.begin() as conn:
+                conn.execute(meter_table.insert().values(kind=kind, bucket=bucket, count=n))
+                # A new bucket: drop the ones no figure looks at any more.
+                conn.execute(meter_table.delete().where(meter_table.c.bucket < bucket - 2 * DAY_SECONDS // BUCKET_SECONDS))
+            return
+        except sa.exc.IntegrityError:
+            continue  # another process made the bucket first: add to it
+
+
+def count_last_day(store, kind: str, now: float | None = None) -> int:
+    """How many of `kind` in the rolling last 24 hours (to the bucket)."""
+    first = int(((now or time.time()) - DAY_SECONDS) // BUCKET_SECONDS) + 1
+    with store.engine.connect() as conn:
+        total = conn.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(meter_table.c.count), 0)).where(
+                meter_table.c.kind == kind, meter_table.c.bucket >= first
+            )
+        ).scalar()
+    return int(total or 0)
+
+
+def budget_frees_at(store, budget: int, now: float | None = None) -> float:
+    """When enough counted calls will have left the 24-hour window for one more call."""
+    now = now or time.time()
+    first = int((now - DAY_SECONDS) // BUCKET_SECONDS) + 1
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(meter_table.c.bucket, meter_table.c.count)
+            .where(meter_table.c.kind == "calls", meter_table.c.bucket >= first)
+            .order_by(meter_table.c.bucket)
+        ).all()
+    total = sum(int(r.count) for r in rows)
+    if total < budget:
+        return now
+    for bucket, count in rows:
+        total -= int(count)
+        if total < budget:
+            return max(now, (bucket + 1) * BUCKET_SECONDS + DAY_SECONDS)
+    return now + BUCKET_SECONDS
+
+
+# -- the gate -------------------------------------------------------------------------------
+class Gate:
+    """Deployment-wide concurrency slots and the daily budget, for one state store."""
+
+    def __init__(self, store, concurrency: int, budget: int | None):
+        self.store = store
+        self.concurrency = max(1, int(concurrency or 1))
+        self.budget = budget if budget and budget > 0 else None
+        self.slots = [f"zoho-slot-{n}" for n in range(self.concurrency)]
+        self._local = threading.BoundedSemaphore(self.concurrency)
+        self._rows_ready = False
+        self._seq = itertools.count()
+        self._pid = os.getpid()
+
+    @contextlib.contextmanager
+    def call(self):
+        """Hold one of the deployment's call slots for one Zoho API call.
+
+        Raises BudgetExhausted (nothing sent) when the daily budget is spent, Unavailable when
+        no slot frees up within SLOT_WAIT_SECONDS.
+        """
+        from .errors import BudgetExhausted, Unavailable
+
+        if not self._local.acquire(timeout=SLOT_WAIT_SECONDS):
+            raise Unavailable(f"no Zoho call slot free in this process for {SLOT_WAIT_SECONDS:.0f} s")
+        try:
+            slot, holder = self._take_slot(Unavailable)
+            try:
+                if self.budget is not None and count_last_day(self.store, "calls") >= self.budget:
+                    raise BudgetExhausted(
+                        f"the daily Zoho call budget of {self.budget} calls (GATEWAY_DAILY_CALL_BUDGET) is spent "
+                        "for the last 24 hours; the queue waits until calls age out of that window"
+                    )
+                add_count(self.store, "calls")
+                yield
+            finally:
+                self._give_back(slot, holder)
+        finally:
+            self._local.release()
+
+    def in_use(self) -> int:
+        """Slots held right now across the deployment (for status pages and tests)."""
+        now = time.time()
+        with self.store.engine.connect() as conn:
+            return int(conn.execute(
+                sa.select(sa.func.count()).select_from(leases_table).where(
+                    leases_table.c.name.in_(self.slots), leases_table.c.holder.is_not(None), leases_table.c.expires_at >= now
+                )
+            ).scalar())
+
+    # -- slots ------------------------------------------------------------------------------
+    def _ensure_rows(self) -> None:
+        with self.store.engine.connect() as conn:
+            present = set(conn.execute(sa.select(leases_table.c.name).where(leases_table.c.name.in_(self.slots))).scalars())
+        for name in self.slots:
+            if name in present:
+                continue
+            try:
+                with self.store.begin() as conn:
+                    conn.execute(leases_table.insert().values(name=name, holder=None, expires_at=0.0))
+            except sa.exc.IntegrityError:
+                pass  # another process made it
+        self._rows_ready = True
+
+    def _take_slot(self, unavailable):
+        if not self._rows_ready:
+            self._ensure_rows()
+        holder = f"{self._pid}-{threading.get_ident()}-{next(self._seq)}"
+        deadline = time.monotonic() + SLOT_WAIT_SECONDS
+        order = list(self.slots)
+        while True:
+            random.shuffle(order)  # spread processes over the slots instead of all fighting for slot 0
+            now = time.time()
+            for name in order:
+                with self.store.begin() as conn:
+                    taken = conn.execute(
+                        leases_table.update()
+                        .where(leases_table.c.name == name)
+                        .where(sa.or_(leases_table.c.holder.is_(None), leases_table.c.expires_at < now))
+                        .values(holder=holder, expires_at=now + SLOT_LEASE_SECONDS)
+                    ).rowcount
+                if taken:
+                    return name, holder
+            if time.monotonic() > deadline:
+                raise unavailable(
+                    f"all {self.concurrency} Zoho call slots (GATEWAY_ZOHO_CONCURRENCY) stayed busy for {SLOT_WAIT_SECONDS:.0f} s"
+                )
+            time.sleep(random.uniform(0.005, 0.02))
+
+    def _give_back(self, name: str, holder: str) -> None:
+        with self.store.begin() as conn:
+            conn.execute(
+                leases_table.update()
+                .where(leases_table.c.name == name, leases_table.c.holder == holder)
+                .values(holder=None, expires_at=0.0)
+            )
+
+
+_gates_lock = threading.Lock()
+
+
+def for_runtime(rt) -> Gate:
+    """The runtime's gate (made once per runtime; cheap to call on every API call)."""
+    gate = rt.__dict__.get("_zoho_gate")
+    if gate is None:
+        with _gates_lock:
+            gate = rt.__dict__.get("_zoho_gate")
+            if gate is None:
+                gate = Gate(rt.store, rt.config.get("GATEWAY_ZOHO_CONCURRENCY") or 5, rt.config.get("GATEWAY_DAILY_CALL_BUDGET"))
+                rt.__dict__["_zoho_gate"] = gate
+    return gate
