@@ -58,6 +58,34 @@ def configure(rt, *, data_center, client_id, client_secret, grant_token, account
     return Outcome(bool(result.ok), result.message, detail)
 
 
+def update(rt, *, account_id, modules) -> Outcome:
+    from ..zoho import connection
+
+    try:
+        result = connection.update(rt, account_id=account_id, modules=tuple(modules))
+    except Exception as exc:
+        return _failed("change the Zoho settings", exc)
+    detail = f"account {account_id}, modules {', '.join(modules)}: " + ("changed" if result.ok else "refused")
+    return Outcome(bool(result.ok), result.message, detail)
+
+
+def save_pending(rt, *, connect_available: bool, data_center, client_id, client_secret, account_id, redirect_uri, modules) -> Outcome:
+    """Keep the form for the redirect flow; the view then sends the admin to Zoho."""
+    from ..zoho import connection
+
+    if not connect_available:
+        return Outcome(False, "Connecting through Zoho is not available in this version: paste a grant token instead.", "not available")
+    try:
+        result = connection.save_pending(
+            rt, data_center=data_center, client_id=client_id, client_secret=client_secret,
+            account_id=account_id, redirect_uri=redirect_uri or None, modules=tuple(modules),
+        )
+    except Exception as exc:
+        return _failed("start connecting through Zoho", exc)
+    return Outcome(bool(result.ok), result.message, f"data center {data_center}, account {account_id}: " + (
+        "sent to Zoho" if result.ok else "refused"))
+
+
 def disconnect(rt) -> Outcome:
     from ..zoho import connection
 

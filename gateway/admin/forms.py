@@ -6,23 +6,15 @@ found out by `gateway.zoho.connection.configure`, which answers in plain words.
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, IntegerField, PasswordField, SelectField, SelectMultipleField, StringField
+from wtforms import HiddenField, IntegerField, PasswordField, SelectChoice, SelectField, SelectMultipleField, StringField
 from wtforms import widgets
 from wtforms.validators import URL, DataRequired, InputRequired, Length, NumberRange, Optional, Regexp
 
-# CONTRACT §2/§6: the data centers an admin may choose (Zoho's own domains for each).
-DATA_CENTER_LABELS = (
-    ("us", "United States (zoho.com)"),
-    ("eu", "Europe (zoho.eu)"),
-    ("in", "India (zoho.in)"),
-    ("au", "Australia (zoho.com.au)"),
-    ("jp", "Japan (zoho.jp)"),
-    ("ca", "Canada (zohocloud.ca)"),
-    ("sa", "Saudi Arabia (zoho.sa)"),
-    ("uk", "United Kingdom (zoho.uk)"),
-    ("cn", "China (zoho.com.cn)"),
-)
-MODULE_CHOICES = (("contacts", "Contacts (customers)"), ("deals", "Deals (orders)"))
+from ..zoho.datacenters import DATA_CENTER_NAMES
+
+# CONTRACT §2/§6: the data centers an admin may choose (us eu in au jp ca sa uk cn).
+DATA_CENTER_LABELS = [SelectChoice(code, f"{code}: {name}") for code, name in DATA_CENTER_NAMES.items()]
+MODULE_CHOICES = [SelectChoice("contacts", "Contacts (customers)"), SelectChoice("deals", "Deals (orders)")]
 
 
 class MultiCheckboxField(SelectMultipleField):
@@ -36,29 +28,22 @@ class LoginForm(FlaskForm):
 
 
 class ConfigureForm(FlaskForm):
+    """The Zoho form. Which fields are needed depends on the button pressed (see `missing_fields`)."""
+
     data_center = SelectField("Data center", choices=DATA_CENTER_LABELS, default="us")
-    client_id = StringField(
-        "Client ID",
-        validators=[DataRequired(message="Enter the Client ID from Zoho's API Console."), Length(max=200)],
-    )
-    client_secret = PasswordField(
-        "Client Secret",
-        validators=[DataRequired(message="Enter the Client Secret from Zoho's API Console."), Length(max=200)],
-    )
-    grant_token = PasswordField(
-        "Grant Token",
-        validators=[DataRequired(message="Enter a fresh grant token (it is valid for a few minutes only)."), Length(max=500)],
-    )
+    client_id = StringField("Client ID", validators=[Optional(), Length(max=200)])
+    client_secret = PasswordField("Client Secret", validators=[Optional(), Length(max=200)])
+    grant_token = PasswordField("Grant Token", validators=[Optional(), Length(max=500)])
     account_id = StringField(
         "Zoho Account ID",
         validators=[
             DataRequired(message="Enter the id of the Zoho Account record that synced records belong to."),
-            Regexp(r"^\s*\d{5,25}\s*$", message="The Account ID is the long number at the end of the Account's URL in Zoho CRM."),
+            Regexp(r"^\s*\d{5,30}\s*$", message="The Account ID is the long number at the end of the Account's URL in Zoho CRM."),
         ],
     )
     redirect_uri = StringField(
         "Redirect URI (optional)",
-        validators=[Optional(), URL(require_tld=False, message="Give a full URL (https://…) or leave it empty."), Length(max=500)],
+        validators=[Optional(), URL(require_tld=False, message="Give a full URL (https://…) or leave the Redirect URI empty."), Length(max=500)],
     )
     modules = MultiCheckboxField(
         "Modules to sync",
@@ -68,12 +53,27 @@ class ConfigureForm(FlaskForm):
     )
 
 
+# The configuration form's buttons: exchange a pasted grant token, start the redirect flow at
+# Zoho, or change only the Account ID and modules of the stored connection.
+SAVE_ACTIONS = ("connect", "redirect", "update")
+
+
+def missing_fields(action: str, form: ConfigureForm) -> list[str]:
+    """What the chosen button needs that the form lacks, as sentences (pure; empty when complete)."""
+    problems = []
+    if action in ("connect", "redirect") and not (form.client_id.data or "").strip():
+        problems.append("Enter the Client ID from Zoho's API Console.")
+    if action == "connect" and not (form.grant_token.data or "").strip():
+        problems.append("Enter a fresh grant token (it is valid for a few minutes only), or use “Connect through Zoho”.")
+    return problems
+
+
 class RetryJobForm(FlaskForm):
     job_id = IntegerField("Job", validators=[InputRequired(message="Which dead job?"), NumberRange(min=1)])
 
 
 class PushForm(FlaskForm):
-    kind = SelectField("What", choices=(("customers", "Customer"), ("orders", "Order")))
+    kind = SelectField("What", choices=[SelectChoice("customers", "Customer"), SelectChoice("orders", "Order")])
     record_id = IntegerField(
         "OnPrintShop id",
         validators=[InputRequired(message="Enter the OnPrintShop id to push."), NumberRange(min=1, message="Ids are positive whole numbers.")],
@@ -81,4 +81,4 @@ class PushForm(FlaskForm):
 
 
 class NotifyForm(FlaskForm):
-    enabled = SelectField("Notification API", choices=(("on", "on"), ("off", "off")))
+    enabled = SelectField("Notification API", choices=[SelectChoice("on"), SelectChoice("off")])

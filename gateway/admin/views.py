@@ -131,7 +131,7 @@ def _page(configure_form: ConfigureForm, status: int = 200):
 
 def _zoho_connect_url() -> str | None:
     """The redirect-based connect flow, when the Zoho concern provides it."""
-    for endpoint in ("admin.zoho_connect", "admin.connect", "zoho.connect"):
+    for endpoint in ("admin.zoho_connect", "admin.connect", "zoho.connect", "admin_zoho.connect"):
         if endpoint in current_app.view_functions:
             return url_for(endpoint)
     return None
@@ -143,20 +143,34 @@ def index():
     form = ConfigureForm()
     if request.method == "GET":
         return _page(form)
-    if not form.validate_on_submit():
-        flash("The configuration was not saved: " + _form_problem(form), "error")
+    action = request.form.get("action", "connect")
+    if action not in SAVE_ACTIONS:
+        action = "connect"
+    valid = form.validate_on_submit()
+    problems = ([] if valid else [_form_problem(form)]) + missing_fields(action, form)
+    if problems:
+        flash("Nothing was saved: " + " ".join(problems), "error")
         return _page(form, 400)
-    outcome = actions.configure(
-        runtime.current(),
+    rt = runtime.current()
+    fields = dict(
         data_center=form.data_center.data,
-        client_id=form.client_id.data.strip(),
-        client_secret=form.client_secret.data.strip(),
-        grant_token=form.grant_token.data.strip(),
+        client_id=(form.client_id.data or "").strip(),
+        client_secret=(form.client_secret.data or "").strip(),
         account_id=form.account_id.data.strip(),
         redirect_uri=(form.redirect_uri.data or "").strip() or None,
         modules=form.modules.data,
     )
-    return _show(outcome, "configure")
+    if action == "update":
+        return _show(actions.update(rt, account_id=fields["account_id"], modules=fields["modules"]), "update zoho settings")
+    if action == "redirect":
+        connect_url = _zoho_connect_url()
+        outcome = actions.save_pending(rt, connect_available=connect_url is not None, **fields)
+        audit.record(rt, who(), "connect through zoho", outcome.detail)
+        if outcome.ok:
+            return redirect(connect_url)
+        flash(outcome.message, "error")
+        return redirect(url_for(".index"))
+    return _show(actions.configure(rt, grant_token=form.grant_token.data.strip(), **fields), "configure")
 
 
 # -- actions ------------------------------------------------------------------------------------
