@@ -113,7 +113,7 @@ def _data(response) -> list[dict]:
     return [r for r in data or [] if isinstance(r, dict) and r.get("id")]
 
 
-def fetch_records(rt, module: str, ids) -> list[dict]:
+def fetch_records(rt, module: str, ids, timeout: float = 30) -> list[dict]:
     """The current state of these records in Zoho (those that exist), 100 ids a call."""
     mapping = rt.ops.mapping
     fields = ",".join(zoho_fields(module, mapping))
@@ -121,7 +121,8 @@ def fetch_records(rt, module: str, ids) -> list[dict]:
     records = []
     for start in range(0, len(ids), IDS_PER_CALL):
         chunk = ids[start:start + IDS_PER_CALL]
-        response = rt.zoho.request("GET", f"/crm/v8/{module}", params={"ids": ",".join(chunk), "fields": fields})
+        response = rt.zoho.request("GET", f"/crm/v8/{module}", params={"ids": ",".join(chunk), "fields": fields},
+                                   timeout=timeout)
         records.extend(_data(response))
     return records
 

@@ -52,6 +52,7 @@ MAX_BODY = 64 * 1024
 MAX_IDS = 1000
 ZOHO_ID = re.compile(r"[0-9]{1,30}")
 BACKOFF_MAX_SECONDS = 900
+FETCH_TIMEOUT = 10  # a callback waits for Zoho this long before keeping the ids for later
 
 pending_table = sa.Table(
     "gw_notify_pending",
@@ -69,6 +70,9 @@ pending_table = sa.Table(
 class Result:
     ok: bool
     message: str
+
+    def __bool__(self) -> bool:
+        return self.ok
 
 
 class SubscriptionError(Exception):
@@ -325,7 +329,7 @@ def process(rt, module: str, ids, source: str = "notify") -> Counter:
     from . import catchup
 
     fetched_at = time.time()
-    records = catchup.fetch_records(rt, module, ids)
+    records = catchup.fetch_records(rt, module, ids, timeout=FETCH_TIMEOUT)
     result = catchup.apply_records(rt, module, records, source)
     found = {str(r["id"]) for r in records}
     result["not_found"] += len(set(ids) - found)

@@ -331,7 +331,7 @@ def install(fake) -> None:
             if page < 1:
                 return _error(400, "INVALID_DATA", "invalid data", {"param": "page"})
             offset = (page - 1) * per_page
-            if offset + per_page > PAGE_LIMIT:
+            if offset >= PAGE_LIMIT:
                 return _error(400, "DISCRETE_PAGINATION_LIMIT_EXCEEDED",
                               "cannot fetch more than 2000 records with page; use page_token", {"limit": PAGE_LIMIT})
 
@@ -357,7 +357,7 @@ def install(fake) -> None:
         if "page_token" not in req.query:
             info["page"] = offset // per_page + 1
         # Past the page limit, Zoho hands out a token for the next page instead of page numbers.
-        if more and offset + 2 * per_page > PAGE_LIMIT or (more and "page_token" in req.query):
+        if more and (offset + per_page >= PAGE_LIMIT or "page_token" in req.query):
             token = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             with fake.lock:
                 fake._page_tokens[token] = {"module": module, "offset": offset + per_page}
