@@ -54,7 +54,7 @@ class Runtime:
                 if self._zoho is None:
                     from .zoho.client import ZohoClient
 
-                    self._zoho = ZohoClient(self.tokens, self.config)
+                    self._zoho = ZohoClient(self.tokens, self.config, runtime=self)
         return self._zoho
 
     def close(self) -> None:

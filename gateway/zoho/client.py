@@ -1,0 +1,158 @@
+"""The Zoho CRM API client: base URL, the shared access token, one retry on a rejected token.
+
+`ZohoClient.request()` sends one call and returns the `requests.Response` for the caller to
+read (module logic — upserts, searches, watch channels — lives with the concerns that need it).
+What every call needs is done here, once:
+
+- the base URL: `ZOHO_API_URL`, else the `api_domain` Zoho gave with the tokens;
+- `Authorization: Zoho-oauthtoken <token>` from the deployment's one TokenService;
+- a 401 `INVALID_TOKEN` leads to one refresh and one retry, and the refresh happens only if
+  the token that failed is still the current one (TokenService.invalidate);
+- every call passes through the deployment-wide gate (gateway.zoho.gate: concurrency slots and
+  daily budget) when that module exists;
+- failures become types: HTTP 429 → Throttled (Retry-After parsed), 5xx, timeouts and network
+  errors → Unavailable, a second 401 or another 401 code → ApiRefused.
+"""
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import logging
+import threading
+import time
+
+import requests
+
+from .datacenters import api_url
+from .errors import ApiRefused, Throttled, Unavailable
+
+log = logging.getLogger("gateway.zoho.client")
+
+
+def parse_retry_after(value) -> float | None:
+    """Seconds to wait from a Retry-After header (seconds or an HTTP date); None when absent or unreadable."""
+    if value in (None, ""):
+        return None
+    text = str(value).strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _zoho_code(response) -> str | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    if isinstance(body, dict):
+        code = body.get("code")
+        if code is None and isinstance(body.get("data"), list) and body["data"]:
+            code = (body["data"][0] or {}).get("code")
+        return str(code) if code else None
+    return None
+
+
+def _message(response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    return str(body.get("message") or "")[:200] if isinstance(body, dict) else ""
+
+
+class ZohoClient:
+    """One per runtime; thread-safe (a requests.Session per thread)."""
+
+    def __init__(self, tokens, config, runtime=None):
+        self.tokens = tokens
+        self.config = config
+        self.runtime = runtime
+        self._local = threading.local()
+
+    # -- plumbing -----------------------------------------------------------------------------
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        return session
+
+    def base_url(self) -> str:
+        override = self.config.get("ZOHO_API_URL")
+        if override:
+            return str(override).rstrip("/")
+        data_center, domain = self.tokens.api_domain()
+        return api_url(self.config, data_center, domain)
+
+    def _gate(self):
+        if self.runtime is None:
+            return contextlib.nullcontext()
+        try:
+            from . import gate
+        except ImportError:
+            return contextlib.nullcontext()
+        return gate.for_runtime(self.runtime).call()
+
+    # -- the interface ------------------------------------------------------------------------
+    def request(self, method: str, path: str, *, params=None, json=None, headers=None, timeout: float = 30) -> requests.Response:
+        """Send one CRM API call (`path` like "/crm/v8/Contacts/upsert"); return Zoho's response.
+
+        Raises Throttled (429), Unavailable (timeout, network, 5xx), ApiRefused (401 that a fresh
+        token does not cure), NotConfigured / ReauthorizationNeeded (from the token service),
+        BudgetExhausted (from the gate). Every other status is returned for the caller to read.
+        """
+        url = self.base_url() + "/" + path.lstrip("/")
+        token = self.tokens.access_token()
+        for attempt in (1, 2):
+            response = self._send(method, url, token, params=params, json=json, headers=headers, timeout=timeout)
+            if response.status_code != 401:
+                break
+            code = _zoho_code(response)
+            if code == "INVALID_TOKEN" and attempt == 1:
+                log.info("zoho rejected the access token (…%s); getting the current one", token[-4:])
+                token = self.tokens.invalidate(token)
+                continue
+            raise ApiRefused(
+                f"Zoho refused the request's authorization (HTTP 401 {code or ''}: {_message(response) or 'no message'}); "
+                "check that the client has the scope ZohoCRM.modules.ALL, then save the Zoho settings again",
+                status=401, code=code,
+            )
+        if response.status_code == 429:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            raise Throttled(
+                f"Zoho says too many requests (HTTP 429 {_zoho_code(response) or ''}); "
+                + (f"retry after {retry_after:.0f} s" if retry_after is not None else "back off and retry later"),
+                retry_after=retry_after, code=_zoho_code(response) or "TOO_MANY_REQUESTS",
+            )
+        if response.status_code >= 500:
+            raise Unavailable(f"Zoho failed on its side (HTTP {response.status_code}); the call will be retried later",
+                              code=str(response.status_code))
+        return response
+
+    def _send(self, method, url, token, *, params, json, headers, timeout) -> requests.Response:
+        all_headers = {"Authorization": f"Zoho-oauthtoken {token}", "Accept": "application/json"}
+        all_headers.update(headers or {})
+        started = time.perf_counter()
+        with self._gate():
+            try:
+                response = self._session().request(method, url, params=params, json=json, headers=all_headers, timeout=timeout)
+            except requests.Timeout:
+                raise Unavailable(f"timeout: Zoho did not answer {method} {_path(url)} within {timeout:g} s", code="timeout") from None
+            except requests.RequestException as exc:
+                raise Unavailable(f"network error: could not reach Zoho for {method} {_path(url)} ({exc.__class__.__name__})",
+                                  code="network") from None
+        log.debug("zoho %s %s -> %s in %.0f ms", method, _path(url), response.status_code, (time.perf_counter() - started) * 1000)
+        return response
+
+
+def _path(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).path

@@ -1,0 +1,62 @@
+"""The Zoho side's error types: what went wrong talking to Zoho, in words a person can act on.
+
+Every Zoho failure the gateway knows how to name is one of these; callers catch the type they
+can do something about (the queue pauses on `ReauthorizationNeeded`, `Throttled` and
+`BudgetExhausted`, retries later on `Unavailable`) and show `str(exc)` to people.
+"""
+from __future__ import annotations
+
+
+class ZohoError(Exception):
+    """Base: a Zoho request failed. `code` is Zoho's own error code when it gave one."""
+
+    def __init__(self, message: str, *, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class OAuthRejected(ZohoError):
+    """Zoho's accounts server refused a token request (wrong client, used grant token, ...)."""
+
+
+class ReauthorizationNeeded(ZohoError):
+    """The refresh token no longer works (revoked, or pushed out by 20 newer ones): connect again."""
+
+
+class NotConfigured(ZohoError):
+    """No Zoho connection has been saved yet."""
+
+    def __init__(self, message: str = "Zoho is not connected yet: save the Zoho settings on the admin page "
+                 "or run `flask --app wsgi configure`", **kwargs):
+        super().__init__(message, **kwargs)
+
+
+class Throttled(ZohoError):
+    """Zoho asked us to slow down (HTTP 429, or the accounts server's "too many requests").
+
+    `retry_after` is the number of seconds to wait when known, else None (back off yourself).
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None, code: str | None = None):
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+
+class Unavailable(ZohoError):
+    """Zoho could not be reached or failed on its side (timeout, network error, HTTP 5xx)."""
+
+
+class BudgetExhausted(ZohoError):
+    """The deployment's own daily Zoho call budget is spent (raised by gateway.zoho.gate)."""
+
+
+class ApiRefused(ZohoError):
+    """The CRM API refused the request's authorization itself (e.g. a scope mismatch), not the data."""
+
+    def __init__(self, message: str, *, status: int, code: str | None = None):
+        super().__init__(message, code=code)
+        self.status = status

@@ -1,0 +1,177 @@
+"""One Zoho access token for the whole deployment, refreshed once per expiry.
+
+Zoho allows 10 access tokens per refresh token per 10 minutes, so every thread of every process
+must share one token and refresh it once. `TokenService.access_token()` reads the current token
+from the state store; a few minutes before it expires (or when the API rejected it) one caller
+refreshes it: a per-process lock lets one thread per process try, and a lease row in the state
+store (`gw_leases`, name `zoho.token_refresh`) lets one process at a time do it; the others wait
+and re-read the store, where they find the new token. A refresh is skipped whenever the stored
+token is no longer the stale one the caller saw (someone else already refreshed).
+
+Failures: the accounts server's throttle answer records "blocked until" in the store (doubling
+up to 10 minutes) so nobody retries at once; a network failure blocks briefly; `invalid_code`
+(the refresh token was revoked) marks the connection needs_reauthorization and raises
+ReauthorizationNeeded, so the queue pauses instead of burning attempts.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from ..store import new_holder_id
+from ..vault import last4
+from . import connection, oauth
+from .datacenters import accounts_url
+from .errors import NotConfigured, OAuthRejected, ReauthorizationNeeded, Throttled, Unavailable, ZohoError
+
+log = logging.getLogger("gateway.zoho.tokens")
+
+LEASE_NAME = "zoho.token_refresh"
+REFRESH_MARGIN = 300.0      # refresh this long before expiry ("a few minutes")
+STILL_USABLE = 30.0         # a token with this much life left is used when a refresh cannot happen now
+LEASE_SECONDS = oauth.TIMEOUT + 15.0  # outlives one refresh call; a crashed holder's lease lapses
+WAIT_SECONDS = LEASE_SECONDS + 10.0   # how long a caller waits for another refresher before giving up
+POLL_SECONDS = 0.05
+THROTTLE_BACKOFF = 60.0     # first wait after the accounts throttle; doubles, at most 10 minutes
+THROTTLE_BACKOFF_MAX = 600.0
+NETWORK_BACKOFF = 5.0       # a failed network call is not repeated by every waiting thread
+
+
+class TokenService:
+    """Hands out the deployment's Zoho access token; `invalidate()` after a 401 INVALID_TOKEN."""
+
+    def __init__(self, store, vault, config, *, clock=time.time):
+        self.store = store
+        self.vault = vault
+        self.config = config
+        self.clock = clock
+        self._lock = threading.Lock()
+        self.refreshes = 0  # refresh calls this process made (for tests and the page)
+
+    # -- the interface ------------------------------------------------------------------------
+    def access_token(self) -> str:
+        """The current access token, refreshed first when it expires within a few minutes."""
+        info, token = self._read()
+        if token and info.get("access_expires_at", 0) - REFRESH_MARGIN > self.clock():
+            return token
+        return self._refresh(stale=token)
+
+    def invalidate(self, failed_token: str) -> str:
+        """Zoho rejected `failed_token`: a new token, refreshing only if it is still the stored one."""
+        return self._refresh(stale=failed_token, rejected=True)
+
+    def api_domain(self) -> tuple[str | None, str | None]:
+        """(data center, API domain) of the stored connection, for the client's base URL."""
+        info = connection.load(self.store)
+        if info is None:
+            raise NotConfigured()
+        return info.get("data_center"), info.get("api_domain")
+
+    # -- internals ----------------------------------------------------------------------------
+    def _read(self) -> tuple[dict, str | None]:
+        info, token = connection.load_with_access_token(self.store, self.vault)
+        if info is None:
+            raise NotConfigured()
+        if info.get("state") == connection.NEEDS_REAUTHORIZATION:
+            error = self.store.get_setting(connection.LAST_ERROR_SETTING, None) or {}
+            raise ReauthorizationNeeded(
+                error.get("message") or "the Zoho connection needs re-authorization: save the Zoho settings again with a new grant token",
+                code="invalid_code",
+            )
+        return info, token
+
+    def _fresh(self, info: dict, token: str | None, stale: str | None, margin: float = REFRESH_MARGIN) -> bool:
+        return bool(token) and token != stale and info.get("access_expires_at", 0) - margin > self.clock()
+
+    def _refresh(self, *, stale: str | None, rejected: bool = False) -> str:
+        deadline = time.monotonic() + WAIT_SECONDS
+        if not self._lock.acquire(timeout=WAIT_SECONDS):
+            raise Unavailable("timeout: waited too long for another thread refreshing the Zoho access token", code="timeout")
+        try:
+            holder = new_holder_id()
+            while True:
+                info, token = self._read()
+                if self._fresh(info, token, stale, margin=0 if rejected else REFRESH_MARGIN):
+                    return token  # someone refreshed while we waited
+                blocked = (info.get("refresh_blocked_until") or 0) - self.clock()
+                if blocked > 0:
+                    return self._fallback(info, token, rejected, Throttled(
+                        f"Zoho token refresh is paused for {blocked:.0f} s after: "
+                        f"{(self.store.get_setting(connection.LAST_ERROR_SETTING, None) or {}).get('message', 'a failure')}",
+                        retry_after=blocked, code="backoff"))
+                if self.store.try_lease(LEASE_NAME, holder, LEASE_SECONDS):
+                    try:
+                        info, token = self._read()  # another process may have finished just before
+                        if self._fresh(info, token, stale, margin=0 if rejected else REFRESH_MARGIN):
+                            return token
+                        try:
+                            return self._do_refresh(info)
+                        except (Throttled, Unavailable) as exc:
+                            return self._fallback(info, token, rejected, exc)
+                    finally:
+                        self.store.release_lease(LEASE_NAME, holder)
+                if time.monotonic() > deadline:
+                    raise Unavailable("timeout: another process has been refreshing the Zoho access token for too long",
+                                      code="timeout")
+                time.sleep(POLL_SECONDS)
+        finally:
+            self._lock.release()
+
+    def _fallback(self, info: dict, token: str | None, rejected: bool, exc: ZohoError) -> str:
+        """A refresh cannot happen now: keep using a token Zoho has not rejected and that has some life left."""
+        if token and not rejected and info.get("access_expires_at", 0) - STILL_USABLE > self.clock():
+            return token
+        raise exc
+
+    def _do_refresh(self, info: dict) -> str:
+        generation = info["generation"]
+        _, secrets = connection.refresh_credentials(self.store, self.vault)
+        if not secrets.get("refresh_token"):
+            raise ReauthorizationNeeded("no refresh token is stored: save the Zoho settings again with a new grant token")
+        url = accounts_url(self.config, info["data_center"], info.get("accounts_server"))
+        self.refreshes += 1
+        try:
+            answer = oauth.refresh(url, client_id=secrets["client_id"], client_secret=secrets["client_secret"],
+                                   refresh_token=secrets["refresh_token"])
+        except OAuthRejected as exc:
+            if exc.code in ("invalid_code", "invalid_client", "invalid_client_secret"):
+                connection.update_fields(self.store, generation, {"state": connection.NEEDS_REAUTHORIZATION})
+                connection.record_error(self.store, f"token refresh failed: {exc}")
+                log.error("zoho connection needs re-authorization: %s", exc)
+                raise ReauthorizationNeeded(str(exc), code=exc.code) from None
+            connection.record_error(self.store, f"token refresh failed: {exc}")
+            raise
+        except Throttled as exc:
+            failures = int(info.get("refresh_failures") or 0) + 1
+            wait = exc.retry_after or min(THROTTLE_BACKOFF * 2 ** (failures - 1), THROTTLE_BACKOFF_MAX)
+            connection.update_fields(self.store, generation, {
+                "refresh_blocked_until": self.clock() + wait, "refresh_failures": failures})
+            connection.record_error(self.store, f"token refresh throttled: {exc}")
+            log.warning("zoho token refresh throttled; next try in %.0f s", wait)
+            raise Throttled(str(exc), retry_after=wait, code=exc.code) from None
+        except Unavailable as exc:
+            connection.update_fields(self.store, generation, {"refresh_blocked_until": self.clock() + NETWORK_BACKOFF})
+            connection.record_error(self.store, f"token refresh failed: {exc}")
+            log.warning("zoho token refresh failed: %s", exc)
+            raise
+        now = self.clock()
+        stored = connection.update_fields(self.store, generation, {
+            "access_expires_at": now + answer.expires_in,
+            "last_refresh_at": now,
+            "access_token_last4": last4(answer.access_token),
+            "refresh_blocked_until": None,
+            "refresh_failures": 0,
+            **({"api_domain": answer.api_domain} if answer.api_domain else {}),
+        }, vault=self.vault, access_token=answer.access_token)
+        if not stored:
+            # The connection was replaced while we refreshed: its own token is the one to use.
+            info, token = self._read()
+            if token:
+                return token
+            raise NotConfigured()
+        error = self.store.get_setting(connection.LAST_ERROR_SETTING, None) or {}
+        if str(error.get("message", "")).startswith("token refresh"):
+            connection.record_error(self.store, None)  # a refresh problem that is over now
+        log.info("zoho access token refreshed (…%s), valid %.0f s", answer.access_token[-4:], answer.expires_in)
+        return answer.access_token
