@@ -1,1 +1,348 @@
-"""(placeholder: tables land with this concern)"""
+"""The durable inbox: every authenticated, valid update from Zoho, kept before it is answered.
+
+Tables (state store):
+- `gw_inbox`: one row per delivery (webhook, Notification API or catch-up): the validated
+  values, `state` 'pending' until it has been dealt with, then 'done' with its `outcome`.
+- `gw_inbox_applied`: per Zoho record, the `modified_time` and fingerprint of the last update
+  applied from Zoho (what "duplicate" and "stale" are judged against).
+
+`receive(rt, module, update, source)` commits the row first, then tries to apply it at once
+(`gateway.inbound.apply`, one OnPrintShop transaction) and answers with an `Outcome`. When
+the OnPrintShop database cannot be reached, or an earlier update of the same record is still
+waiting, the row stays pending and the answer is 202 "accepted": `run_reapplier` (a background
+task) applies pending rows later, per record in `modified_time` order, backing off while the
+database is away. Rows survive restarts because they are in the state store.
+
+Deciding and applying is serialised per record: on SQLite by the state store's write lock,
+elsewhere by a `FOR UPDATE` lock on the record's `gw_inbox_applied` row; the OnPrintShop
+transaction runs inside that and commits first, so a crash in between leaves the row pending
+and it is re-applied (a no-op the second time).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from .. import links
+from ..ops.database import UNAVAILABLE_ERRORS
+from ..store import metadata, new_holder_id
+from . import loopguard
+from .apply import apply_update
+from .parse import Update
+
+log = logging.getLogger("gateway.inbound")
+
+_ID = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+
+inbox_table = sa.Table(
+    "gw_inbox",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("received_at", sa.Double, nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("module", sa.String(16), nullable=False),
+    sa.Column("zoho_id", sa.String(64), nullable=False),
+    sa.Column("ops_id_hint", sa.BigInteger, nullable=True),
+    sa.Column("modified_time", sa.Double, nullable=False),
+    sa.Column("time_given", sa.Boolean, nullable=False, default=True),
+    sa.Column("fields", sa.Text, nullable=False),  # JSON of the validated values
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # 'pending' | 'done'
+    sa.Column("outcome", sa.String(16), nullable=True),
+    sa.Column("reason", sa.String(500), nullable=True),
+    sa.Column("ops_id", sa.BigInteger, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", sa.Double, nullable=False, default=0.0),
+    sa.Column("finished_at", sa.Double, nullable=True),
+    sa.Index("ix_gw_inbox_pending", "state", "next_attempt_at"),
+    sa.Index("ix_gw_inbox_record", "module", "zoho_id", "state"),
+    sa.Index("ix_gw_inbox_received", "received_at"),
+)
+
+applied_table = sa.Table(
+    "gw_inbox_applied",
+    metadata,
+    sa.Column("module", sa.String(16), primary_key=True),
+    sa.Column("zoho_id", sa.String(64), primary_key=True),
+    sa.Column("modified_time", sa.Double, nullable=True),  # NULL: only a lock row so far
+    sa.Column("fingerprint", sa.String(64), nullable=True),
+    sa.Column("ops_id", sa.BigInteger, nullable=True),
+    sa.Column("updated_at", sa.Double, nullable=False),
+)
+
+HTTP_STATUS = {
+    "applied": 200, "duplicate": 200, "stale": 200, "accepted": 202,
+    "not_found": 404, "conflict": 409, "invalid": 422, "failed": 422,
+}
+TERMINAL = ("applied", "duplicate", "stale", "not_found", "conflict", "invalid", "failed")
+
+MAX_ATTEMPTS = 20           # for errors other than "the database is away", which is retried forever
+REAPPLY_POLL_SECONDS = 1.0
+REAPPLY_MIN_BACKOFF = 1.0
+REAPPLY_MAX_BACKOFF = 30.0
+REAPPLY_LEASE = "inbox.reapplier"
+UNAVAILABLE_PAUSE = 2.0     # after a failed connection, answer 202 at once for this long
+
+_wake = threading.Event()   # set when rows are left pending with the database up
+
+
+@dataclass
+class Outcome:
+    status: str           # applied | duplicate | stale | accepted | not_found | conflict | invalid
+    message: str = ""
+    inbox_id: int | None = None
+    ops_id: int | None = None
+    parameter: str | None = None
+
+    @property
+    def http_status(self) -> int:
+        return HTTP_STATUS.get(self.status, 200)
+
+    def body(self) -> dict:
+        """The JSON answer of §7; errors (4xx) carry an `error` field."""
+        body: dict = {"status": self.status}
+        if self.http_status >= 400:
+            body["error"] = self.message
+            if self.parameter:
+                body["parameter"] = self.parameter
+        return body
+
+
+class OpsUnavailable(Exception):
+    """The OnPrintShop database cannot be reached now."""
+
+
+# -- receiving -----------------------------------------------------------------------------------
+def receive(rt, module: str, update: Update, source: str = "webhook") -> Outcome:
+    """Store the update durably, then try to apply it now. Raises only if the state store fails."""
+    if update.module != module:
+        raise ValueError(f"update is for {update.module}, not {module}")
+    now = time.time()
+    with rt.store.begin() as conn:
+        inbox_id = conn.execute(inbox_table.insert().values(
+            received_at=now, source=source, module=module, zoho_id=update.zoho_id, ops_id_hint=update.ops_id,
+            modified_time=update.modified_time, time_given=update.modified_time_given,
+            fields=json.dumps(update.fields, ensure_ascii=False), fingerprint=update.fingerprint(),
+            state="pending", attempts=0, next_attempt_at=now,
+        )).inserted_primary_key[0]
+    if rt.ops.recently_unavailable():
+        return Outcome("accepted", "stored; the OnPrintShop database is unreachable, it will be applied later",
+                       inbox_id=inbox_id)
+    try:
+        return _apply_row(rt, inbox_id)
+    except OpsUnavailable:
+        return Outcome("accepted", "stored; the OnPrintShop database is unreachable, it will be applied later",
+                       inbox_id=inbox_id)
+    except Exception:
+        # Stored and pending: the re-applier retries it. The delivery is safe, so say 202.
+        log.exception("inbox row %s could not be applied now; it stays pending", inbox_id)
+        _note_attempt(rt, inbox_id, "error while applying; retried later")
+        return Outcome("accepted", "stored; it will be applied later", inbox_id=inbox_id)
+
+
+def _row_update(row) -> Update:
+    return Update(module=row.module, zoho_id=row.zoho_id, modified_time=row.modified_time,
+                  fields=json.loads(row.fields), ops_id=row.ops_id_hint, modified_time_given=bool(row.time_given))
+
+
+def _lock_record(conn, store, module: str, zoho_id: str):
+    """The record's gw_inbox_applied row, locked for this transaction (created empty if absent)."""
+    key = (applied_table.c.module == module, applied_table.c.zoho_id == zoho_id)
+    query = sa.select(applied_table).where(*key)
+    if store.dialect != "sqlite":
+        query = query.with_for_update()
+    row = conn.execute(query).first()
+    if row is None:
+        try:
+            with conn.begin_nested():
+                conn.execute(applied_table.insert().values(module=module, zoho_id=zoho_id, updated_at=time.time()))
+        except sa.exc.IntegrityError:
+            pass  # another worker made it first; the select below waits for its lock
+        row = conn.execute(query).first()
+    return row
+
+
+def _apply_row(rt, inbox_id: int) -> Outcome:
+    """Decide and apply one pending inbox row, serialised per record. Raises OpsUnavailable."""
+    store = rt.store
+    with store.immediate() as sconn:
+        row = sconn.execute(sa.select(inbox_table).where(inbox_table.c.id == inbox_id)).first()
+        if row is None:
+            return Outcome("failed", "no such inbox row")
+        if row.state == "done":
+            return Outcome(row.outcome, row.reason or "", inbox_id=inbox_id, ops_id=row.ops_id)
+        marker = _lock_record(sconn, store, row.module, row.zoho_id)
+
+        earlier = sconn.execute(
+            sa.select(inbox_table.c.id).where(
+                inbox_table.c.module == row.module, inbox_table.c.zoho_id == row.zoho_id,
+                inbox_table.c.state == "pending", inbox_table.c.id != row.id,
+                sa.or_(inbox_table.c.modified_time < row.modified_time,
+                       sa.and_(inbox_table.c.modified_time == row.modified_time, inbox_table.c.id < row.id)),
+            ).limit(1)
+        ).first()
+        if earlier is not None:
+            _wake.set()
+            return Outcome("accepted", "stored; an earlier update of this record is applied first", inbox_id=inbox_id)
+
+        update = _row_update(row)
+        if marker.modified_time is not None:
+            if update.modified_time < marker.modified_time:
+                return _finish(sconn, row, "stale", "older than the last update applied from Zoho for this record",
+                               marker.ops_id)
+            if update.modified_time == marker.modified_time and row.fingerprint == marker.fingerprint:
+                return _finish(sconn, row, "duplicate", "already applied", marker.ops_id)
+
+        try:
+            with rt.ops.begin() as oconn:
+                result = apply_update(rt.ops, oconn, sconn, update)
+        except UNAVAILABLE_ERRORS as exc:
+            rt.ops.mark_unavailable(UNAVAILABLE_PAUSE)
+            log.warning("OnPrintShop database unavailable (%s); inbox row %s stays pending", exc.__class__.__name__, inbox_id)
+            raise OpsUnavailable(str(exc.__class__.__name__)) from None
+
+        if result.written:
+            # Same state-store transaction as the outcome, committed right after OnPrintShop's.
+            loopguard.record(sconn, *result.written)
+        if result.status == "applied":
+            if result.found_by in ("ops_id", "email"):
+                links.save(sconn, update.module, result.ops_id, update.zoho_id)
+            sconn.execute(applied_table.update().where(
+                applied_table.c.module == row.module, applied_table.c.zoho_id == row.zoho_id,
+            ).values(modified_time=update.modified_time, fingerprint=row.fingerprint, ops_id=result.ops_id,
+                     updated_at=time.time()))
+        elif result.status == "stale" and result.found_by in ("ops_id", "email"):
+            links.save(sconn, update.module, result.ops_id, update.zoho_id)
+        return _finish(sconn, row, result.status, result.message, result.ops_id, result.parameter)
+
+
+def _finish(sconn, row, status: str, reason: str, ops_id=None, parameter=None) -> Outcome:
+    stored_reason = f"{parameter}: {reason}" if parameter and status in ("invalid", "conflict") else reason
+    sconn.execute(inbox_table.update().where(inbox_table.c.id == row.id).values(
+        state="done", outcome=status, reason=stored_reason[:500], ops_id=ops_id, finished_at=time.time(),
+    ))
+    return Outcome(status, reason, inbox_id=row.id, ops_id=ops_id, parameter=parameter)
+
+
+def _note_attempt(rt, inbox_id: int, reason: str, unavailable: bool = False) -> None:
+    """Count a failed attempt and schedule the next; after MAX_ATTEMPTS real errors, give up visibly."""
+    with rt.store.immediate() as conn:
+        row = conn.execute(sa.select(inbox_table.c.attempts, inbox_table.c.state).where(inbox_table.c.id == inbox_id)).first()
+        if row is None or row.state != "pending":
+            return
+        attempts = row.attempts + 1
+        values = {"attempts": attempts, "reason": reason[:500],
+                  "next_attempt_at": time.time() + min(REAPPLY_MAX_BACKOFF, REAPPLY_MIN_BACKOFF * 2 ** min(attempts, 10))}
+        if not unavailable and attempts >= MAX_ATTEMPTS:
+            values.update(state="done", outcome="failed", finished_at=time.time(),
+                          reason=f"gave up after {attempts} attempts: {reason}"[:500])
+            log.error("inbox row %s failed %s times; given up: %s", inbox_id, attempts, reason)
+        conn.execute(inbox_table.update().where(inbox_table.c.id == inbox_id).values(**values))
+
+
+# -- applying later ----------------------------------------------------------------------------------
+def reapply_pending(rt, limit: int = 500) -> dict:
+    """One pass over the due pending rows, per record in modified_time order.
+
+    Returns {"applied": n, "left": n, "unavailable": bool}. Stops at the first sign that the
+    OnPrintShop database is away (the rest waits for the next pass).
+    """
+    now = time.time()
+    with rt.store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(inbox_table.c.id, inbox_table.c.module, inbox_table.c.zoho_id, inbox_table.c.next_attempt_at)
+            .where(inbox_table.c.state == "pending")
+            .order_by(inbox_table.c.module, inbox_table.c.zoho_id, inbox_table.c.modified_time, inbox_table.c.id)
+            .limit(limit)
+        ).all()
+    done = 0
+    blocked: set = set()
+    for row in rows:
+        record = (row.module, row.zoho_id)
+        if record in blocked:
+            continue
+        if row.next_attempt_at > now:
+            blocked.add(record)  # an earlier row of this record waits: keep the order
+            continue
+        try:
+            outcome = _apply_row(rt, row.id)
+        except OpsUnavailable:
+            return {"applied": done, "left": len(rows) - done, "unavailable": True}
+        except Exception as exc:
+            log.exception("inbox row %s could not be applied", row.id)
+            _note_attempt(rt, row.id, f"{exc.__class__.__name__} while applying")
+            blocked.add(record)
+            continue
+        if outcome.status == "accepted":
+            blocked.add(record)
+        else:
+            done += 1
+    return {"applied": done, "left": len(rows) - done, "unavailable": False}
+
+
+def run_reapplier(rt, stop) -> None:
+    """Background task: apply pending rows whenever there are some, backing off while OnPrintShop is away."""
+    holder = new_holder_id()
+    backoff = REAPPLY_MIN_BACKOFF
+    while not stop.is_set():
+        wait = REAPPLY_POLL_SECONDS
+        try:
+            if pending_count(rt) and rt.store.try_lease(REAPPLY_LEASE, holder, 120):
+                try:
+                    result = reapply_pending(rt)
+                finally:
+                    rt.store.release_lease(REAPPLY_LEASE, holder)
+                if result["unavailable"]:
+                    wait = backoff
+                    backoff = min(REAPPLY_MAX_BACKOFF, backoff * 2)
+                else:
+                    backoff = REAPPLY_MIN_BACKOFF
+                    if result["applied"] and result["left"]:
+                        wait = 0
+        except sa.exc.SQLAlchemyError:
+            log.exception("inbox re-applier: state store error; retrying")
+            wait = backoff
+            backoff = min(REAPPLY_MAX_BACKOFF, backoff * 2)
+        if wait:
+            _wake.clear()
+            stop.wait(wait)
+
+
+# -- reporting and retention ---------------------------------------------------------------------------
+def recent(rt, limit: int = 50) -> list[dict]:
+    """The latest deliveries, newest first: time, module, zoho_id, ops_id, outcome, reason, source."""
+    with rt.store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(inbox_table).order_by(inbox_table.c.received_at.desc(), inbox_table.c.id.desc()).limit(limit)
+        ).all()
+    return [
+        {
+            "time": row.received_at, "module": row.module, "zoho_id": row.zoho_id,
+            "ops_id": row.ops_id if row.ops_id is not None else row.ops_id_hint,
+            "outcome": row.outcome if row.state == "done" else "accepted",
+            "reason": row.reason or "", "source": row.source,
+        }
+        for row in rows
+    ]
+
+
+def pending_count(rt) -> int:
+    with rt.store.engine.connect() as conn:
+        return int(conn.execute(
+            sa.select(sa.func.count()).select_from(inbox_table).where(inbox_table.c.state == "pending")
+        ).scalar() or 0)
+
+
+def purge(rt, older_than_epoch: float) -> int:
+    """Delete finished inbox rows (and loop-guard rows) older than the time; pending rows are kept."""
+    with rt.store.begin() as conn:
+        count = conn.execute(inbox_table.delete().where(
+            inbox_table.c.state == "done", inbox_table.c.received_at < older_than_epoch,
+        )).rowcount
+        loopguard.purge(conn, older_than_epoch)
+    return int(count or 0)

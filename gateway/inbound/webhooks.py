@@ -1,4 +1,81 @@
-"""(placeholder until the inbound webhooks land) The webhook blueprint."""
-from flask import Blueprint
+"""The Zoho workflow webhooks: `POST /webhooks/zoho/contacts` and `POST /webhooks/zoho/deals` (§7).
+
+Thin views: bound the body (64 KiB), check the secret (`X-Webhook-Token`, else a `token`
+query or body parameter; never stored, masked in the access log), read and validate the
+parameters (`parse`), hand the update to the durable inbox (`inbox.receive`) and answer its
+outcome as JSON. A per-address rate limit (`GATEWAY_WEBHOOK_RATE_LIMIT`, shared by both
+endpoints) answers 429. Every error is JSON (gateway.errors), and a failure of ours is a 503
+with a request id, never a 500.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request
+
+from .. import runtime
+from ..errors import RequestError
+from ..security import csrf, limiter
+from . import inbox, parse, secrets
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+csrf.exempt(bp)  # Zoho posts here; the shared secret is the check, not a session
+
+TOKEN_HEADER = "X-Webhook-Token"
+
+
+def _rate_limit() -> str:
+    return current_app.config["GATEWAY_WEBHOOK_RATE_LIMIT"]
+
+
+def _unauthorized(missing: bool):
+    message = (
+        f"missing webhook secret: send it in the {TOKEN_HEADER} header" if missing
+        else "wrong webhook secret: copy the current one from the admin page or `flask --app wsgi webhook-secret`"
+    )
+    return RequestError(message, status=401)
+
+
+def _read_raw() -> bytes:
+    length = request.content_length
+    if length is not None and length > parse.MAX_BODY:
+        raise RequestError(f"the body is larger than {parse.MAX_BODY // 1024} KiB", status=413)
+    return request.stream.read(parse.MAX_BODY + 1)  # a chunked body has no length: read one byte past the limit
+
+
+def receive_delivery(module: str):
+    rt = runtime.current()
+    header_token = request.headers.get(TOKEN_HEADER)
+    query_token = request.args.get("token")
+    raw = _read_raw()
+    if header_token is not None or query_token is not None:
+        # Checked before the body is read, so nobody learns anything about the body without the secret.
+        if not secrets.check_webhook_token(rt, header_token if header_token is not None else query_token):
+            raise _unauthorized(missing=not (header_token or query_token))
+        params = parse.read_body(request.content_type, raw)
+        params.pop("token", None)
+    else:
+        try:
+            params = parse.read_body(request.content_type, raw)
+        except RequestError as exc:
+            if exc.status == 413:
+                raise
+            raise _unauthorized(missing=True) from None
+        token = params.pop("token", None)
+        if not isinstance(token, str) or not secrets.check_webhook_token(rt, token):
+            raise _unauthorized(missing=token in (None, ""))
+
+    ops = rt.ops
+    update = parse.validate(module, params, ops.mapping, rt.config["GATEWAY_ZOHO_TIMEZONE"], statuses=ops.status_names())
+    outcome = inbox.receive(rt, module, update, source="webhook")
+    return jsonify(outcome.body()), outcome.http_status
+
+
+@bp.post("/zoho/contacts")
+@limiter.shared_limit(_rate_limit, scope="zoho-webhooks")
+def contacts():
+    return receive_delivery("Contacts")
+
+
+@bp.post("/zoho/deals")
+@limiter.shared_limit(_rate_limit, scope="zoho-webhooks")
+def deals():
+    return receive_delivery("Deals")

@@ -54,6 +54,7 @@ class OpsDatabase:
         self.tables = build_tables(self.mapping)
         self._status_lock = threading.Lock()
         self._status_cache: tuple[float, dict[str, tuple[int, str]]] | None = None
+        self._unavailable_until = 0.0
 
     @classmethod
     def from_config(cls, config) -> "OpsDatabase":
@@ -77,6 +78,13 @@ class OpsDatabase:
             return True
         except sa.exc.SQLAlchemyError:
             return False
+
+    def mark_unavailable(self, seconds: float = 2.0) -> None:
+        """Remember that a connection just failed: callers skip trying again for a moment."""
+        self._unavailable_until = time.monotonic() + seconds
+
+    def recently_unavailable(self) -> bool:
+        return time.monotonic() < self._unavailable_until
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -111,10 +119,13 @@ class OpsDatabase:
 
     def status_names(self) -> list[str] | None:
         """The known status names, or None when the database cannot be asked now."""
+        cached = self._status_cache
+        if self.recently_unavailable():
+            return [name for _sid, name in cached[1].values()] if cached else None
         try:
             return [name for _sid, name in self.statuses().values()]
         except sa.exc.SQLAlchemyError:
-            cached = self._status_cache
+            self.mark_unavailable()
             return [name for _sid, name in cached[1].values()] if cached else None
 
     # -- time ---------------------------------------------------------------------------------------

@@ -1,0 +1,189 @@
+"""Applying one validated Zoho update to the OnPrintShop database, inside the caller's transaction.
+
+`apply_update(ops, oconn, sconn, update)` finds the record (the gateway's link, else the
+`ops_id` Zoho sent, else for a Contact the e-mail), refuses what must not be written (stale
+against the row's own `last_modified`, an e-mail of another customer, an unknown stage), and
+writes only the parameters present plus `last_modified` (the delivery's `modified_time`, so
+"last writer wins" compares like with like); a changed order status also gets an
+`orders_status_history` row saying it came from Zoho. It never commits: `inbox` does, and
+records the origin for the loop guard from `Result.written`.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from .. import links
+from .parse import Update
+
+CONTACT_COLUMNS = {
+    "email": "customers_email_address",
+    "first_name": "customers_firstname",
+    "last_name": "customers_lastname",
+    "phone": "customers_telephone",
+}
+
+
+@dataclass
+class Result:
+    status: str                      # 'applied' | 'stale' | 'not_found' | 'conflict' | 'invalid'
+    message: str
+    ops_id: int | None = None
+    found_by: str | None = None      # 'link' | 'ops_id' | 'email'
+    written: tuple | None = None     # (table_key, ops_id, last_modified naive) for the loop guard
+    parameter: str | None = None
+
+
+def apply_update(ops, oconn, sconn, update: Update) -> Result:
+    if update.module == "Contacts":
+        return _apply_contact(ops, oconn, sconn, update)
+    return _apply_deal(ops, oconn, sconn, update)
+
+
+# -- finding the record -------------------------------------------------------------------------
+def _same_text(ops, column, value: str):
+    # MySQL's utf8mb4 collations already compare case-insensitively (and use the index that way).
+    if ops.dialect == "mysql":
+        return column == value
+    return sa.func.lower(column) == value.lower()
+
+
+def _find(ops, oconn, sconn, update: Update, table_key: str, id_col) -> tuple[int | None, str | None, str | None]:
+    """(ops_id, found_by, problem): problem is a conflict message when the ops_id is taken."""
+    table = ops.tables[table_key]
+
+    def exists(ops_id: int) -> bool:
+        return oconn.execute(sa.select(id_col).where(id_col == ops_id)).first() is not None
+
+    linked = links.ops_id_for(sconn, update.module, update.zoho_id)
+    if linked is not None and exists(linked):
+        return linked, "link", None
+    if update.ops_id is not None:
+        other = links.zoho_id_for(sconn, update.module, update.ops_id)
+        if other is not None and other != update.zoho_id and exists(update.ops_id):
+            return None, None, (
+                f"OnPrintShop {table_key} id {update.ops_id} is already linked to Zoho record {other}, not {update.zoho_id}"
+            )
+        if exists(update.ops_id):
+            return update.ops_id, "ops_id", None
+    if update.module == "Contacts" and update.fields.get("email"):
+        row = oconn.execute(
+            sa.select(table.c.customers_id).where(_same_text(ops, table.c.customers_email_address, update.fields["email"]))
+        ).first()
+        if row is not None:
+            other = links.zoho_id_for(sconn, update.module, int(row[0]))
+            if other is None or other == update.zoho_id:
+                return int(row[0]), "email", None
+    return None, None, None
+
+
+def _locked_row(oconn, table, where) -> dict | None:
+    """The row, locked until commit (FOR UPDATE; SQLite's BEGIN IMMEDIATE already holds the lock),
+    keyed by reference column names whatever the store calls them."""
+    row = oconn.execute(sa.select(table).where(where).with_for_update()).first()
+    return None if row is None else {column.key: row._mapping[column] for column in table.c}
+
+
+def _not_found(update: Update) -> Result:
+    how = "the gateway's links or the ops_id sent" + (" or the e-mail" if update.module == "Contacts" else "")
+    return Result("not_found", f"no OnPrintShop record for Zoho {update.module[:-1]} {update.zoho_id} (looked up by {how})")
+
+
+def _stale_against_row(ops, update: Update, last_modified) -> Result | None:
+    if last_modified is None:
+        return None
+    row_time = ops.epoch_from_local(last_modified)
+    # Whole seconds: OnPrintShop keeps DATETIME to the second.
+    if math.floor(update.modified_time) < row_time:
+        when = last_modified.strftime("%Y-%m-%d %H:%M:%S") if isinstance(last_modified, dt.datetime) else last_modified
+        return Result("stale", f"the record changed in OnPrintShop at {when}, after this Zoho change")
+    return None
+
+
+# -- contacts → customers ---------------------------------------------------------------------------
+def _apply_contact(ops, oconn, sconn, update: Update) -> Result:
+    t = ops.tables["customers"]
+    ops_id, found_by, problem = _find(ops, oconn, sconn, update, "customers", t.c.customers_id)
+    if problem:
+        return Result("conflict", problem, parameter="ops_id")
+    if ops_id is None:
+        return _not_found(update)
+    row = _locked_row(oconn, t, t.c.customers_id == ops_id)
+    if row is None:  # deleted between the lookup and the lock
+        return _not_found(update)
+    stale = _stale_against_row(ops, update, row["last_modified"])
+    if stale:
+        stale.ops_id, stale.found_by = ops_id, found_by
+        return stale
+
+    email = update.fields.get("email")
+    if email is not None:
+        taken = oconn.execute(
+            sa.select(t.c.customers_id).where(_same_text(ops, t.c.customers_email_address, email), t.c.customers_id != ops_id)
+        ).first()
+        if taken is not None:
+            return Result("conflict", f"the e-mail {email} already belongs to another OnPrintShop customer (id {taken[0]})",
+                          ops_id=ops_id, found_by=found_by, parameter="email")
+
+    values = {CONTACT_COLUMNS[name]: value for name, value in update.fields.items()}
+    changed = {key: value for key, value in values.items() if row[key] != value}
+    if not changed:
+        return Result("applied", "no change: OnPrintShop already has these values", ops_id=ops_id, found_by=found_by)
+    last_modified = ops.local_from_epoch(update.modified_time)
+    try:
+        with oconn.begin_nested():
+            oconn.execute(t.update().where(t.c.customers_id == ops_id).values(last_modified=last_modified, **changed))
+    except sa.exc.IntegrityError:
+        return Result("conflict", f"the e-mail {email} already belongs to another OnPrintShop customer",
+                      ops_id=ops_id, found_by=found_by, parameter="email")
+    return Result("applied", "applied: " + ", ".join(sorted(update.fields)), ops_id=ops_id, found_by=found_by,
+                  written=("customers", ops_id, last_modified))
+
+
+# -- deals → orders ---------------------------------------------------------------------------------
+def _apply_deal(ops, oconn, sconn, update: Update) -> Result:
+    t = ops.tables["orders"]
+    ops_id, found_by, problem = _find(ops, oconn, sconn, update, "orders", t.c.orders_id)
+    if problem:
+        return Result("conflict", problem, parameter="ops_id")
+    if ops_id is None:
+        return _not_found(update)
+    row = _locked_row(oconn, t, t.c.orders_id == ops_id)
+    if row is None:
+        return _not_found(update)
+    stale = _stale_against_row(ops, update, row["last_modified"])
+    if stale:
+        stale.ops_id, stale.found_by = ops_id, found_by
+        return stale
+
+    changed: dict = {}
+    status = None
+    if "stage" in update.fields:
+        wanted = update.fields["stage"].casefold()
+        statuses = ops.statuses()
+        if wanted not in statuses:
+            statuses = ops.statuses(conn=oconn)  # a status added in OnPrintShop since the cache was filled
+        if wanted not in statuses:
+            return Result("invalid", f"stage {update.fields['stage']!r} is not an OnPrintShop order status "
+                          "(nor an alias in the mapping)", ops_id=ops_id, found_by=found_by, parameter="stage")
+        status = statuses[wanted]
+        if row["orders_status_id"] != status[0]:
+            changed["orders_status_id"] = status[0]
+    if "payment_status" in update.fields and row["payment_status"] != update.fields["payment_status"]:
+        changed["payment_status"] = update.fields["payment_status"]
+    if not changed:
+        return Result("applied", "no change: OnPrintShop already has these values", ops_id=ops_id, found_by=found_by)
+
+    last_modified = ops.local_from_epoch(update.modified_time)
+    oconn.execute(t.update().where(t.c.orders_id == ops_id).values(last_modified=last_modified, **changed))
+    if "orders_status_id" in changed:
+        history = ops.tables["orders_status_history"]
+        oconn.execute(history.insert().values(
+            orders_id=ops_id, orders_status_id=status[0], date_added=last_modified, customer_notified=0,
+            comments=f"Zoho CRM: Deal {update.zoho_id} moved to stage {status[1]}",
+        ))
+    return Result("applied", "applied: " + ", ".join(sorted(update.fields)), ops_id=ops_id, found_by=found_by,
+                  written=("orders", ops_id, last_modified))

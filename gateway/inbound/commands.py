@@ -1,0 +1,48 @@
+"""Inbound commands: `webhook-secret [--rotate]`.
+
+Other inbound modules add their own commands here: if `gateway.inbound.catchup` or
+`gateway.inbound.notify` defines `register(app)`, `register` below calls it (that is how
+`catch-up` joins the command line without this module knowing it).
+"""
+from __future__ import annotations
+
+import importlib
+
+import click
+from flask.cli import with_appcontext
+
+from .. import runtime
+from ..cli import one_line_errors
+from . import secrets
+
+EXTENSION_MODULES = ("gateway.inbound.catchup", "gateway.inbound.notify")
+
+
+@click.command("webhook-secret")
+@click.option("--rotate", is_flag=True, help="make a new secret; the old one stays valid for 24 hours")
+@with_appcontext
+@one_line_errors
+def webhook_secret_command(rotate):
+    """Print the webhook secret and the webhook URLs to configure in Zoho."""
+    rt = runtime.current()
+    secret = secrets.rotate_webhook_secret(rt) if rotate else secrets.webhook_secrets(rt)["current"]
+    click.echo(f"secret {secret}")
+    for url in secrets.webhook_urls(rt).values():
+        click.echo(f"url {url}")
+    if rotate:
+        click.echo("the previous secret stays valid for 24 hours: update both Zoho webhooks before then", err=True)
+    if not rt.config.get("GATEWAY_PUBLIC_URL"):
+        click.echo("note: GATEWAY_PUBLIC_URL is not set; the URLs above use a local address", err=True)
+
+
+def register(app) -> None:
+    app.cli.add_command(webhook_secret_command)
+    for name in EXTENSION_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        if hasattr(module, "register"):
+            module.register(app)

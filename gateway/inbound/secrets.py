@@ -1,0 +1,104 @@
+"""The webhook secret Zoho sends in `X-Webhook-Token`: creation, rotation with grace, the check.
+
+Zoho does not sign webhooks, so a shared secret is the whole authentication. It lives only in
+the vault (`webhook.secret.current`, `webhook.secret.previous`); the previous one stays valid
+for `GRACE_SECONDS` after a rotation (`previous_expires_at` in the settings), so the admin can
+update the two Zoho webhooks without losing deliveries. The check is constant-time.
+"""
+from __future__ import annotations
+
+import hmac
+import os
+import secrets as pysecrets
+import time
+
+CURRENT = "webhook.secret.current"
+PREVIOUS = "webhook.secret.previous"
+PREVIOUS_EXPIRES = "webhook.secret.previous_expires_at"
+GRACE_SECONDS = 24 * 3600
+SECRET_BYTES = 32  # token_urlsafe(32) gives 43 URL-safe characters
+MAX_TOKEN_LENGTH = 256
+
+ENDPOINTS = ("contacts", "deals")
+
+
+def clock() -> float:
+    """Now, in epoch seconds (tests move it)."""
+    return time.time()
+
+
+def new_secret() -> str:
+    return pysecrets.token_urlsafe(SECRET_BYTES)
+
+
+def webhook_secrets(rt) -> dict:
+    """{current, previous, previous_expires_at}; creates the first secret when there is none."""
+    with rt.store.engine.connect() as conn:
+        current = rt.vault.get(conn, CURRENT)
+        previous = rt.vault.get(conn, PREVIOUS)
+    expires = rt.store.get_setting(PREVIOUS_EXPIRES)
+    if current is None:
+        current = _create_first(rt)
+    if previous is not None and (expires is None or expires <= clock()):
+        previous, expires = None, None
+    return {"current": current, "previous": previous, "previous_expires_at": expires if previous else None}
+
+
+def _create_first(rt) -> str:
+    with rt.store.immediate() as conn:
+        current = rt.vault.get(conn, CURRENT)  # another process may have made it meanwhile
+        if current is None:
+            current = new_secret()
+            rt.vault.put(conn, CURRENT, current)
+    return current
+
+
+def rotate_webhook_secret(rt) -> str:
+    """Make a new secret; the one it replaces stays valid for 24 hours. Returns the new one."""
+    fresh = new_secret()
+    with rt.store.immediate() as conn:
+        old = rt.vault.get(conn, CURRENT)
+        if old is not None:
+            rt.vault.put(conn, PREVIOUS, old)
+            rt.store.set_setting(PREVIOUS_EXPIRES, clock() + GRACE_SECONDS, conn=conn)
+        rt.vault.put(conn, CURRENT, fresh)
+    return fresh
+
+
+def check_webhook_token(rt, given: str | None) -> bool:
+    """Is `given` the current secret, or the previous one within its grace period? Constant time."""
+    if not given or len(given) > MAX_TOKEN_LENGTH:
+        return False
+    try:
+        candidate = given.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    with rt.store.engine.connect() as conn:
+        current = rt.vault.get(conn, CURRENT)
+        previous = rt.vault.get(conn, PREVIOUS)
+        expires = rt.store.get_setting(PREVIOUS_EXPIRES, conn=conn)
+    ok = False
+    # Compare against both whatever happens, so timing does not tell which one matched.
+    if current is not None:
+        ok |= hmac.compare_digest(candidate, current.encode("utf-8"))
+    if previous is not None:
+        ok |= hmac.compare_digest(candidate, previous.encode("utf-8")) and expires is not None and clock() < expires
+    return bool(ok)
+
+
+def base_url(rt) -> str:
+    """GATEWAY_PUBLIC_URL, else the current request's root, else the local development address."""
+    public = rt.config.get("GATEWAY_PUBLIC_URL")
+    if public:
+        return str(public).rstrip("/")
+    from flask import has_request_context, request
+
+    if has_request_context():
+        return request.url_root.rstrip("/")
+    return f"http://127.0.0.1:{os.environ.get('PORT', '8000')}"
+
+
+def webhook_urls(rt_or_base) -> dict[str, str]:
+    """{"contacts": full URL, "deals": full URL}: what the admin pastes into Zoho's webhooks."""
+    base = rt_or_base.rstrip("/") if isinstance(rt_or_base, str) else base_url(rt_or_base)
+    return {name: f"{base}/webhooks/zoho/{name}" for name in ENDPOINTS}
