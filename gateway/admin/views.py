@@ -17,7 +17,7 @@ from flask_wtf.csrf import CSRFError
 from .. import runtime
 from ..security import login_required
 from . import actions, audit, auth, panels
-from .forms import ConfigureForm, LoginForm, NotifyForm, PushForm, RetryJobForm
+from .forms import SAVE_ACTIONS, ConfigureForm, LoginForm, NotifyForm, PushForm, RetryJobForm, missing_fields
 
 log = logging.getLogger("gateway.admin")
 
