@@ -121,10 +121,20 @@ def retry_all(rt) -> Outcome:
 
 
 def push(rt, kind: str, record_id: int) -> Outcome:
+    """Queue one customer or order for Zoho now (sent even if unchanged), if OnPrintShop has it."""
+    from ..ops import reads
     from ..outbound import queue
 
     module = PUSH_MODULES[kind]
     noun = "customer" if kind == "customers" else "order"
+    try:
+        found = reads.existing_ids(rt.ops, kind, [record_id])
+    except Exception as exc:
+        log.warning("admin push: the OnPrintShop database did not answer (%s)", exc.__class__.__name__)
+        return Outcome(False, f"Could not look up {noun} {record_id}: the OnPrintShop database did not answer "
+                              f"({exc.__class__.__name__}). Nothing was queued.", f"{noun} {record_id}: database unavailable")
+    if record_id not in found:
+        return Outcome(False, f"OnPrintShop has no {noun} with id {record_id}; nothing was queued.", f"{noun} {record_id}: not found")
     try:
         queue.enqueue(rt, module, [record_id], force=True)
     except Exception as exc:

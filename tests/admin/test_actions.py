@@ -1,0 +1,113 @@
+"""The page's queue actions as the admin uses them: see a dead job and retry it, retry all,
+push one customer or order now; each leaves a message and an audit row."""
+from __future__ import annotations
+
+import html
+import re
+
+import pytest
+
+from gateway.admin import audit
+from gateway.ops import demo
+from gateway.outbound import queue
+from gateway.store import new_holder_id
+from tests.conftest import AdminSession
+
+
+@pytest.fixture
+def page_app(make_app, state_db_url):
+    app = make_app(DATABASE_URL=state_db_url)
+    demo.create_if_absent(app.extensions["gateway"].ops)
+    return app
+
+
+@pytest.fixture
+def admin(page_app):
+    session = AdminSession(page_app, page_app.test_client())
+    assert session.login().status_code == 302
+    return session
+
+
+def rt_of(app):
+    return app.extensions["gateway"]
+
+
+def page_text(admin):
+    response = admin.client.get("/admin/")
+    assert response.status_code == 200
+    return response.get_data(as_text=True)
+
+
+def flashes(text):
+    return [html.unescape(m) for m in re.findall(r'<p class="flash flash-\w+"[^>]*>(.*?)</p>', text, re.S)]
+
+
+def make_dead(app, module, ops_id, error):
+    """A job the worker gave up on, made through the queue's own functions."""
+    rt = rt_of(app)
+    queue.enqueue(rt, module, [ops_id])
+    holder = new_holder_id()
+    jobs = [job for job in queue.claim(rt.store, holder, module) if job.ops_id == ops_id]
+    with rt.store.begin() as conn:
+        queue.bury(conn, holder, [job.id for job in jobs], error)
+    queue.release(rt.store, holder)
+    return jobs[0].id
+
+
+def test_a_dead_job_is_shown_with_its_error_and_can_be_retried(page_app, admin):
+    job_id = make_dead(page_app, "Contacts", 2, "Zoho said INVALID_DATA: Email is not valid")
+    text = page_text(admin)
+    assert "1 dead job" in text
+    assert "Zoho said INVALID_DATA: Email is not valid" in text
+    assert f"Retry job {job_id}" in text
+    response = admin.post("/admin/jobs/retry", {"job_id": str(job_id)})
+    assert response.status_code == 302
+    text = page_text(admin)
+    assert f"Job {job_id} is back in the queue; it will be sent shortly." in flashes(text)
+    status = queue.status(rt_of(page_app))
+    assert status["dead"] == 0 and status["pending"] == 1
+    assert "No dead jobs" in text
+    assert {"who": "admin@127.0.0.1", "action": "retry job", "detail": f"job {job_id}"}.items() <= \
+        audit.recent(rt_of(page_app), 1)[0].items()
+    # Pressing the same button again (a reload, a second tab) changes nothing and says so.
+    admin.post("/admin/jobs/retry", {"job_id": str(job_id)})
+    assert any("is not a dead job any more" in m for m in flashes(page_text(admin)))
+
+
+def test_retry_all_moves_every_dead_job_back(page_app, admin):
+    make_dead(page_app, "Contacts", 1, "boom")
+    make_dead(page_app, "Deals", 3, "boom")
+    admin.post("/admin/jobs/retry-all", {})
+    assert "2 dead jobs back in the queue." in flashes(page_text(admin))
+    assert queue.status(rt_of(page_app))["dead"] == 0
+    admin.post("/admin/jobs/retry-all", {})
+    assert "There were no dead jobs to retry." in flashes(page_text(admin))
+
+
+def test_a_bad_job_id_is_refused_in_words(page_app, admin):
+    admin.post("/admin/jobs/retry", {"job_id": "abc"})
+    assert any(m.startswith("Nothing retried:") for m in flashes(page_text(admin)))
+
+
+def test_push_one_order_now(page_app, admin):
+    response = admin.post("/admin/push", {"kind": "orders", "record_id": "3"})
+    assert response.status_code == 302
+    assert "Order 3 is queued for Zoho; it will be sent shortly." in flashes(page_text(admin))
+    assert queue.pending_ids(rt_of(page_app), "Deals", [3]) == {3}
+    assert audit.recent(rt_of(page_app), 1)[0]["detail"] == "order 3"
+
+
+def test_pushing_a_record_that_does_not_exist_queues_nothing(page_app, admin):
+    admin.post("/admin/push", {"kind": "customers", "record_id": "99999"})
+    assert "OnPrintShop has no customer with id 99999; nothing was queued." in flashes(page_text(admin))
+    assert queue.status(rt_of(page_app))["pending"] == 0
+    admin.post("/admin/push", {"kind": "customers", "record_id": "-4"})
+    assert any(m.startswith("Nothing pushed:") for m in flashes(page_text(admin)))
+
+
+def test_queue_card_shows_counts_and_a_pause(page_app, admin):
+    queue.enqueue(rt_of(page_app), "Contacts", [1, 2])
+    queue.pause(rt_of(page_app).store, "budget", "the daily Zoho call budget is spent; sending resumes in 3 h")
+    text = page_text(admin)
+    assert "<dt>Pending</dt><dd>2</dd>" in text
+    assert "Paused" in text and "the daily Zoho call budget is spent" in text
