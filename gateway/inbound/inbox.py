@@ -6,20 +6,24 @@ Tables (state store):
 - `gw_inbox_applied`: per Zoho record, the `modified_time` and fingerprint of the last update
   applied from Zoho (what "duplicate" and "stale" are judged against).
 
-`receive(rt, module, update, source)` commits the row first, then tries to apply it at once
-(`gateway.inbound.apply`, one OnPrintShop transaction) and answers with an `Outcome`. When
-the OnPrintShop database cannot be reached, or an earlier update of the same record is still
-waiting, the row stays pending and the answer is 202 "accepted": `run_reapplier` (a background
-task) applies pending rows later, per record in `modified_time` order, backing off while the
-database is away. Rows survive restarts because they are in the state store.
+`receive(rt, module, update, source)` inserts the row and tries to apply it at once
+(`gateway.inbound.apply`, one OnPrintShop transaction, inside a savepoint of the same
+state-store transaction) and answers only after that transaction has committed. When the
+OnPrintShop database cannot be reached, or an earlier update of the same record is still
+waiting, the savepoint is rolled back, the row is committed 'pending' and the answer is 202
+"accepted": `run_reapplier` (a background task) applies pending rows later, per record in
+`modified_time` order, backing off while the database is away. Rows survive restarts because
+they are in the state store. A 2xx is never sent for a row that was not committed.
 
 Deciding and applying is serialised per record: on SQLite by the state store's write lock,
 elsewhere by a `FOR UPDATE` lock on the record's `gw_inbox_applied` row; the OnPrintShop
-transaction runs inside that and commits first, so a crash in between leaves the row pending
-and it is re-applied (a no-op the second time).
+transaction runs inside that and commits first. If the state store then fails to commit, the
+caller gets a 503 (the update is in OnPrintShop; a retry by Zoho is answered "applied" again
+as a no-op), so a 2xx still always means "recorded".
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -118,31 +122,72 @@ class OpsUnavailable(Exception):
 
 
 # -- receiving -----------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _decision_txn(store):
+    """The state-store transaction that decides and records: BEGIN IMMEDIATE on SQLite; elsewhere
+    READ COMMITTED, so `FOR UPDATE` on a record's row takes no gap locks (on MariaDB two first
+    deliveries of a new record would otherwise deadlock)."""
+    if store.dialect == "sqlite":
+        with store.immediate() as conn:
+            yield conn
+        return
+    with store.engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="READ COMMITTED")
+        with conn.begin():
+            yield conn
+
+
+def _is_deadlock(exc: Exception) -> bool:
+    code = getattr(getattr(exc, "orig", None), "args", [None])
+    code = code[0] if code else None
+    sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return code in (1213, 1205) or sqlstate in ("40P01", "40001")
+
+
 def receive(rt, module: str, update: Update, source: str = "webhook") -> Outcome:
-    """Store the update durably, then try to apply it now. Raises only if the state store fails."""
+    """Store the update durably, and try to apply it now; the answer is given only after the commit.
+
+    One state-store transaction holds both: the inbox row is inserted, the apply runs in a
+    savepoint (the OnPrintShop transaction commits inside it), and the outcome is recorded. If
+    OnPrintShop cannot take it, the savepoint is rolled back and the row is committed pending
+    (202). If the state store fails, the exception reaches the caller (503): nothing was promised.
+    """
     if update.module != module:
         raise ValueError(f"update is for {update.module}, not {module}")
+    for attempt in range(3):
+        try:
+            return _receive_once(rt, module, update, source)
+        except sa.exc.OperationalError as exc:
+            if attempt == 2 or not _is_deadlock(exc):
+                raise
+            time.sleep(0.01 * (attempt + 1))  # a deadlock in the state store: the whole transaction is retried
+    raise AssertionError("unreachable")
+
+
+def _receive_once(rt, module: str, update: Update, source: str) -> Outcome:
     now = time.time()
-    with rt.store.begin() as conn:
-        inbox_id = conn.execute(inbox_table.insert().values(
+    later = "stored; the OnPrintShop database is unreachable, it will be applied later"
+    with _decision_txn(rt.store) as sconn:
+        inbox_id = sconn.execute(inbox_table.insert().values(
             received_at=now, source=source, module=module, zoho_id=update.zoho_id, ops_id_hint=update.ops_id,
             modified_time=update.modified_time, time_given=update.modified_time_given,
             fields=json.dumps(update.fields, ensure_ascii=False), fingerprint=update.fingerprint(),
             state="pending", attempts=0, next_attempt_at=now,
         )).inserted_primary_key[0]
-    if rt.ops.recently_unavailable():
-        return Outcome("accepted", "stored; the OnPrintShop database is unreachable, it will be applied later",
-                       inbox_id=inbox_id)
-    try:
-        return _apply_row(rt, inbox_id)
-    except OpsUnavailable:
-        return Outcome("accepted", "stored; the OnPrintShop database is unreachable, it will be applied later",
-                       inbox_id=inbox_id)
-    except Exception:
-        # Stored and pending: the re-applier retries it. The delivery is safe, so say 202.
-        log.exception("inbox row %s could not be applied now; it stays pending", inbox_id)
-        _note_attempt(rt, inbox_id, "error while applying; retried later")
-        return Outcome("accepted", "stored; it will be applied later", inbox_id=inbox_id)
+        if rt.ops.recently_unavailable():
+            return Outcome("accepted", later, inbox_id=inbox_id)
+        try:
+            with sconn.begin_nested():
+                return _decide_and_apply(rt, sconn, inbox_id)
+        except OpsUnavailable:
+            return Outcome("accepted", later, inbox_id=inbox_id)
+        except Exception as exc:
+            if isinstance(exc, sa.exc.OperationalError) and _is_deadlock(exc) and rt.store.dialect != "sqlite":
+                raise  # the state store's own deadlock: retried as a whole
+            # Stored and pending: the re-applier retries it. The delivery is safe, so say 202.
+            log.exception("inbox row %s could not be applied now; it stays pending", inbox_id)
+            _count_attempt(sconn, inbox_id, f"{exc.__class__.__name__} while applying; retried later")
+            return Outcome("accepted", "stored; it will be applied later", inbox_id=inbox_id)
 
 
 def _row_update(row) -> Update:
@@ -168,57 +213,63 @@ def _lock_record(conn, store, module: str, zoho_id: str):
 
 
 def _apply_row(rt, inbox_id: int) -> Outcome:
-    """Decide and apply one pending inbox row, serialised per record. Raises OpsUnavailable."""
+    """Decide and apply one pending inbox row in its own transaction. Raises OpsUnavailable."""
+    with _decision_txn(rt.store) as sconn:
+        return _decide_and_apply(rt, sconn, inbox_id)
+
+
+def _decide_and_apply(rt, sconn, inbox_id: int) -> Outcome:
+    """Duplicate, stale, waiting or apply: for one inbox row, in the caller's locked transaction."""
     store = rt.store
-    with store.immediate() as sconn:
-        row = sconn.execute(sa.select(inbox_table).where(inbox_table.c.id == inbox_id)).first()
-        if row is None:
-            return Outcome("failed", "no such inbox row")
-        if row.state == "done":
-            return Outcome(row.outcome, row.reason or "", inbox_id=inbox_id, ops_id=row.ops_id)
-        marker = _lock_record(sconn, store, row.module, row.zoho_id)
+    row = sconn.execute(sa.select(inbox_table).where(inbox_table.c.id == inbox_id)).first()
+    if row is None:
+        return Outcome("failed", "no such inbox row")
+    if row.state == "done":
+        return Outcome(row.outcome, row.reason or "", inbox_id=inbox_id, ops_id=row.ops_id)
+    marker = _lock_record(sconn, store, row.module, row.zoho_id)
 
-        earlier = sconn.execute(
-            sa.select(inbox_table.c.id).where(
-                inbox_table.c.module == row.module, inbox_table.c.zoho_id == row.zoho_id,
-                inbox_table.c.state == "pending", inbox_table.c.id != row.id,
-                sa.or_(inbox_table.c.modified_time < row.modified_time,
-                       sa.and_(inbox_table.c.modified_time == row.modified_time, inbox_table.c.id < row.id)),
-            ).limit(1)
-        ).first()
-        if earlier is not None:
-            _wake.set()
-            return Outcome("accepted", "stored; an earlier update of this record is applied first", inbox_id=inbox_id)
+    earlier = sconn.execute(
+        sa.select(inbox_table.c.id).where(
+            inbox_table.c.module == row.module, inbox_table.c.zoho_id == row.zoho_id,
+            inbox_table.c.state == "pending", inbox_table.c.id != row.id,
+            sa.or_(inbox_table.c.modified_time < row.modified_time,
+                   sa.and_(inbox_table.c.modified_time == row.modified_time, inbox_table.c.id < row.id)),
+        ).limit(1)
+    ).first()
+    if earlier is not None:
+        _wake.set()
+        return Outcome("accepted", "stored; an earlier update of this record is applied first", inbox_id=inbox_id)
 
-        update = _row_update(row)
-        if marker.modified_time is not None:
-            if update.modified_time < marker.modified_time:
-                return _finish(sconn, row, "stale", "older than the last update applied from Zoho for this record",
-                               marker.ops_id)
-            if update.modified_time == marker.modified_time and row.fingerprint == marker.fingerprint:
-                return _finish(sconn, row, "duplicate", "already applied", marker.ops_id)
+    update = _row_update(row)
+    if marker.modified_time is not None:
+        if update.modified_time < marker.modified_time:
+            return _finish(sconn, row, "stale", "older than the last update applied from Zoho for this record",
+                           marker.ops_id)
+        if update.modified_time == marker.modified_time and row.fingerprint == marker.fingerprint:
+            return _finish(sconn, row, "duplicate", "already applied", marker.ops_id)
 
-        try:
-            with rt.ops.begin() as oconn:
-                result = apply_update(rt.ops, oconn, sconn, update)
-        except UNAVAILABLE_ERRORS as exc:
+    try:
+        with rt.ops.begin() as oconn:
+            result = apply_update(rt.ops, oconn, sconn, update)
+    except UNAVAILABLE_ERRORS as exc:
+        if not _is_deadlock(exc):
             rt.ops.mark_unavailable(UNAVAILABLE_PAUSE)
-            log.warning("OnPrintShop database unavailable (%s); inbox row %s stays pending", exc.__class__.__name__, inbox_id)
-            raise OpsUnavailable(str(exc.__class__.__name__)) from None
+        log.warning("OnPrintShop database unavailable (%s); inbox row %s stays pending", exc.__class__.__name__, inbox_id)
+        raise OpsUnavailable(exc.__class__.__name__) from None
 
-        if result.written:
-            # Same state-store transaction as the outcome, committed right after OnPrintShop's.
-            loopguard.record(sconn, *result.written)
-        if result.status == "applied":
-            if result.found_by in ("ops_id", "email"):
-                links.save(sconn, update.module, result.ops_id, update.zoho_id)
-            sconn.execute(applied_table.update().where(
-                applied_table.c.module == row.module, applied_table.c.zoho_id == row.zoho_id,
-            ).values(modified_time=update.modified_time, fingerprint=row.fingerprint, ops_id=result.ops_id,
-                     updated_at=time.time()))
-        elif result.status == "stale" and result.found_by in ("ops_id", "email"):
+    if result.written:
+        # Same state-store transaction as the outcome, committed right after OnPrintShop's.
+        loopguard.record(sconn, *result.written)
+    if result.status == "applied":
+        if result.found_by in ("ops_id", "email"):
             links.save(sconn, update.module, result.ops_id, update.zoho_id)
-        return _finish(sconn, row, result.status, result.message, result.ops_id, result.parameter)
+        sconn.execute(applied_table.update().where(
+            applied_table.c.module == row.module, applied_table.c.zoho_id == row.zoho_id,
+        ).values(modified_time=update.modified_time, fingerprint=row.fingerprint, ops_id=result.ops_id,
+                 updated_at=time.time()))
+    elif result.status == "stale" and result.found_by in ("ops_id", "email"):
+        links.save(sconn, update.module, result.ops_id, update.zoho_id)
+    return _finish(sconn, row, result.status, result.message, result.ops_id, result.parameter)
 
 
 def _finish(sconn, row, status: str, reason: str, ops_id=None, parameter=None) -> Outcome:
@@ -229,20 +280,26 @@ def _finish(sconn, row, status: str, reason: str, ops_id=None, parameter=None) -
     return Outcome(status, reason, inbox_id=row.id, ops_id=ops_id, parameter=parameter)
 
 
-def _note_attempt(rt, inbox_id: int, reason: str, unavailable: bool = False) -> None:
-    """Count a failed attempt and schedule the next; after MAX_ATTEMPTS real errors, give up visibly."""
-    with rt.store.immediate() as conn:
-        row = conn.execute(sa.select(inbox_table.c.attempts, inbox_table.c.state).where(inbox_table.c.id == inbox_id)).first()
-        if row is None or row.state != "pending":
-            return
-        attempts = row.attempts + 1
-        values = {"attempts": attempts, "reason": reason[:500],
-                  "next_attempt_at": time.time() + min(REAPPLY_MAX_BACKOFF, REAPPLY_MIN_BACKOFF * 2 ** min(attempts, 10))}
-        if not unavailable and attempts >= MAX_ATTEMPTS:
-            values.update(state="done", outcome="failed", finished_at=time.time(),
-                          reason=f"gave up after {attempts} attempts: {reason}"[:500])
-            log.error("inbox row %s failed %s times; given up: %s", inbox_id, attempts, reason)
-        conn.execute(inbox_table.update().where(inbox_table.c.id == inbox_id).values(**values))
+def _count_attempt(conn, inbox_id: int, reason: str) -> None:
+    """Count a failed attempt and schedule the next; after MAX_ATTEMPTS errors, give up visibly.
+
+    Only for errors other than "the database is away" (those are retried without counting)."""
+    row = conn.execute(sa.select(inbox_table.c.attempts, inbox_table.c.state).where(inbox_table.c.id == inbox_id)).first()
+    if row is None or row.state != "pending":
+        return
+    attempts = row.attempts + 1
+    values = {"attempts": attempts, "reason": reason[:500],
+              "next_attempt_at": time.time() + min(REAPPLY_MAX_BACKOFF, REAPPLY_MIN_BACKOFF * 2 ** min(attempts, 10))}
+    if attempts >= MAX_ATTEMPTS:
+        values.update(state="done", outcome="failed", finished_at=time.time(),
+                      reason=f"gave up after {attempts} attempts: {reason}"[:500])
+        log.error("inbox row %s failed %s times; given up: %s", inbox_id, attempts, reason)
+    conn.execute(inbox_table.update().where(inbox_table.c.id == inbox_id).values(**values))
+
+
+def _note_attempt(rt, inbox_id: int, reason: str) -> None:
+    with _decision_txn(rt.store) as conn:
+        _count_attempt(conn, inbox_id, reason)
 
 
 # -- applying later ----------------------------------------------------------------------------------

@@ -10,7 +10,9 @@ from __future__ import annotations
 import hmac
 import os
 import secrets as pysecrets
+import threading
 import time
+import weakref
 
 CURRENT = "webhook.secret.current"
 PREVIOUS = "webhook.secret.previous"
@@ -18,6 +20,12 @@ PREVIOUS_EXPIRES = "webhook.secret.previous_expires_at"
 GRACE_SECONDS = 24 * 3600
 SECRET_BYTES = 32  # token_urlsafe(32) gives 43 URL-safe characters
 MAX_TOKEN_LENGTH = 256
+# Each process keeps the decrypted secrets this long, so a delivery costs no vault read. A
+# rotation made in another process is seen within this time (the old secret stays valid anyway).
+CACHE_SECONDS = 5.0
+
+_cache: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # Store → (loaded, current, previous, expires)
+_cache_lock = threading.Lock()
 
 ENDPOINTS = ("contacts", "deals")
 
@@ -39,6 +47,7 @@ def webhook_secrets(rt) -> dict:
     expires = rt.store.get_setting(PREVIOUS_EXPIRES)
     if current is None:
         current = _create_first(rt)
+        _forget(rt)
     if previous is not None and (expires is None or expires <= clock()):
         previous, expires = None, None
     return {"current": current, "previous": previous, "previous_expires_at": expires if previous else None}
@@ -62,6 +71,7 @@ def rotate_webhook_secret(rt) -> str:
             rt.vault.put(conn, PREVIOUS, old)
             rt.store.set_setting(PREVIOUS_EXPIRES, clock() + GRACE_SECONDS, conn=conn)
         rt.vault.put(conn, CURRENT, fresh)
+    _forget(rt)
     return fresh
 
 
@@ -73,10 +83,7 @@ def check_webhook_token(rt, given: str | None) -> bool:
         candidate = given.encode("utf-8")
     except UnicodeEncodeError:
         return False
-    with rt.store.engine.connect() as conn:
-        current = rt.vault.get(conn, CURRENT)
-        previous = rt.vault.get(conn, PREVIOUS)
-        expires = rt.store.get_setting(PREVIOUS_EXPIRES, conn=conn)
+    current, previous, expires = _cached(rt)
     ok = False
     # Compare against both whatever happens, so timing does not tell which one matched.
     if current is not None:
@@ -84,6 +91,26 @@ def check_webhook_token(rt, given: str | None) -> bool:
     if previous is not None:
         ok |= hmac.compare_digest(candidate, previous.encode("utf-8")) and expires is not None and clock() < expires
     return bool(ok)
+
+
+def _cached(rt) -> tuple[str | None, str | None, float | None]:
+    key = rt.store
+    entry = _cache.get(key)
+    now = time.monotonic()
+    if entry is not None and now - entry[0] < CACHE_SECONDS:
+        return entry[1], entry[2], entry[3]
+    with rt.store.engine.connect() as conn:
+        current = rt.vault.get(conn, CURRENT)
+        previous = rt.vault.get(conn, PREVIOUS)
+        expires = rt.store.get_setting(PREVIOUS_EXPIRES, conn=conn)
+    with _cache_lock:
+        _cache[key] = (now, current, previous, expires)
+    return current, previous, expires
+
+
+def _forget(rt) -> None:
+    with _cache_lock:
+        _cache.pop(rt.store, None)
 
 
 def base_url(rt) -> str:
