@@ -164,7 +164,12 @@ def rotate_events_secret(rt) -> Outcome:
         events.rotate_events_secret(rt)
     except Exception as exc:
         return _failed("rotate the events secret", exc)
-    return Outcome(True, "New events secret made: give it to OnPrintShop's event sender now.", "events secret rotated")
+    return Outcome(
+        True,
+        "New events secret made. The previous one keeps working for 24 hours: give the new one to "
+        "OnPrintShop's event sender before then.",
+        "events secret rotated",
+    )
 
 
 def set_notify(rt, on: bool) -> Outcome:

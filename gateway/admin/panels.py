@@ -97,6 +97,30 @@ def gather(rt, base_url: str) -> Page:
     )
 
 
+def attention(page: Page) -> list[tuple[str, str]]:
+    """What needs the admin, most urgent first, as (anchor on the page, sentence); empty: all is well."""
+    items: list[tuple[str, str]] = []
+    connection = page.connection.data if page.connection.ok and isinstance(page.connection.data, dict) else {}
+    state = connection.get("state")
+    if state == "needs_reauthorization":
+        items.append(("zoho", "Zoho needs re-authorization: pushes wait until you connect again."))
+    elif state == "not_configured":
+        items.append(("configure", "Zoho is not connected yet: fill in the form to connect."))
+    queue = page.queue.data if page.queue.ok and isinstance(page.queue.data, dict) else {}
+    if queue.get("paused"):
+        items.append(("queue", "Pushes are paused: " + (queue.get("paused_reason") or "see the queue.")))
+    dead = queue.get("dead") or 0
+    if dead:
+        items.append(("dead-jobs", f"{dead} push{'es' if dead != 1 else ''} failed for good: see the dead jobs."))
+    if page.inbox_pending.ok and page.inbox_pending.data:
+        count = page.inbox_pending.data
+        items.append(("inbound", f"{count} update{'s' if count != 1 else ''} from Zoho waiting for the OnPrintShop database."))
+    for panel in (page.connection, page.queue, page.inbox, page.webhook_secrets):
+        if not panel.ok:
+            items.append(("status", panel.problem))
+    return items
+
+
 def url_rows(urls) -> list[tuple[str, str]]:
     """Webhook URLs as (name, url) rows, whether given as a mapping or a list of URLs."""
     if not urls:

@@ -120,6 +120,7 @@ def _page(configure_form: ConfigureForm, status: int = 200):
     return render_template(
         "admin/index.html",
         page=page,
+        attention=panels.attention(page),
         webhook_url_rows=panels.url_rows(page.webhook_urls.data) if page.webhook_urls.ok else [],
         configure_form=configure_form,
         push_form=PushForm(formdata=None),

@@ -111,3 +111,25 @@ def test_queue_card_shows_counts_and_a_pause(page_app, admin):
     text = page_text(admin)
     assert "<dt>Pending</dt><dd>2</dd>" in text
     assert "Paused" in text and "the daily Zoho call budget is spent" in text
+
+
+def deliver(client, secret, module, **params):
+    return client.post(f"/webhooks/zoho/{module}", data=params, headers={"X-Webhook-Token": secret})
+
+
+def test_deliveries_from_zoho_are_listed_with_their_outcome(page_app, admin):
+    from gateway.inbound import secrets
+
+    secret = secrets.webhook_secrets(rt_of(page_app))["current"]
+    client = page_app.test_client()
+    body = dict(id="5725767000000600001", email="ada@example.com", first_name="Ada", last_name="King",
+                modified_time="2026-11-27T08:00:00+00:00")
+    assert deliver(client, secret, "contacts", **body).status_code == 200
+    assert deliver(client, secret, "contacts", **body).get_json() == {"status": "duplicate"}
+    assert deliver(client, secret, "contacts", id="5725767000000600002", email="nobody@example.com",
+                   modified_time="2026-11-27T08:01:00+00:00").status_code == 404
+    text = page_text(admin)
+    rows = re.findall(r'<span class="outcome outcome-(\w+)">', text)
+    assert rows == ["not_found", "duplicate", "applied"]
+    assert "5725767000000600001" in text and "Nothing waiting" in text
+    assert secret not in re.sub(r'<details class="secret">.*?</details>', "", text, flags=re.S)

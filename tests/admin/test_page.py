@@ -214,3 +214,31 @@ def test_time_words_for_people():
     assert panels.relative(1000 - 300, 1000) == "5 min ago"
     assert panels.relative(None, 1000) == "—"
     assert panels.clock(0) == "1970-01-01 00:00:00 UTC"
+
+
+def test_the_attention_list_says_what_needs_the_admin_first(page_app, admin, fake_zoho):
+    text = page_text(admin)
+    assert "Zoho is not connected yet: fill in the form to connect." in text
+    save_form(admin, fake_zoho)
+    text = page_text(admin)
+    assert "All is well: connected to Zoho, nothing failed, nothing waiting." in text
+    assert "Needs attention" not in text
+
+
+def test_attention_puts_reauthorization_first_and_names_each_problem():
+    page = panels.Page(
+        connection=panels.Panel({"state": "needs_reauthorization"}),
+        queue=panels.Panel({"paused": True, "paused_reason": "Zoho needs re-authorization", "dead": 2}),
+        dead_jobs=panels.Panel([]), calls_today=panels.Panel(0), pushes_today=panels.Panel(0),
+        inbox=panels.Panel(None, "The latest deliveries could not be read just now (OperationalError); the log has the details"),
+        inbox_pending=panels.Panel(1), webhook_secrets=panels.Panel({}), webhook_urls=panels.Panel({}),
+        events_secret=panels.Panel(""), notify_enabled=panels.Panel(False), notify_channel=panels.Panel(None),
+        audit=panels.Panel([]),
+    )
+    assert panels.attention(page) == [
+        ("zoho", "Zoho needs re-authorization: pushes wait until you connect again."),
+        ("queue", "Pushes are paused: Zoho needs re-authorization"),
+        ("dead-jobs", "2 pushes failed for good: see the dead jobs."),
+        ("inbound", "1 update from Zoho waiting for the OnPrintShop database."),
+        ("status", "The latest deliveries could not be read just now (OperationalError); the log has the details"),
+    ]

@@ -144,3 +144,35 @@ def test_everything_works_with_javascript_off(browser, live_gateway, tmp_path):
         page.screenshot(path=str(tmp_path / "no-javascript.png"), full_page=True)
     finally:
         context.close()
+
+
+def test_status_page_with_a_connected_gateway_deliveries_and_a_dead_job(page, live_gateway):
+    """The screenshot a newcomer sees on a normal day with one problem (kept as status.png)."""
+    import requests
+
+    client_id, client_secret = live_gateway.fake.add_client()
+    connection.configure(live_gateway.rt, data_center="us", client_id=client_id, client_secret=client_secret,
+                         grant_token=live_gateway.fake.new_grant_code(client_id), account_id=ACCOUNT)
+    secret = secrets.webhook_secrets(live_gateway.rt)["current"]
+
+    def deliver(module, **params):
+        return requests.post(f"{live_gateway.url}/webhooks/zoho/{module}", data=params,
+                             headers={"X-Webhook-Token": secret}, timeout=10)
+
+    ada = dict(id="5725767000000600001", email="ada@example.com", first_name="Ada", last_name="King",
+               modified_time="2026-11-27T08:00:00+00:00")
+    assert deliver("contacts", **ada).status_code == 200
+    assert deliver("contacts", **ada).json() == {"status": "duplicate"}
+    assert deliver("contacts", **dict(ada, modified_time="2026-11-26T08:00:00+00:00", first_name="Old")).json() == {"status": "stale"}
+    assert deliver("contacts", id="5725767000000600002", email="grace@example.com", phone="",
+                   modified_time="2026-11-27T08:05:00+00:00").status_code == 200
+    make_dead_job(live_gateway.rt, "Deals", 3, "Zoho refused the Deal: INVALID_DATA Stage 'Printing' is not in the picklist")
+
+    log_in(page, live_gateway)
+    expect(page.locator("#zoho .state")).to_have_text("Connected")
+    expect(page.locator("#queue .state")).to_have_text("1 dead job")
+    expect(page.locator("#deliveries tbody tr")).to_have_count(4)
+    expect(page.locator("#deliveries tbody tr").first).to_contain_text("applied")
+    expect(page.locator(".attention li")).to_have_text(["1 push failed for good: see the dead jobs."])
+    page.shot("status-first-screen", full_page=False)
+    page.shot("status")
