@@ -19,7 +19,7 @@ class Runtime:
         self.config = app.config
         self.store = Store(app.config["DATABASE_URL"])
         self.vault = Vault(app.config["GATEWAY_FERNET_KEYS"])
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # zoho builds tokens under the same lock
         self._ops = None
         self._tokens = None
         self._zoho = None

@@ -26,6 +26,9 @@ TABLE_MODULES = (
     "gateway.admin.audit",
     "gateway.inbound.inbox",
     "gateway.outbound.queue",
+    "gateway.inbound.notify",
+    "gateway.zoho.gate",
+    "gateway.outbound.events",
 )
 
 settings_table = sa.Table(

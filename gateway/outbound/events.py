@@ -1,4 +1,233 @@
-"""(placeholder until the events API lands) The events API blueprint."""
-from flask import Blueprint
+"""The events API: `POST /api/v1/events` lets OnPrintShop (or a script) queue pushes at once.
+
+Requests are signed exactly as the Standard Webhooks specification says: headers
+`webhook-id`, `webhook-timestamp` (epoch seconds) and `webhook-signature` (one or more
+space-separated `v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">`), keyed with the
+decoded bytes of the secret `whsec_<base64>`. A timestamp more than 5 minutes from now is
+refused, and each `webhook-id` is accepted once (kept in `gw_event_ids` past the tolerance).
+
+The body is one event `{"type": "customer.updated"|"order.updated", "id": N}` or a list of at
+most 500; the answer is 202 `{"status": "accepted", "count": N}`. Errors are JSON with an
+`error` field (400 bad headers or body, 401 bad signature or stale timestamp, 409 a repeated
+webhook-id, 413 too large, 422 a bad event naming which). The secret is kept in the vault;
+`rotate_events_secret` keeps the previous one valid for 24 hours.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import secrets as pysecrets
+import time
+
+import sqlalchemy as sa
+from flask import Blueprint, current_app, jsonify, request
+
+from .. import runtime
+from ..errors import RequestError
+from ..security import csrf, limiter
+from ..store import metadata
 
 bp = Blueprint("events", __name__, url_prefix="/api/v1")
+csrf.exempt(bp)  # signed by HMAC, not by a session: CSRF does not apply
+
+TOLERANCE_SECONDS = 300
+MAX_EVENTS = 500
+MAX_BODY = 128 * 1024
+SECRET_NAME = "events.secret"
+PREVIOUS_SECRET_NAME = "events.secret.previous"
+PREVIOUS_EXPIRES_SETTING = "events.secret.previous_expires_at"
+PREVIOUS_VALID_SECONDS = 24 * 3600
+EVENT_MODULES = {"customer.updated": "Contacts", "order.updated": "Deals"}
+
+event_ids_table = sa.Table(
+    "gw_event_ids",
+    metadata,
+    sa.Column("webhook_id", sa.String(255), primary_key=True),
+    sa.Column("received_at", sa.Double, nullable=False, index=True),
+)
+
+
+class SignatureError(Exception):
+    """The request is not signed with a current events secret (message says how)."""
+
+    def __init__(self, message: str, status: int = 401, parameter: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.parameter = parameter
+
+
+# -- signing (pure) -----------------------------------------------------------------------------------
+def secret_key(secret: str) -> bytes:
+    """The HMAC key of a `whsec_<base64>` secret: its decoded bytes."""
+    encoded = secret[len("whsec_"):] if secret.startswith("whsec_") else secret
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("an events secret is whsec_ followed by base64") from None
+
+
+def sign(secret: str, webhook_id: str, timestamp: int | str, body: bytes) -> str:
+    """The `webhook-signature` value for a request: `v1,<base64 HMAC-SHA256>`."""
+    content = f"{webhook_id}.{timestamp}.".encode() + body
+    digest = hmac.new(secret_key(secret), content, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def verify(secrets: list[str], headers, body: bytes, now: float, tolerance: int = TOLERANCE_SECONDS) -> str:
+    """Check a Standard Webhooks signature against any of `secrets`; return the webhook-id.
+
+    Raises SignatureError naming the header at fault: missing headers or a timestamp that is not
+    a number (400), a timestamp outside the tolerance or no matching `v1` signature (401).
+    """
+    webhook_id = (headers.get("webhook-id") or "").strip()
+    stamp = (headers.get("webhook-timestamp") or "").strip()
+    signatures = (headers.get("webhook-signature") or "").strip()
+    for name, value in (("webhook-id", webhook_id), ("webhook-timestamp", stamp), ("webhook-signature", signatures)):
+        if not value:
+            raise SignatureError(f"the {name} header is missing (Standard Webhooks signing)", 400, name)
+    if len(webhook_id) > 255:
+        raise SignatureError("the webhook-id header is longer than 255 characters", 400, "webhook-id")
+    try:
+        timestamp = int(stamp)
+    except ValueError:
+        raise SignatureError("the webhook-timestamp header must be whole seconds since the epoch", 400, "webhook-timestamp") from None
+    if abs(now - timestamp) > tolerance:
+        raise SignatureError(
+            f"the webhook-timestamp is {abs(now - timestamp):.0f} s away from now (more than {tolerance} s): "
+            "sign each request when it is sent, and check the sender's clock", 401, "webhook-timestamp")
+    expected = [sign(secret, webhook_id, stamp, body).split(",", 1)[1] for secret in secrets]
+    for candidate in signatures.split():
+        version, _, value = candidate.partition(",")
+        if version != "v1":
+            continue
+        if any(hmac.compare_digest(value.encode(), e.encode()) for e in expected):
+            return webhook_id
+    raise SignatureError("no webhook-signature matches the events secret (v1, HMAC-SHA256 of id.timestamp.body)",
+                         401, "webhook-signature")
+
+
+def parse_events(body: bytes) -> tuple[dict[str, set[int]], int]:
+    """The body → ({module: {ops ids}}, number of events); RequestError names the event at fault."""
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise RequestError("the body must be JSON: an event object or a list of them") from None
+    events = data if isinstance(data, list) else [data]
+    if not events:
+        raise RequestError("the list of events is empty", status=422)
+    if len(events) > MAX_EVENTS:
+        raise RequestError(f"at most {MAX_EVENTS} events per request, not {len(events)}", status=413)
+    wanted: dict[str, set[int]] = {}
+    for n, event in enumerate(events):
+        where = f"[{n}]" if isinstance(data, list) else ""
+        if not isinstance(event, dict):
+            raise RequestError("an event must be an object with type and id", status=422, parameter=where or "body")
+        kind = event.get("type")
+        if kind not in EVENT_MODULES:
+            raise RequestError(f"type must be one of {', '.join(EVENT_MODULES)}", status=422, parameter=f"{where}.type".lstrip("."))
+        ops_id = event.get("id")
+        if isinstance(ops_id, str) and ops_id.isdigit():
+            ops_id = int(ops_id)
+        if isinstance(ops_id, bool) or not isinstance(ops_id, int) or not 0 < ops_id < 2**63:
+            raise RequestError("id must be a positive whole number (the OnPrintShop id)", status=422,
+                               parameter=f"{where}.id".lstrip("."))
+        wanted.setdefault(EVENT_MODULES[kind], set()).add(ops_id)
+    return wanted, len(events)
+
+
+# -- the secret ------------------------------------------------------------------------------------
+def _new_secret() -> str:
+    return "whsec_" + base64.b64encode(pysecrets.token_bytes(32)).decode()
+
+
+def events_secret(rt) -> str:
+    """The current events secret (`whsec_<base64>`), made on first use."""
+    with rt.store.engine.connect() as conn:
+        current = rt.vault.get(conn, SECRET_NAME)
+    if current:
+        return current
+    with rt.store.immediate() as conn:
+        current = rt.vault.get(conn, SECRET_NAME)
+        if not current:
+            current = _new_secret()
+            rt.vault.put(conn, SECRET_NAME, current)
+    return current
+
+
+def rotate_events_secret(rt) -> str:
+    """A new events secret; the previous one stays valid for 24 hours. Returns the new one."""
+    new = _new_secret()
+    with rt.store.immediate() as conn:
+        old = rt.vault.get(conn, SECRET_NAME)
+        rt.vault.put(conn, SECRET_NAME, new)
+        if old:
+            rt.vault.put(conn, PREVIOUS_SECRET_NAME, old)
+            rt.store.set_setting(PREVIOUS_EXPIRES_SETTING, time.time() + PREVIOUS_VALID_SECONDS, conn=conn)
+    return new
+
+
+def valid_secrets(rt) -> list[str]:
+    found = [events_secret(rt)]
+    if (rt.store.get_setting(PREVIOUS_EXPIRES_SETTING) or 0) > time.time():
+        with rt.store.engine.connect() as conn:
+            previous = rt.vault.get(conn, PREVIOUS_SECRET_NAME)
+        if previous:
+            found.append(previous)
+    return found
+
+
+# -- replay protection -------------------------------------------------------------------------------
+def remember_id(rt, webhook_id: str) -> bool:
+    """Store a webhook-id; False when it was accepted before. Ids past the tolerance are dropped."""
+    now = time.time()
+    try:
+        with rt.store.begin() as conn:
+            conn.execute(event_ids_table.insert().values(webhook_id=webhook_id, received_at=now))
+    except sa.exc.IntegrityError:
+        return False
+    if pysecrets.randbelow(50) == 0:  # now and then: older ids can no longer pass the timestamp check
+        with rt.store.begin() as conn:
+            conn.execute(event_ids_table.delete().where(event_ids_table.c.received_at < now - 4 * TOLERANCE_SECONDS))
+    return True
+
+
+def forget_id(rt, webhook_id: str) -> None:
+    with rt.store.begin() as conn:
+        conn.execute(event_ids_table.delete().where(event_ids_table.c.webhook_id == webhook_id))
+
+
+# -- the endpoint ----------------------------------------------------------------------------------
+def _rate_limit() -> str:
+    return current_app.config.get("GATEWAY_WEBHOOK_RATE_LIMIT") or "600 per minute"
+
+
+@bp.post("/events")
+@limiter.limit(_rate_limit)
+def receive_events():
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise RequestError(f"request body too large (at most {MAX_BODY // 1024} KiB)", status=413)
+    body = request.get_data(cache=False)
+    if len(body) > MAX_BODY:
+        raise RequestError(f"request body too large (at most {MAX_BODY // 1024} KiB)", status=413)
+    rt = runtime.current()
+    try:
+        webhook_id = verify(valid_secrets(rt), request.headers, body, time.time())
+    except SignatureError as exc:
+        raise RequestError(exc.message, status=exc.status, parameter=exc.parameter) from None
+    wanted, count = parse_events(body)
+    if not remember_id(rt, webhook_id):
+        raise RequestError(f"webhook-id {webhook_id!r} was accepted before: each event delivery is taken once "
+                           "(nothing was queued again)", status=409, parameter="webhook-id")
+    from . import queue
+
+    try:
+        for module, ids in wanted.items():
+            queue.enqueue(rt, module, ids)
+    except BaseException:
+        forget_id(rt, webhook_id)  # nothing queued: let the sender's retry through
+        raise
+    return jsonify({"status": "accepted", "count": count}), 202

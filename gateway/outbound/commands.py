@@ -1,0 +1,139 @@
+"""The outbound commands (CONTRACT §3): `push`, `queue status`, `queue retry-dead`.
+
+`push customers|orders (--id N … | --all | --since ISO8601) [--force] [--dry-run]` queues
+those records (orders also queue their customer when its Contact is not in Zoho yet); with
+`--dry-run` it prints the exact Zoho request bodies instead and sends and queues nothing.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import click
+from flask.cli import AppGroup, with_appcontext
+
+from .. import runtime
+from ..cli import one_line_errors
+from ..ops import reads
+from . import push, queue
+
+MODULE_OF = {"customers": "Contacts", "orders": "Deals"}
+
+
+def parse_since(text: str, ops) -> dt.datetime:
+    """ISO 8601 → a naive OnPrintShop datetime (with an offset: converted; without: read in OPS_TIMEZONE)."""
+    try:
+        when = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not an ISO 8601 date or time (e.g. 2026-11-27T09:00:00+00:00)",
+                                 param_hint="--since") from None
+    return ops.to_local(when) if when.tzinfo else when
+
+
+def select_ids(rt, what: str, ids, all_, since) -> list[int]:
+    chosen = sum(bool(x) for x in (ids, all_, since))
+    if chosen != 1:
+        raise click.UsageError("give exactly one of --id N (repeatable), --all or --since ISO8601")
+    table = what
+    if ids:
+        found = set(reads.existing_ids(rt.ops, table, ids))
+        missing = sorted(set(ids) - found)
+        if missing:
+            raise click.ClickException(
+                f"no {what} with id {', '.join(map(str, missing))} in the OnPrintShop database; nothing was queued")
+        return sorted(found)
+    if all_:
+        return reads.all_ids(rt.ops, table)
+    return reads.all_ids(rt.ops, table, since=parse_since(since, rt.ops))
+
+
+def _dry_run(rt, module: str, ids: list[int], force: bool) -> None:
+    from ..zoho import connection
+
+    account = connection.account_id(rt)
+    unchanged: list[int] = []
+    missing: list[int] = []
+    calls = 0
+    for start in range(0, len(ids), push.BATCH_SIZE):
+        prepared = push.prepare(rt, module, ids[start:start + push.BATCH_SIZE], account_id=account, force=force, dry_run=True)
+        unchanged += prepared.unchanged
+        missing += prepared.missing
+        if prepared.send:
+            calls += 1
+            click.echo(f"POST {push.upsert_path(module)} ({len(prepared.send)} records)")
+            click.echo(json.dumps(push.upsert_body(module, [o.record for o in prepared.send]), indent=2, ensure_ascii=False))
+    if unchanged:
+        click.echo(f"unchanged since the last push, not sent (use --force): {len(unchanged)} "
+                   f"({', '.join(map(str, unchanged[:20]))}{' …' if len(unchanged) > 20 else ''})")
+    click.echo(f"dry run: {calls} call(s) would be made; nothing was sent or queued")
+
+
+@click.command("push")
+@click.argument("what", type=click.Choice(["customers", "orders"]))
+@click.option("--id", "ids", type=click.IntRange(min=1), multiple=True, help="an OnPrintShop id (repeatable)")
+@click.option("--all", "all_", is_flag=True, help="every record")
+@click.option("--since", help="records modified at or after this ISO 8601 time")
+@click.option("--force", is_flag=True, help="send even records unchanged since their last push")
+@click.option("--dry-run", is_flag=True, help="print the Zoho request bodies; send and queue nothing")
+@with_appcontext
+@one_line_errors
+def push_command(what, ids, all_, since, force, dry_run):
+    """Queue OnPrintShop customers or orders for pushing to Zoho."""
+    rt = runtime.current()
+    module = MODULE_OF[what]
+    selected = select_ids(rt, what, list(ids), all_, since)
+    if dry_run:
+        _dry_run(rt, module, selected, force)
+        return
+    if not selected:
+        click.echo(f"no {what} matched; nothing queued")
+        return
+    queue.enqueue(rt, module, selected, force=force)
+    message = f"queued {len(selected)} {what}"
+    if module == "Deals":
+        customers = set(reads.customer_ids_of_orders(rt.ops, selected).values())
+        unlinked = sorted(customers - set(push._links(rt.store, "Contacts", customers)))
+        if unlinked:
+            queue.enqueue(rt, "Contacts", unlinked)
+            message += f" and {len(unlinked)} customers whose Contact is not in Zoho yet"
+    click.echo(message + (" (sent even if unchanged)" if force else ""))
+
+
+queue_cli = AppGroup("queue", help="The push queue: status and dead jobs.")
+
+
+@queue_cli.command("status")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object")
+@one_line_errors
+def queue_status_command(as_json):
+    """Counts of jobs by state, pause, oldest pending age, last error."""
+    figures = queue.status(runtime.current())
+    if as_json:
+        click.echo(json.dumps(figures))
+        return
+    for key in ("pending", "in_flight", "done", "dead"):
+        click.echo(f"{key}: {figures[key]}")
+    click.echo(f"paused: {'yes: ' + figures['paused_reason'] if figures['paused'] else 'no'}")
+    oldest = figures["oldest_pending_seconds"]
+    click.echo(f"oldest pending: {'none' if oldest is None else f'{oldest:.0f} s'}")
+    click.echo(f"last error: {figures['last_error'] or 'none'}")
+
+
+@queue_cli.command("retry-dead")
+@click.option("--id", "ids", type=click.IntRange(min=1), multiple=True, help="a dead job's id (repeatable)")
+@click.option("--all", "all_", is_flag=True, help="every dead job")
+@one_line_errors
+def queue_retry_dead_command(ids, all_):
+    """Move dead jobs back to pending."""
+    if bool(ids) == bool(all_):
+        raise click.UsageError("give --id N (repeatable) or --all")
+    moved = queue.retry_dead(runtime.current(), None if all_ else list(ids))
+    if ids and moved < len(set(ids)):
+        click.echo(f"moved {moved} dead jobs back to pending ({len(set(ids)) - moved} of the ids given are not dead jobs)")
+    else:
+        click.echo(f"moved {moved} dead jobs back to pending")
+
+
+def register(app) -> None:
+    app.cli.add_command(push_command)
+    app.cli.add_command(queue_cli)
