@@ -51,32 +51,30 @@ def _same_text(ops, column, value: str):
     return sa.func.lower(column) == value.lower()
 
 
-def _find(ops, oconn, sconn, update: Update, table_key: str, id_col) -> tuple[int | None, str | None, str | None]:
-    """(ops_id, found_by, problem): problem is a conflict message when the ops_id is taken."""
+def _find_and_lock(ops, oconn, sconn, update: Update, table_key: str, id_col) -> tuple[dict | None, str | None, str | None]:
+    """(row locked for this transaction, found_by, problem): problem is a conflict message when
+    the ops_id Zoho sent is linked to another Zoho record."""
     table = ops.tables[table_key]
-
-    def exists(ops_id: int) -> bool:
-        return oconn.execute(sa.select(id_col).where(id_col == ops_id)).first() is not None
-
     linked = links.ops_id_for(sconn, update.module, update.zoho_id)
-    if linked is not None and exists(linked):
-        return linked, "link", None
-    if update.ops_id is not None:
-        other = links.zoho_id_for(sconn, update.module, update.ops_id)
-        if other is not None and other != update.zoho_id and exists(update.ops_id):
-            return None, None, (
-                f"OnPrintShop {table_key} id {update.ops_id} is already linked to Zoho record {other}, not {update.zoho_id}"
-            )
-        if exists(update.ops_id):
-            return update.ops_id, "ops_id", None
-    if update.module == "Contacts" and update.fields.get("email"):
-        row = oconn.execute(
-            sa.select(table.c.customers_id).where(_same_text(ops, table.c.customers_email_address, update.fields["email"]))
-        ).first()
+    if linked is not None:
+        row = _locked_row(oconn, table, id_col == linked)
         if row is not None:
-            other = links.zoho_id_for(sconn, update.module, int(row[0]))
+            return row, "link", None
+    if update.ops_id is not None:
+        row = _locked_row(oconn, table, id_col == update.ops_id)
+        if row is not None:
+            other = links.zoho_id_for(sconn, update.module, update.ops_id)
+            if other is not None and other != update.zoho_id:
+                return None, None, (
+                    f"OnPrintShop {table_key} id {update.ops_id} is already linked to Zoho record {other}, not {update.zoho_id}"
+                )
+            return row, "ops_id", None
+    if update.module == "Contacts" and update.fields.get("email"):
+        row = _locked_row(oconn, table, _same_text(ops, table.c.customers_email_address, update.fields["email"]))
+        if row is not None:
+            other = links.zoho_id_for(sconn, update.module, int(row["customers_id"]))
             if other is None or other == update.zoho_id:
-                return int(row[0]), "email", None
+                return row, "email", None
     return None, None, None
 
 
@@ -106,14 +104,12 @@ def _stale_against_row(ops, update: Update, last_modified) -> Result | None:
 # -- contacts → customers ---------------------------------------------------------------------------
 def _apply_contact(ops, oconn, sconn, update: Update) -> Result:
     t = ops.tables["customers"]
-    ops_id, found_by, problem = _find(ops, oconn, sconn, update, "customers", t.c.customers_id)
+    row, found_by, problem = _find_and_lock(ops, oconn, sconn, update, "customers", t.c.customers_id)
     if problem:
         return Result("conflict", problem, parameter="ops_id")
-    if ops_id is None:
+    if row is None:
         return _not_found(update)
-    row = _locked_row(oconn, t, t.c.customers_id == ops_id)
-    if row is None:  # deleted between the lookup and the lock
-        return _not_found(update)
+    ops_id = int(row["customers_id"])
     stale = _stale_against_row(ops, update, row["last_modified"])
     if stale:
         stale.ops_id, stale.found_by = ops_id, found_by
@@ -146,14 +142,12 @@ def _apply_contact(ops, oconn, sconn, update: Update) -> Result:
 # -- deals → orders ---------------------------------------------------------------------------------
 def _apply_deal(ops, oconn, sconn, update: Update) -> Result:
     t = ops.tables["orders"]
-    ops_id, found_by, problem = _find(ops, oconn, sconn, update, "orders", t.c.orders_id)
+    row, found_by, problem = _find_and_lock(ops, oconn, sconn, update, "orders", t.c.orders_id)
     if problem:
         return Result("conflict", problem, parameter="ops_id")
-    if ops_id is None:
-        return _not_found(update)
-    row = _locked_row(oconn, t, t.c.orders_id == ops_id)
     if row is None:
         return _not_found(update)
+    ops_id = int(row["orders_id"])
     stale = _stale_against_row(ops, update, row["last_modified"])
     if stale:
         stale.ops_id, stale.found_by = ops_id, found_by

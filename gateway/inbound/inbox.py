@@ -29,6 +29,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import sqlalchemy as sa
 
@@ -124,17 +125,11 @@ class OpsUnavailable(Exception):
 # -- receiving -----------------------------------------------------------------------------------
 @contextlib.contextmanager
 def _decision_txn(store):
-    """The state-store transaction that decides and records: BEGIN IMMEDIATE on SQLite; elsewhere
-    READ COMMITTED, so `FOR UPDATE` on a record's row takes no gap locks (on MariaDB two first
-    deliveries of a new record would otherwise deadlock)."""
-    if store.dialect == "sqlite":
-        with store.immediate() as conn:
-            yield conn
-        return
-    with store.engine.connect() as conn:
-        conn = conn.execution_options(isolation_level="READ COMMITTED")
-        with conn.begin():
-            yield conn
+    """The state-store transaction that decides and records: BEGIN IMMEDIATE on SQLite (one writer
+    at a time), a plain transaction elsewhere, where `FOR UPDATE` on the record's row serialises
+    per record (a deadlock between two first deliveries of a new record is retried by `receive`)."""
+    with store.immediate() as conn:
+        yield conn
 
 
 def _is_deadlock(exc: Exception) -> bool:
@@ -168,17 +163,19 @@ def _receive_once(rt, module: str, update: Update, source: str) -> Outcome:
     now = time.time()
     later = "stored; the OnPrintShop database is unreachable, it will be applied later"
     with _decision_txn(rt.store) as sconn:
-        inbox_id = sconn.execute(inbox_table.insert().values(
+        values = dict(
             received_at=now, source=source, module=module, zoho_id=update.zoho_id, ops_id_hint=update.ops_id,
             modified_time=update.modified_time, time_given=update.modified_time_given,
             fields=json.dumps(update.fields, ensure_ascii=False), fingerprint=update.fingerprint(),
             state="pending", attempts=0, next_attempt_at=now,
-        )).inserted_primary_key[0]
+        )
+        inbox_id = sconn.execute(inbox_table.insert().values(**values)).inserted_primary_key[0]
+        row = SimpleNamespace(id=inbox_id, outcome=None, reason=None, ops_id=None, **values)
         if rt.ops.recently_unavailable():
             return Outcome("accepted", later, inbox_id=inbox_id)
         try:
             with sconn.begin_nested():
-                return _decide_and_apply(rt, sconn, inbox_id)
+                return _decide_and_apply(rt, sconn, inbox_id, row)
         except OpsUnavailable:
             return Outcome("accepted", later, inbox_id=inbox_id)
         except Exception as exc:
@@ -218,10 +215,11 @@ def _apply_row(rt, inbox_id: int) -> Outcome:
         return _decide_and_apply(rt, sconn, inbox_id)
 
 
-def _decide_and_apply(rt, sconn, inbox_id: int) -> Outcome:
+def _decide_and_apply(rt, sconn, inbox_id: int, row=None) -> Outcome:
     """Duplicate, stale, waiting or apply: for one inbox row, in the caller's locked transaction."""
     store = rt.store
-    row = sconn.execute(sa.select(inbox_table).where(inbox_table.c.id == inbox_id)).first()
+    if row is None:
+        row = sconn.execute(sa.select(inbox_table).where(inbox_table.c.id == inbox_id)).first()
     if row is None:
         return Outcome("failed", "no such inbox row")
     if row.state == "done":
