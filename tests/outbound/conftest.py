@@ -101,3 +101,8 @@ def gw_sqlite(make_app, fake_zoho, zoho_settings):
     demo.create(gateway.rt.ops, force=True)
     gateway.connect()
     return gateway
+
+
+@pytest.fixture
+def runner_for():
+    return lambda app: app.test_cli_runner()

@@ -1,0 +1,90 @@
+"""POST /api/v1/events: Standard Webhooks signatures, 5-minute tolerance, each webhook-id once."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from gateway.outbound import events, queue
+
+# The example of the Standard Webhooks specification (and its reference libraries).
+SPEC_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+SPEC_ID, SPEC_TS, SPEC_BODY = "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, b'{"test": 2432232314}'
+SPEC_SIGNATURE = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+
+def test_signing_matches_the_specification_example():
+    assert events.sign(SPEC_SECRET, SPEC_ID, SPEC_TS, SPEC_BODY) == SPEC_SIGNATURE
+    headers = {"webhook-id": SPEC_ID, "webhook-timestamp": str(SPEC_TS),
+               "webhook-signature": "v1,bm90IGl0 " + SPEC_SIGNATURE}  # several signatures, one valid
+    assert events.verify([SPEC_SECRET], headers, SPEC_BODY, now=SPEC_TS + 299) == SPEC_ID
+    with pytest.raises(events.SignatureError, match="away from now"):
+        events.verify([SPEC_SECRET], headers, SPEC_BODY, now=SPEC_TS + 301)
+    with pytest.raises(events.SignatureError, match="no webhook-signature matches"):
+        events.verify([SPEC_SECRET], headers, SPEC_BODY + b" ", now=SPEC_TS)
+    with pytest.raises(events.SignatureError, match="webhook-id header is missing"):
+        events.verify([SPEC_SECRET], {**headers, "webhook-id": ""}, SPEC_BODY, now=SPEC_TS)
+    with pytest.raises(events.SignatureError, match="no webhook-signature"):
+        events.verify([SPEC_SECRET], {**headers, "webhook-signature": "v2," + SPEC_SIGNATURE[3:]}, SPEC_BODY, now=SPEC_TS)
+
+
+def signed(secret, body, webhook_id="msg_1", timestamp=None):
+    raw = json.dumps(body).encode()
+    stamp = int(time.time()) if timestamp is None else timestamp
+    return raw, {"webhook-id": webhook_id, "webhook-timestamp": str(stamp), "webhook-signature": events.sign(secret, webhook_id, stamp, raw),
+                 "Content-Type": "application/json"}
+
+
+def post(client, raw, headers):
+    return client.post("/api/v1/events", data=raw, headers=headers)
+
+
+def test_signed_events_are_queued_once_and_answered_202(app, client):
+    rt = app.extensions["gateway"]
+    secret = events.events_secret(rt)
+    assert secret.startswith("whsec_") and events.events_secret(rt) == secret
+    body = [{"type": "customer.updated", "id": 1}, {"type": "order.updated", "id": 2}, {"type": "order.updated", "id": 2}]
+    raw, headers = signed(secret, body)
+    answer = post(client, raw, headers)
+    assert answer.status_code == 202 and answer.json == {"status": "accepted", "count": 3}
+    status = queue.status(rt)
+    assert status["pending"] == 2  # order 2 twice: one job
+
+    again = post(client, raw, headers)  # the same delivery replayed
+    assert again.status_code == 409 and "webhook-id" in again.json["error"]
+    assert queue.status(rt)["pending"] == 2
+
+
+def test_bad_signatures_stale_timestamps_and_bad_events_are_refused_with_json(app, client):
+    rt = app.extensions["gateway"]
+    secret = events.events_secret(rt)
+    raw, headers = signed("whsec_" + "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=", {"type": "customer.updated", "id": 1})
+    refused = post(client, raw, headers)
+    assert refused.status_code == 401 and "webhook-signature" in refused.json["error"]
+    raw, headers = signed(secret, {"type": "customer.updated", "id": 1}, webhook_id="old", timestamp=int(time.time()) - 301)
+    assert post(client, raw, headers).status_code == 401
+    raw, headers = signed(secret, {"type": "customer.deleted", "id": 1}, webhook_id="bad-type")
+    bad = post(client, raw, headers)
+    assert bad.status_code == 422 and bad.json["parameter"] == "type"
+    raw, headers = signed(secret, [{"type": "order.updated", "id": "x"}], webhook_id="bad-id")
+    assert post(client, raw, headers).json == {"error": "id must be a positive whole number (the OnPrintShop id)",
+                                              "parameter": "[0].id"}
+    raw, headers = signed(secret, [{"type": "order.updated", "id": n} for n in range(1, 502)], webhook_id="big")
+    assert post(client, raw, headers).status_code == 413
+    missing = client.post("/api/v1/events", data=b"{}", headers={"Content-Type": "application/json"})
+    assert missing.status_code == 400 and missing.json["parameter"] == "webhook-id"
+    assert queue.status(rt)["pending"] == 0
+    # A refused delivery did not use up its webhook-id: the corrected one goes through.
+    raw, headers = signed(secret, [{"type": "order.updated", "id": 5}], webhook_id="bad-id")
+    assert post(client, raw, headers).status_code == 202
+
+
+def test_a_rotated_secret_keeps_the_previous_one_valid_for_a_day(app, client):
+    rt = app.extensions["gateway"]
+    old = events.events_secret(rt)
+    new = events.rotate_events_secret(rt)
+    assert new != old and events.events_secret(rt) == new
+    for n, secret in enumerate((old, new)):
+        raw, headers = signed(secret, {"type": "customer.updated", "id": 1}, webhook_id=f"r{n}")
+        assert post(client, raw, headers).status_code == 202

@@ -1,0 +1,110 @@
+"""Retries: 429 with and without Retry-After slows the whole queue; a 5xx storm is retried, then delivered."""
+from __future__ import annotations
+
+import random
+import time
+
+import sqlalchemy as sa
+
+from gateway.outbound import queue
+
+FAST = queue.RetryPolicy(base=0.02, cap=0.05, max_attempts=6)
+
+
+def attempts(gw):
+    with gw.rt.store.engine.connect() as conn:
+        return sorted(conn.execute(sa.select(queue.jobs_table.c.attempts)).scalars())
+
+
+def due_times(gw):
+    with gw.rt.store.engine.connect() as conn:
+        return conn.execute(sa.select(queue.jobs_table.c.next_try_at)).all()
+
+
+def test_a_429_with_retry_after_pauses_the_whole_queue_until_then_and_costs_no_attempt(gw):
+    ids = gw.add_customers(150)
+    gw.fake.fail_next = [(429, {"Retry-After": "1"})]
+    queue.enqueue(gw.rt, "Contacts", ids)
+    gw.drain()
+    status = queue.status(gw.rt)
+    assert status["paused"] and "slow down" in status["paused_reason"]
+    assert gw.fake.upsert_calls["Contacts"] == 1
+    gw.drain()  # still inside Retry-After: nothing is sent, not even the other batch
+    assert gw.fake.upsert_calls["Contacts"] == 1
+    assert set(attempts(gw)) == {0}
+
+    time.sleep(1.1)
+    gw.drain()
+    assert gw.fake.upsert_calls["Contacts"] == 3
+    assert len(gw.fake.records["Contacts"]) == 150
+    assert not queue.status(gw.rt)["paused"]
+
+
+def test_a_429_without_retry_after_backs_off_growing(gw_sqlite):
+    gw = gw_sqlite
+    queue.enqueue(gw.rt, "Contacts", gw.add_customers(2))
+    gw.fake.fail_next = [429, 429]
+    waits = []
+    for _ in range(2):
+        before = time.time()
+        gw.drain()
+        pause = queue.current_pause(gw.rt.store)
+        assert pause["kind"] == "throttled"
+        waits.append(pause["until"] - before)
+        assert {r.next_try_at for r in due_times(gw)} == {pause["until"]}  # the jobs wait as long as the queue
+        # Pretend the wait is over (instead of sleeping through it).
+        queue.pause(gw.rt.store, "throttled", "test: the wait is over", until=time.time() - 1, streak=pause["streak"])
+        with gw.rt.store.begin() as conn:
+            conn.execute(queue.jobs_table.update().values(next_try_at=0))
+    assert 1 <= waits[0] <= 1 + queue.THROTTLE_POLICY.ceiling(1) + 0.5
+    assert queue.throttle_streak(gw.rt.store) == 2
+    gw.drain()
+    assert len(gw.fake.records["Contacts"]) == 2
+    assert queue.throttle_streak(gw.rt.store) == 0  # a call went through: the backoff starts afresh
+
+
+def test_a_5xx_storm_is_retried_with_backoff_then_delivered(gw):
+    ids = gw.add_customers(120)
+    queue.enqueue(gw.rt, "Contacts", ids)
+    gw.fake.fault_rate = 0.6
+    deadline = time.time() + 20
+    while queue.status(gw.rt)["done"] < 120 and time.time() < deadline:
+        gw.drain(policy=FAST)
+        time.sleep(0.03)
+        if gw.fake.calls["500 storm"] >= 3:
+            gw.fake.fault_rate = 0.0  # the storm passes
+    assert gw.fake.calls["500 storm"] >= 3
+    assert len(gw.fake.records["Contacts"]) == 120
+    status = queue.status(gw.rt)
+    assert (status["done"], status["dead"]) == (120, 0)
+
+
+def test_retries_run_out_into_dead_jobs_that_retry_dead_sends_again(gw_sqlite, runner_for):
+    gw = gw_sqlite
+    ids = gw.add_customers(3)
+    queue.enqueue(gw.rt, "Contacts", ids)
+    gw.fake.fail_next = [500] * FAST.max_attempts
+    deadline = time.time() + 10
+    while queue.status(gw.rt)["dead"] < 3 and time.time() < deadline:
+        gw.drain(policy=FAST)
+        time.sleep(0.06)
+    status = queue.status(gw.rt)
+    assert status["dead"] == 3 and "HTTP 500" in status["last_error"]
+    assert gw.fake.calls["scripted 500"] == FAST.max_attempts
+    dead = queue.dead_jobs(gw.rt)
+    assert {d["attempts"] for d in dead} == {FAST.max_attempts} and "HTTP 500" in dead[0]["last_error"]
+
+    result = runner_for(gw.app).invoke(args=["queue", "retry-dead", "--all"])
+    assert result.exit_code == 0 and result.output == "moved 3 dead jobs back to pending\n"
+    gw.drain()
+    assert len(gw.fake.records["Contacts"]) == 3 and queue.status(gw.rt)["dead"] == 0
+
+
+def test_the_default_policy_waits_about_a_day_in_all_with_full_jitter():
+    policy = queue.DEFAULT_POLICY
+    schedule = policy.schedule()
+    assert schedule[0] == 30 and schedule[1] == 60 and max(schedule) == 6 * 3600
+    assert 20 * 3600 < sum(schedule) / 2 < 30 * 3600  # full jitter: on average half of each ceiling
+    rng = random.Random(1)
+    assert all(0 <= policy.next_delay(n, rng) <= policy.ceiling(n) for n in range(1, policy.max_attempts))
+    assert policy.next_delay(policy.max_attempts) is None
