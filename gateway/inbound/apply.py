@@ -91,13 +91,14 @@ def _not_found(update: Update) -> Result:
 
 
 def _stale_against_row(ops, update: Update, last_modified) -> Result | None:
-    if last_modified is None:
+    if not isinstance(last_modified, dt.datetime):
+        # NULL, or MySQL's zero date ('0000-00-00 00:00:00', which drivers hand back as text):
+        # the row has no usable time of its last change, so only Zoho's order counts.
         return None
     row_time = ops.epoch_from_local(last_modified)
     # Whole seconds: OnPrintShop keeps DATETIME to the second.
     if math.floor(update.modified_time) < row_time:
-        when = last_modified.strftime("%Y-%m-%d %H:%M:%S") if isinstance(last_modified, dt.datetime) else last_modified
-        return Result("stale", f"the record changed in OnPrintShop at {when}, after this Zoho change")
+        return Result("stale", f"the record changed in OnPrintShop at {last_modified:%Y-%m-%d %H:%M:%S}, after this Zoho change")
     return None
 
 

@@ -1,0 +1,135 @@
+"""The inbox and its neighbours: loop guard, re-applier thread, mapping-driven writes, give-up."""
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from gateway.inbound import inbox, loopguard, parse
+from tests.inbound.conftest import Gateway
+
+BASE = int(time.time()) - 3600
+
+
+def zt(offset: int = 0) -> str:
+    return str((BASE + offset) * 1000)
+
+
+def test_loop_guard_tells_our_writes_from_the_stores(gw):
+    r = gw.post("deals", {"id": "9301", "ops_id": "2", "stage": "Shipped", "modified_time": zt()})
+    assert r.status_code == 200
+    written = gw.order(2)["last_modified"]
+    with gw.rt.store.engine.connect() as conn:
+        assert loopguard.written_by_gateway(conn, "orders", 2, written)
+        assert loopguard.written_by_gateway(conn, "orders", "2", str(written))  # text form, as some drivers give it
+        assert not loopguard.written_by_gateway(conn, "orders", 1, written)   # another order
+        assert not loopguard.written_by_gateway(conn, "customers", 2, written)
+    # the store edits the order afterwards: its new last_modified is not ours
+    later = dt.datetime.fromisoformat(str(written)) + dt.timedelta(seconds=5)
+    with gw.rt.ops.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE orders SET payment_status = 'Paid', last_modified = :t WHERE orders_id = 2"), {"t": later})
+    with gw.rt.store.engine.connect() as conn:
+        assert not loopguard.written_by_gateway(conn, "orders", 2, later)
+    # a delivery that changes nothing writes nothing, so records nothing new
+    before = gw.snapshot()
+    r = gw.post("deals", {"id": "9301", "stage": "shipped", "modified_time": zt(10)})
+    assert r.get_json() == {"status": "applied"} and gw.snapshot() == before
+
+
+def test_background_reapplier_applies_after_the_database_returns(make_app, tmp_path, monkeypatch):
+    monkeypatch.setattr(inbox, "REAPPLY_POLL_SECONDS", 0.05)
+    monkeypatch.setattr(inbox, "REAPPLY_MIN_BACKOFF", 0.05)
+    monkeypatch.setattr(inbox, "REAPPLY_MAX_BACKOFF", 0.2)
+    folder = tmp_path / "later"
+    app = make_app(OPS_DATABASE_URL=f"sqlite:///{folder}/ops.db")
+    rt = app.extensions["gateway"]
+    update = parse.validate("Deals", {"id": "9302", "ops_id": "1", "stage": "Printing", "modified_time": zt()},
+                            rt.ops.mapping, "UTC")
+    assert inbox.receive(rt, "Deals", update, source="catchup").status == "accepted"
+    stop = threading.Event()
+    thread = threading.Thread(target=inbox.run_reapplier, args=(rt, stop), daemon=True)
+    thread.start()
+    try:
+        time.sleep(0.5)  # backing off against a database that is not there
+        assert inbox.pending_count(rt) == 1
+        folder.mkdir()
+        Gateway(make_app(OPS_DATABASE_URL=f"sqlite:///{folder}/ops.db"))  # the demo database appears
+        deadline = time.time() + 10
+        while inbox.pending_count(rt) and time.time() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(5)
+    assert inbox.pending_count(rt) == 0
+    assert inbox.recent(rt)[0]["outcome"] == "applied" and inbox.recent(rt)[0]["source"] == "catchup"
+
+
+def test_a_row_that_keeps_failing_is_given_up_visibly(gw_sqlite, monkeypatch):
+    gw = gw_sqlite
+    monkeypatch.setattr(inbox, "MAX_ATTEMPTS", 2)
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(inbox, "apply_update", broken)
+    r = gw.post("deals", {"id": "9303", "ops_id": "1", "stage": "Printing", "modified_time": zt()})
+    assert r.status_code == 202  # stored; it is our failure, not the sender's
+    with gw.rt.store.begin() as conn:
+        conn.execute(inbox.inbox_table.update().values(next_attempt_at=0))
+    inbox.reapply_pending(gw.rt)
+    row = inbox.recent(gw.rt)[0]
+    assert row["outcome"] == "failed" and "gave up after 2 attempts" in row["reason"]
+    assert inbox.pending_count(gw.rt) == 0
+
+
+def test_renamed_tables_and_columns_from_the_mapping_file(make_app, tmp_path):
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    (instance / "mapping.toml").write_text(
+        '[tables]\norders = "shop_orders"\ncustomers = "shop_customers"\n'
+        '[columns.orders]\norders_status_id = "status"\nlast_modified = "updated"\n'
+        '[columns.customers]\ncustomers_firstname = "fname"\n'
+        '[status_aliases]\n"Won" = "Order Completed"\n'
+    )
+    gw = Gateway(make_app())
+    r = gw.post("deals", {"id": "9304", "ops_id": "1", "stage": "won", "modified_time": zt()})
+    assert r.status_code == 200, r.get_json()
+    assert gw.query("SELECT status FROM shop_orders WHERE orders_id = 1") == [(5,)]
+    assert gw.post("deals", {"id": "9304", "stage": "Closed Won", "modified_time": zt(1)}).status_code == 422
+    r = gw.post("contacts", {"id": "5304", "ops_id": "1", "first_name": "Ada K.", "modified_time": zt()})
+    assert r.status_code == 200
+    assert gw.query("SELECT fname FROM shop_customers WHERE customers_id = 1") == [("Ada K.",)]
+
+
+def test_a_latin1_store_refuses_what_it_cannot_store(make_app, tmp_path):
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    (instance / "mapping.toml").write_text('[database]\ncharset = "latin1"\n')
+    gw = Gateway(make_app())
+    r = gw.post("contacts", {"id": "5305", "ops_id": "1", "first_name": "Zoë"})
+    assert r.status_code == 200
+    r = gw.post("contacts", {"id": "5305", "ops_id": "1", "first_name": "李"})
+    assert r.status_code == 422 and r.get_json()["parameter"] == "first_name"
+
+
+def test_rate_limit_uses_the_real_client_address_behind_the_proxy(make_app):
+    gw = Gateway(make_app(RATELIMIT_ENABLED=True, GATEWAY_WEBHOOK_RATE_LIMIT="2 per minute", GATEWAY_PROXY_HOPS=1))
+
+    def post(address):
+        return gw.post("deals", {"id": "9306", "ops_id": "1", "payment_status": "Paid"},
+                       headers={"X-Forwarded-For": address}).status_code
+
+    assert [post("203.0.113.5"), post("203.0.113.5"), post("203.0.113.5")] == [200, 200, 429]
+    assert post("198.51.100.7") == 200  # another client behind the same proxy has its own count
+
+
+@pytest.mark.parametrize("source", ["webhook", "notify", "catchup"])
+def test_receive_records_its_source(gw_sqlite, source):
+    rt = gw_sqlite.rt
+    update = parse.validate("Contacts", {"id": "5306", "ops_id": "3", "phone": ""}, rt.ops.mapping, "UTC")
+    outcome = inbox.receive(rt, "Contacts", update, source=source)
+    assert (outcome.status, outcome.http_status) == ("applied", 200)
+    assert inbox.recent(rt)[0]["source"] == source
