@@ -192,6 +192,9 @@ def set_enabled(rt, on: bool, base_url: str | None = None, now: float | None = N
     url = notify_url(rt, base_url)
     if not url:
         return Result(False, "Set GATEWAY_PUBLIC_URL (the gateway's public https address) so Zoho knows where to post.")
+    if not re.match(r"https?://[^\s/]+", url):
+        return Result(False, f"GATEWAY_PUBLIC_URL must be the gateway's public address, like https://gateway.example.com "
+                             f"(Zoho would be told to post to {url!r}).")
     channel = rt.store.get_setting(CHANNEL_SETTING) or {}
     with rt.store.begin() as conn:
         token = rt.vault.get(conn, TOKEN_SECRET) if channel else None

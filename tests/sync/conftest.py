@@ -62,10 +62,8 @@ def sync_app(make_app, fake_zoho, zoho_settings):
             server = LiveServer(app)
             servers.append(server)
             app.config["GATEWAY_PUBLIC_URL"] = server.url
-        else:
-            app.config.setdefault("GATEWAY_PUBLIC_URL", None)
-            if not app.config["GATEWAY_PUBLIC_URL"]:
-                app.config["GATEWAY_PUBLIC_URL"] = "https://gateway.example.com"
+        elif "GATEWAY_PUBLIC_URL" not in settings:
+            app.config["GATEWAY_PUBLIC_URL"] = "https://gateway.example.com"
         return app
 
     yield build
