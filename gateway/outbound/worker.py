@@ -69,7 +69,7 @@ class Worker:
                     log.warning("queue heartbeat failed: %s", exc.__class__.__name__)
         finally:
             for thread in threads:
-                thread.join(timeout=40)
+                thread.join(timeout=8)  # within BackgroundRunner.stop's wait; a call still running is re-sent elsewhere
             handed = queue.release(self.rt.store, self.holder)
             log.info("queue worker %s stopped; handed back %d jobs", self.holder, handed)
 
@@ -106,6 +106,39 @@ def drain(rt, max_batches: int = 1000, policy: queue.RetryPolicy = queue.DEFAULT
     while batches < max_batches and not paused_now(rt) and worker.step():
         batches += 1
     return batches
+
+
+# -- settling jobs ---------------------------------------------------------------------------------
+DEADLOCK_CODES = {1213, 1205}  # MySQL/MariaDB: deadlock, lock wait timeout
+PG_RETRY_STATES = {"40P01", "40001"}  # PostgreSQL: deadlock, serialization failure
+
+
+def _retryable(exc: sa.exc.OperationalError) -> bool:
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "args", [None])[0] if orig is not None else None
+    return code in DEADLOCK_CODES or getattr(orig, "sqlstate", None) in PG_RETRY_STATES
+
+
+def settle(store, work) -> None:
+    """Run `work(conn)` in one state-store transaction, again from the start after a deadlock.
+
+    Concurrent batches write neighbouring link rows; on MariaDB the transaction runs READ
+    COMMITTED (no gap locks), and a deadlock that still happens is simply retried.
+    """
+    for attempt in range(6):
+        try:
+            with store.engine.connect() as conn:
+                if store.dialect == "mysql":
+                    conn = conn.execution_options(isolation_level="READ COMMITTED")
+                elif store.dialect == "sqlite":
+                    conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+                with conn.begin():
+                    work(conn)
+            return
+        except sa.exc.OperationalError as exc:
+            if attempt == 5 or not _retryable(exc):
+                raise
+            time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
 
 
 # -- pause ------------------------------------------------------------------------------------------
@@ -217,8 +250,12 @@ def process_batch(rt, holder: str, module: str, jobs: list[queue.Job], policy: q
         log.warning("push of %d %s failed (%d dead): %s", len(outgoing), module, len(dead), exc)
         return counts
 
-    ok_ids, relink_ids = [], []
-    with store.immediate() as conn:
+    ok_ids: list[int] = []
+
+    def record_results(conn):
+        ok_ids.clear()
+        relink_ids = []
+        counts["dead"] = counts["retry"] = 0
         for sent, result in zip(outgoing, results):
             job = by_id[result.ops_id]
             if result.ok:
@@ -237,6 +274,8 @@ def process_batch(rt, holder: str, module: str, jobs: list[queue.Job], policy: q
                 counts["dead" if dead else "retry"] += 1
         queue.complete(conn, holder, ok_ids)
         queue.defer(conn, holder, relink_ids, time.time())
+
+    settle(store, record_results)
     counts["ok"] = len(ok_ids)
     gate.add_count(store, "pushes", len(ok_ids))
     if counts["dead"] or counts["retry"]:

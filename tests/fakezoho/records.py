@@ -12,7 +12,8 @@
   fake.retry_after` when that is not None), `fake.invalid_values` {(module, field): {values}}
   answered INVALID_DATA, and 401 INVALID_TOKEN for an expired token (`fake.check_auth`).
 - Counters: `fake.upsert_calls[module]`, `fake.upserted[module]` (records accepted),
-  `fake.upsert_log` (module, record as received, result code) in arrival order, and the
+  `fake.upsert_log` (module, record as received, result code) in arrival order,
+  `fake.upsert_span[module]` (first arrival, last answer: wall-clock seconds), and the
   server's own `fake.calls` / `fake.max_in_flight`.
 
 `fake.records` holds the stored records ({"id", "Modified_Time", "Created_Time", fields…});
@@ -24,6 +25,7 @@ import datetime as dt
 import itertools
 import random
 import re
+import time
 from collections import Counter
 
 from .server import Response
@@ -45,6 +47,7 @@ def install(fake) -> None:
     fake.upserted = Counter()
     fake.upsert_log = []
     fake.upsert_bodies = []
+    fake.upsert_span = {}  # module -> [first call's arrival, last answer] (wall clock, for the benchmark)
     fake._ids = itertools.count(5725767000000000001)
     fake._rng = random.Random(7)
 
@@ -176,6 +179,8 @@ def install(fake) -> None:
                 result = upsert_one(module, record, index, check_fields)
                 results.append(result)
                 fake.upsert_log.append((module, dict(record), result["code"]))
+            span = fake.upsert_span.setdefault(module, [time.time() - fake.latency, 0.0])
+            span[1] = time.time()
         ok = sum(1 for r in results if r["status"] == "success")
         status = 200 if ok == len(results) else 207 if ok else 400
         return Response(status, {"data": results})

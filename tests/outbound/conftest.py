@@ -106,3 +106,45 @@ def gw_sqlite(make_app, fake_zoho, zoho_settings):
 @pytest.fixture
 def runner_for():
     return lambda app: app.test_cli_runner()
+
+
+class Gunicorn:
+    def __init__(self, proc, log_path):
+        self.proc = proc
+        self.log_path = log_path
+
+    def output(self) -> str:
+        with open(self.log_path) as fh:
+            return fh.read()[-4000:]
+
+    def stop(self) -> None:
+        import os
+        import signal
+
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except Exception:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+
+
+def gunicorn(env: dict, workers: int = 2) -> Gunicorn:
+    """A real gunicorn (gunicorn.conf.py) running the background work in its web workers."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import tempfile
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    full_env = {**os.environ, "GATEWAY_ENV": "development", "GATEWAY_RUN_WORKER": "1", "WEB_CONCURRENCY": str(workers),
+                "GUNICORN_BIND": f"127.0.0.1:{port}", **env}
+    log = tempfile.NamedTemporaryFile("w", delete=False, suffix=".log")
+    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "gunicorn"), "wsgi:app"], cwd=root, env=full_env,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return Gunicorn(proc, log.name)
