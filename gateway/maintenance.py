@@ -24,7 +24,7 @@ LAST_PURGE_SETTING = "maintenance.last_purge"  # {at, counts}
 PARTS = (
     ("inbox", "gateway.inbound.inbox", ("purge",)),
     ("jobs", "gateway.outbound.queue", ("purge_finished",)),
-    ("event_ids", "gateway.outbound.events", ("purge_seen", "purge_webhook_ids", "purge_seen_ids", "purge")),
+    ("event_ids", "gateway.outbound.events", ("purge_seen_ids", "purge_webhook_ids", "purge_seen")),
     ("notify_pending", "gateway.inbound.notify", ("purge_pending",)),
 )
 

@@ -14,18 +14,16 @@ import pytest
 import sqlalchemy as sa
 from werkzeug.serving import make_server
 
-ACCOUNT_ID = "5725767000000000001"
-
-
 def connect(app, fake) -> None:
     from gateway.zoho import connection
 
+    account_id = fake.add_account("OnPrintShop customers")
     client_id, client_secret = fake.add_client()
     code = fake.new_grant_code(client_id)
     rt = app.extensions["gateway"]
     with app.app_context():
         result = connection.configure(rt, data_center="us", client_id=client_id, client_secret=client_secret,
-                                      grant_token=code, account_id=ACCOUNT_ID)
+                                      grant_token=code, account_id=account_id)
     assert result.ok, result.message
 
 
