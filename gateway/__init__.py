@@ -61,11 +61,13 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     from . import cli, health
     from .admin import views as admin_views
+    from .admin import zoho_views
     from .inbound import notify, webhooks
     from .outbound import events
 
     app.register_blueprint(health.bp)
     app.register_blueprint(admin_views.bp)
+    app.register_blueprint(zoho_views.bp)  # /admin/zoho/connect, /admin/zoho/callback
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(notify.bp)  # POST /webhooks/zoho/notify (Notification API)
     app.register_blueprint(events.bp)
