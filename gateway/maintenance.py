@@ -1,9 +1,10 @@
 """Retention: the hourly purge of what the gateway no longer needs to keep.
 
-Inbox rows (gateway.inbound.inbox.purge), finished queue jobs (gateway.outbound.queue
-.purge_finished), the events API's remembered webhook ids (gateway.outbound.events, when it
-offers a purge) and Notification API ids that never became fetchable, all older than
-GATEWAY_RETENTION_DAYS. One process of the deployment purges at a time (a lease). A part whose
+Finished inbox rows (gateway.inbound.inbox.purge) and finished queue jobs (gateway.outbound.queue
+.purge_finished) older than GATEWAY_RETENTION_DAYS, and the events API's remembered webhook ids
+when that module offers a purge (it also drops them itself as they age past the tolerance).
+Work not yet done is never purged: pending inbox rows, pending jobs, and Notification API ids
+still waiting for Zoho (gw_notify_pending) stay until they are applied. One process of the deployment purges at a time (a lease). A part whose
 purge function is not there is skipped, and said so once.
 """
 from __future__ import annotations
@@ -25,7 +26,6 @@ PARTS = (
     ("inbox", "gateway.inbound.inbox", ("purge",)),
     ("jobs", "gateway.outbound.queue", ("purge_finished",)),
     ("event_ids", "gateway.outbound.events", ("purge_seen_ids", "purge_webhook_ids", "purge_seen")),
-    ("notify_pending", "gateway.inbound.notify", ("purge_pending",)),
 )
 
 _said_missing: set[str] = set()

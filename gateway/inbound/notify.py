@@ -366,12 +366,6 @@ def drain_pending(rt, now: float | None = None, limit: int = 500) -> Counter:
     return result
 
 
-def purge_pending(rt, older_than_epoch: float) -> int:
-    """Retention: drop ids announced before this time that never became fetchable."""
-    with rt.store.begin() as conn:
-        return conn.execute(pending_table.delete().where(pending_table.c.received_at < older_than_epoch)).rowcount
-
-
 # -- the callback ---------------------------------------------------------------------------------
 def _rate_limit() -> str:
     return current_app.config["GATEWAY_WEBHOOK_RATE_LIMIT"]

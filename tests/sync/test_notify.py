@@ -330,3 +330,48 @@ def test_callbacks_apply_to_a_mariadb_onprintshop_database(sync_app, fake_zoho, 
     row = ops_row(app, "customers", 4)
     assert row["customers_lastname"] == "Anagonye 😀" and row["customers_telephone"] == "+234 1 555 0100"
     assert isinstance(row["last_modified"], datetime)
+
+
+class OneRound:
+    """A stop event that lets a background loop run exactly one round."""
+
+    def __init__(self):
+        self.stopped = False
+
+    def is_set(self):
+        return self.stopped
+
+    def wait(self, timeout=None):
+        self.stopped = True
+        return True
+
+
+def test_the_background_upkeep_renews_and_fetches_what_waited(sync_app, fake_zoho, monkeypatch):
+    app = sync_app()
+    switch_on(app)
+    rt = rt_of(app)
+    link(app, "Contacts", 2, ZC2)
+    fake_zoho.put_record("Contacts", ZC2, Email="grace@example.com", First_Name="Grace B.", Last_Name="Hopper")
+    fake_zoho.api_down = True
+    assert post(app.test_client(), callback(app, "Contacts", [ZC2])).status_code == 202
+    fake_zoho.api_down = False
+    # five and a half days later (every clock, the fake's too), with the waiting ids due again;
+    # the hour-long access token has lapsed meanwhile, so the first PUT is refused and retried
+    later = notify.channel_status(rt)["expires_at"] - 12 * 3600
+    monkeypatch.setattr(notify.time, "time", lambda: later)
+    notify.run_renewal(rt, OneRound())
+    assert fake_zoho.calls["watch_update"] >= 1
+    assert notify.channel_status(rt)["expires_at"] > later + 5.9 * 86400
+    assert ops_row(app, "customers", 2)["customers_firstname"] == "Grace B."
+    assert notify.pending_count(rt) == 0
+
+
+def test_only_the_lease_holder_does_the_upkeep(sync_app, fake_zoho, monkeypatch):
+    app = sync_app()
+    switch_on(app)
+    rt = rt_of(app)
+    later = notify.channel_status(rt)["expires_at"] - 3600
+    monkeypatch.setattr(notify.time, "time", lambda: later)
+    assert rt.store.try_lease(notify.LEASE, "another-process", 10**9)
+    notify.run_renewal(rt, OneRound())
+    assert fake_zoho.calls["watch_update"] == 0

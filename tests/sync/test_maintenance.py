@@ -1,0 +1,77 @@
+"""Retention: rows older than GATEWAY_RETENTION_DAYS go, recent ones stay, one purger at a time."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+from gateway import maintenance
+from gateway.inbound import catchup, inbox, notify
+from gateway.outbound import queue, worker
+from tests.sync.conftest import link
+
+DAY = 86400
+
+
+class OneRound(threading.Event):
+    def wait(self, timeout=None):
+        self.set()
+        return True
+
+
+def fill(app, fake_zoho):
+    """An applied inbox row, two finished push jobs and one notification waiting for Zoho."""
+    rt = app.extensions["gateway"]
+    link(app, "Deals", 1, "5725767000000200001")
+    fake_zoho.put_record("Deals", "5725767000000200001", Stage="Printing")
+    assert catchup.catch_up(rt, since=fake_zoho.now() - 60, now=fake_zoho.now())["applied"] == 1
+    queue.enqueue(rt, "Contacts", [2, 3])
+    worker.drain(rt)
+    assert queue.status(rt)["done"] == 2
+    with app.app_context():
+        assert notify.set_enabled(rt, True).ok
+    channel = rt.store.get_setting(notify.CHANNEL_SETTING)
+    with rt.store.begin() as conn:
+        token = rt.vault.get(conn, notify.TOKEN_SECRET)
+    fake_zoho.api_down = True
+    answer = app.test_client().post("/webhooks/zoho/notify", content_type="application/json", data=json.dumps(
+        {"module": "Deals", "ids": ["5725767000000200002"], "operation": "update",
+         "channel_id": channel["channel_id"], "token": token}))
+    assert answer.status_code == 202
+    fake_zoho.api_down = False
+    return rt
+
+
+def test_old_rows_are_purged_and_recent_ones_kept(sync_app, fake_zoho):
+    app = sync_app(GATEWAY_RETENTION_DAYS=7)
+    rt = fill(app, fake_zoho)
+    kept = maintenance.purge(rt, now=time.time() + 6 * DAY)
+    assert kept == {"inbox": 0, "jobs": 0}
+    assert len(inbox.recent(rt)) == 1 and queue.status(rt)["done"] == 2 and notify.pending_count(rt) == 1
+
+    purged = maintenance.purge(rt, now=time.time() + 8 * DAY)
+    assert purged == {"inbox": 1, "jobs": 2}
+    assert inbox.recent(rt) == [] and queue.status(rt)["done"] == 0
+    assert notify.pending_count(rt) == 1  # not yet fetched from Zoho: work still to do is never purged
+
+
+def test_only_one_process_purges_at_a_time(sync_app, fake_zoho):
+    app = sync_app(GATEWAY_RETENTION_DAYS=0)  # everything finished is old at once
+    rt = fill(app, fake_zoho)
+    assert rt.store.try_lease(maintenance.LEASE, "another-process", 600)
+    maintenance.run(rt, OneRound())
+    assert queue.status(rt)["done"] == 2 and rt.store.get_setting(maintenance.LAST_PURGE_SETTING) is None
+    rt.store.release_lease(maintenance.LEASE, "another-process")
+    time.sleep(0.01)
+    maintenance.run(rt, OneRound())
+    assert queue.status(rt)["done"] == 0 and inbox.recent(rt) == []
+    assert rt.store.get_setting(maintenance.LAST_PURGE_SETTING)["counts"]["jobs"] == 2
+
+
+def test_a_missing_part_is_skipped_and_said_once(app, gateway_logs, monkeypatch):
+    monkeypatch.setattr(maintenance, "PARTS", maintenance.PARTS + (("ghosts", "gateway.no_such_module", ("purge",)),))
+    monkeypatch.setattr(maintenance, "_said_missing", set())
+    rt = app.extensions["gateway"]
+    maintenance.purge(rt)
+    maintenance.purge(rt)
+    assert gateway_logs().count("no purge for ghosts") == 1
