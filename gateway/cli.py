@@ -24,7 +24,6 @@ COMMAND_MODULES = (
     "gateway.ops.commands",
     "gateway.zoho.commands",
     "gateway.inbound.commands",
-    "gateway.inbound.catchup",
     "gateway.outbound.commands",
 )
 
