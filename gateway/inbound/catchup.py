@@ -269,13 +269,17 @@ def summary(result: Counter) -> str:
 
 
 # -- background -----------------------------------------------------------------------------------
-def _connected(rt) -> bool:
+def _zoho_state(rt) -> str:
     try:
         from ..zoho import connection
 
-        return connection.state(rt) == "connected"
+        return connection.state(rt)
     except ImportError:
-        return False
+        return "not_configured"
+
+
+def _connected(rt) -> bool:
+    return _zoho_state(rt) == "connected"
 
 
 def due(rt, now: float) -> bool:
@@ -315,7 +319,11 @@ def catch_up_command(since):
             since = _as_epoch(since)
         except ValueError as exc:
             raise click.ClickException(f"--since: {exc}") from None
-    if not _connected(rt):
+    state = _zoho_state(rt)
+    if state == "needs_reauthorization":
+        raise click.ClickException("the Zoho connection needs a new grant token (the refresh token no longer works): "
+                                   "save the Zoho settings again on the admin page or run `configure`")
+    if state != "connected":
         raise click.ClickException("Zoho CRM is not connected: save the connection on the admin page or run `configure` first")
     result = catch_up(rt, since=since)
     click.echo(summary(result))

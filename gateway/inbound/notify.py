@@ -371,14 +371,28 @@ def _rate_limit() -> str:
     return current_app.config["GATEWAY_WEBHOOK_RATE_LIMIT"]
 
 
+def _read_bounded(stream, limit: int) -> bytes:
+    """Up to `limit` bytes; a stream may return less than asked per read, so read until EOF or the limit."""
+    chunks, size = [], 0
+    while size < limit:
+        chunk = stream.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 def _read_callback() -> dict:
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise RequestError("request body too large (at most 64 KiB)", status=413)
-    request.max_content_length = MAX_BODY  # also bounds a body sent without Content-Length
     if request.mimetype not in ("application/json", "text/plain"):
         raise RequestError("send the notification as application/json", status=415)
+    raw = _read_bounded(request.stream, MAX_BODY + 1)  # a chunked body has no length: read one byte past
+    if len(raw) > MAX_BODY:
+        raise RequestError("request body too large (at most 64 KiB)", status=413)
     try:
-        body = json.loads(request.get_data(cache=False) or b"null")
+        body = json.loads(raw or b"null")
     except (ValueError, UnicodeDecodeError):
         raise RequestError("the body is not valid JSON", status=400) from None
     if not isinstance(body, dict):

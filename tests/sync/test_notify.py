@@ -375,3 +375,16 @@ def test_only_the_lease_holder_does_the_upkeep(sync_app, fake_zoho, monkeypatch)
     assert rt.store.try_lease(notify.LEASE, "another-process", 10**9)
     notify.run_renewal(rt, OneRound())
     assert fake_zoho.calls["watch_update"] == 0
+
+
+def test_a_body_without_a_length_is_bounded_too(sync_app):
+    import io
+
+    app = sync_app()
+    switch_on(app)
+    body = json.dumps(callback(app, "Deals", ["1"]) | {"padding": "x" * 70000}).encode()
+    answer = app.test_client().post(
+        "/webhooks/zoho/notify", input_stream=io.BytesIO(body), content_type="application/json",
+        environ_overrides={"wsgi.input_terminated": True, "CONTENT_LENGTH": ""})
+    assert answer.status_code == 413 and answer.is_json
+    assert notify.pending_count(rt_of(app)) == 0
