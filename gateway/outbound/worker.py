@@ -108,6 +108,39 @@ def drain(rt, max_batches: int = 1000, policy: queue.RetryPolicy = queue.DEFAULT
     return batches
 
 
+def save_links(conn, module: str, rows: list[tuple[int, str, str]]) -> None:
+    """`links.save` for a whole batch of (ops_id, zoho_id, sent_hash), in a few statements.
+
+    The same rules as links.save: a Zoho id linked to another OnPrintShop id moves to this one.
+    Should the batch form meet a conflict it cannot sort out (two ids swapping Zoho records in
+    one batch), it falls back to links.save one by one.
+    """
+    if not rows:
+        return
+    t = links.links_table
+    now = time.time()
+    ops_ids = [r[0] for r in rows]
+    zoho_ids = [r[1] for r in rows]
+    try:
+        with conn.begin_nested():
+            conn.execute(t.delete().where(t.c.module == module, t.c.zoho_id.in_(zoho_ids), t.c.ops_id.not_in(ops_ids)))
+            existing = set(conn.execute(sa.select(t.c.ops_id).where(t.c.module == module, t.c.ops_id.in_(ops_ids))).scalars())
+            updates = [{"m": module, "o": o, "z": z, "h": h, "u": now} for o, z, h in rows if o in existing]
+            inserts = [{"module": module, "ops_id": o, "zoho_id": z, "sent_hash": h, "updated_at": now}
+                       for o, z, h in rows if o not in existing]
+            if updates:
+                conn.execute(
+                    t.update().where(t.c.module == sa.bindparam("m"), t.c.ops_id == sa.bindparam("o"))
+                    .values(zoho_id=sa.bindparam("z"), sent_hash=sa.bindparam("h"), updated_at=sa.bindparam("u")),
+                    updates,
+                )
+            if inserts:
+                conn.execute(t.insert(), inserts)
+    except sa.exc.IntegrityError:
+        for ops_id, zoho_id, digest in rows:
+            links.save(conn, module, ops_id, zoho_id, digest)
+
+
 # -- settling jobs ---------------------------------------------------------------------------------
 DEADLOCK_CODES = {1213, 1205}  # MySQL/MariaDB: deadlock, lock wait timeout
 PG_RETRY_STATES = {"40P01", "40001"}  # PostgreSQL: deadlock, serialization failure
@@ -157,10 +190,16 @@ def paused_now(rt) -> bool:
     return True
 
 
+# Set when this process paused the queue for a 429, so a later success here ends the backoff
+# streak without reading the pause setting after every batch.
+_throttled_here = threading.Event()
+
+
 def _pause_for(rt, exc: Exception) -> None:
     from ..zoho import gate
 
     if isinstance(exc, zerr.Throttled):
+        _throttled_here.set()
         streak = queue.throttle_streak(rt.store) + 1
         wait = exc.retry_after if exc.retry_after is not None else queue.THROTTLE_POLICY.next_delay(streak) + 1.0
         until = time.time() + wait
@@ -189,9 +228,10 @@ def process_batch(rt, holder: str, module: str, jobs: list[queue.Job], policy: q
     by_id = {job.ops_id: job for job in jobs}
     counts = {"sent": 0, "ok": 0, "dead": 0, "retry": 0, "unchanged": 0, "waiting": 0, "missing": 0}
 
-    synced = connection.modules(rt)
-    account = connection.account_id(rt)
-    if connection.state(rt) == connection.NOT_CONFIGURED or not account:
+    info = connection.load(store) or {}  # one read for account id and modules (this is per batch)
+    synced = tuple(info.get("modules") or ())
+    account = info.get("account_id")
+    if not account:
         exc = zerr.NotConfigured()
         _pause_for(rt, exc)
         with store.immediate() as conn:
@@ -216,11 +256,13 @@ def process_batch(rt, holder: str, module: str, jobs: list[queue.Job], policy: q
 
     if prepared.waiting:
         queue.enqueue(rt, "Contacts", set(prepared.waiting.values()))
-    with store.immediate() as conn:
-        queue.complete(conn, holder, [by_id[i].id for i in prepared.unchanged])
-        queue.complete(conn, holder, [by_id[i].id for i in prepared.missing], note="no longer in the OnPrintShop database: not sent")
-        queue.defer(conn, holder, [by_id[i].id for i in prepared.waiting], time.time() + WAIT_FOR_CONTACT_SECONDS,
-                    note="waiting for its customer's Contact to be created in Zoho")
+    if prepared.unchanged or prepared.missing or prepared.waiting:
+        with store.immediate() as conn:
+            queue.complete(conn, holder, [by_id[i].id for i in prepared.unchanged])
+            queue.complete(conn, holder, [by_id[i].id for i in prepared.missing],
+                           note="no longer in the OnPrintShop database: not sent")
+            queue.defer(conn, holder, [by_id[i].id for i in prepared.waiting], time.time() + WAIT_FOR_CONTACT_SECONDS,
+                        note="waiting for its customer's Contact to be created in Zoho")
     counts.update(unchanged=len(prepared.unchanged), missing=len(prepared.missing), waiting=len(prepared.waiting))
     if not prepared.send:
         return counts
@@ -255,11 +297,12 @@ def process_batch(rt, holder: str, module: str, jobs: list[queue.Job], policy: q
     def record_results(conn):
         ok_ids.clear()
         relink_ids = []
+        linked = []
         counts["dead"] = counts["retry"] = 0
         for sent, result in zip(outgoing, results):
             job = by_id[result.ops_id]
             if result.ok:
-                links.save(conn, module, result.ops_id, result.zoho_id, sent.hash)
+                linked.append((result.ops_id, result.zoho_id, sent.hash))
                 ok_ids.append(job.id)
             elif result.code == "INVALID_DATA" and result.field == "id" and "id" in sent.record:
                 # The linked Zoho record is gone (deleted in Zoho): forget the link, upsert afresh.
@@ -272,17 +315,23 @@ def process_batch(rt, holder: str, module: str, jobs: list[queue.Job], policy: q
             else:
                 dead = queue.fail(conn, holder, [job], result.describe(), policy)
                 counts["dead" if dead else "retry"] += 1
+        save_links(conn, module, linked)
         queue.complete(conn, holder, ok_ids)
         queue.defer(conn, holder, relink_ids, time.time())
+        counted[0] = not ok_ids or gate.bump(conn, "pushes", len(ok_ids))
 
+    counted = [False]
     settle(store, record_results)
     counts["ok"] = len(ok_ids)
-    gate.add_count(store, "pushes", len(ok_ids))
+    if not counted[0]:
+        gate.add_count(store, "pushes", len(ok_ids))
     if counts["dead"] or counts["retry"]:
         first = next(r for r in results if not r.ok)
         queue.note_error(store, f"{module} {first.ops_id}: {first.describe()}")
-    if queue.throttle_streak(store) and queue.current_pause(store) is None:
-        queue.resume(store)  # a call went through: the next 429 starts the backoff afresh
+    if _throttled_here.is_set() and queue.current_pause(store) is None:
+        _throttled_here.clear()
+        if queue.throttle_streak(store):
+            queue.resume(store)  # a call went through: the next 429 starts the backoff afresh
     log.info("pushed %d %s: %d ok, %d dead, %d to retry in %.0f ms", len(outgoing), module, counts["ok"], counts["dead"],
              counts["retry"], (time.perf_counter() - started) * 1000)
     return counts

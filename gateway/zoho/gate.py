@@ -46,6 +46,15 @@ meter_table = sa.Table(
 
 
 # -- the meter ------------------------------------------------------------------------------
+def bump(conn, kind: str, n: int = 1, now: float | None = None) -> bool:
+    """Add n to the current bucket inside the caller's transaction; False when the bucket is new (use add_count)."""
+    bucket = int((now or time.time()) // BUCKET_SECONDS)
+    return bool(conn.execute(
+        meter_table.update().where(meter_table.c.kind == kind, meter_table.c.bucket == bucket)
+        .values(count=meter_table.c.count + n)
+    ).rowcount)
+
+
 def add_count(store, kind: str, n: int = 1, now: float | None = None) -> None:
     """Add n to the current bucket of `kind` (one UPDATE, an INSERT the first time in a bucket)."""
     if n <= 0:
@@ -121,17 +130,17 @@ class Gate:
         """
         from .errors import BudgetExhausted, Unavailable
 
+        # Budget and count first, outside the slot: a slot is held only for the call itself.
+        if self.budget is not None and count_last_day(self.store, "calls") >= self.budget:
+            raise BudgetExhausted(
+                f"the daily Zoho call budget of {self.budget} calls (GATEWAY_DAILY_CALL_BUDGET) is spent "
+                "for the last 24 hours; the queue waits until calls age out of that window"
+            )
         if not self._local.acquire(timeout=SLOT_WAIT_SECONDS):
             raise Unavailable(f"no Zoho call slot free in this process for {SLOT_WAIT_SECONDS:.0f} s")
         try:
             slot, holder = self._take_slot(Unavailable)
             try:
-                if self.budget is not None and count_last_day(self.store, "calls") >= self.budget:
-                    raise BudgetExhausted(
-                        f"the daily Zoho call budget of {self.budget} calls (GATEWAY_DAILY_CALL_BUDGET) is spent "
-                        "for the last 24 hours; the queue waits until calls age out of that window"
-                    )
-                add_count(self.store, "calls")
                 yield
             finally:
                 self._give_back(slot, holder)
@@ -179,13 +188,16 @@ class Gate:
                         .where(sa.or_(leases_table.c.holder.is_(None), leases_table.c.expires_at < now))
                         .values(holder=holder, expires_at=now + SLOT_LEASE_SECONDS)
                     ).rowcount
+                    counted = bool(taken) and bump(conn, "calls")  # the call is counted with its slot: one commit
                 if taken:
+                    if not counted:
+                        add_count(self.store, "calls")
                     return name, holder
             if time.monotonic() > deadline:
                 raise unavailable(
                     f"all {self.concurrency} Zoho call slots (GATEWAY_ZOHO_CONCURRENCY) stayed busy for {SLOT_WAIT_SECONDS:.0f} s"
                 )
-            time.sleep(random.uniform(0.005, 0.02))
+            time.sleep(random.uniform(0.002, 0.01))
 
     def _give_back(self, name: str, holder: str) -> None:
         with self.store.begin() as conn:

@@ -6,6 +6,8 @@
   Stage). Lookups (`Account_Name`, `Contact_Name`) must name existing records, as in Zoho.
 - Every record gets its own result in order; the answer is 200 when all succeed, 207 when
   some fail, 400 when all fail.
+- `fake.upsert_latency`: the time an upsert answer takes in all, its processing included
+  (the benchmark's "Zoho at 300 ms"; `fake.latency` delays every call before processing).
 - Faults the tests switch on: `fake.fail_next` (a list of statuses or (status, headers)
   answered to the next upserts), `fake.fault_rate` (fraction answered 500), `fake.concurrency_limit`
   (429 TOO_MANY_REQUESTS past that many API calls in flight, with `Retry-After:
@@ -47,6 +49,7 @@ def install(fake) -> None:
     fake.upserted = Counter()
     fake.upsert_log = []
     fake.upsert_bodies = []
+    fake.upsert_latency = 0.0  # seconds an upsert answer takes in all, its processing included
     fake.upsert_span = {}  # module -> [first call's arrival, last answer] (wall clock, for the benchmark)
     fake._ids = itertools.count(5725767000000000001)
     fake._rng = random.Random(7)
@@ -90,18 +93,47 @@ def install(fake) -> None:
                 return error("INVALID_DATA", "invalid data", name, index)
         return None
 
+    # Duplicate-check indexes {(module, field): {folded value: id}}, so 10,000-record benchmarks
+    # stay fast. Other concerns may put records straight into fake.records: when the module's
+    # size differs from what was indexed, or an entry no longer matches, the index is rebuilt.
+    fake._dup_index = {}
+    fake._dup_indexed = {}
+
+    def fold(name, value):
+        return value.lower() if name == "Email" and isinstance(value, str) else value
+
+    def rebuild(module: str, name: str) -> dict:
+        index = {}
+        for existing in fake.records[module].values():
+            value = existing.get(name)
+            if value not in (None, ""):
+                index.setdefault(fold(name, value), existing["id"])
+        fake._dup_index[(module, name)] = index
+        fake._dup_indexed[(module, name)] = len(fake.records[module])
+        return index
+
+    def remember(module: str, stored: dict, names) -> None:
+        for name in names:
+            key = (module, name)
+            if key in fake._dup_index and stored.get(name) not in (None, ""):
+                fake._dup_index[key].setdefault(fold(name, stored[name]), stored["id"])
+                fake._dup_indexed[key] = len(fake.records[module])
+
     def find_duplicate(module: str, record: dict, fields: list[str]) -> dict | None:
         for name in fields:
             value = record.get(name)
             if value in (None, ""):
                 continue
-            for existing in fake.records[module].values():
-                have = existing.get(name)
-                if name == "Email" and isinstance(have, str) and isinstance(value, str):
-                    if have.lower() == value.lower():
-                        return existing
-                elif have == value:
-                    return existing
+            key = (module, name)
+            index = fake._dup_index.get(key)
+            if index is None or fake._dup_indexed.get(key) != len(fake.records[module]):
+                index = rebuild(module, name)
+            found_id = index.get(fold(name, value))
+            existing = fake.records[module].get(found_id) if found_id else None
+            if existing is not None and fold(name, existing.get(name)) != fold(name, value):
+                existing = fake.records[module].get(rebuild(module, name).get(fold(name, value)))
+            if existing is not None:
+                return existing
         return None
 
     def upsert_one(module: str, record: dict, index: int, check_fields: list[str]) -> dict:
@@ -126,6 +158,7 @@ def install(fake) -> None:
             existing["Modified_Time"] = now
             stored = existing
             action = "update"
+        remember(module, stored, check_fields)
         fake.upserted[module] += 1
         return {
             "code": "SUCCESS",
@@ -139,6 +172,15 @@ def install(fake) -> None:
 
     @fake.route("POST", r"/crm/v\d+/(?P<module>\w+)/upsert", name="upsert")
     def upsert(req):
+        started = time.perf_counter()
+        try:
+            return upsert_now(req, started)
+        finally:
+            rest = fake.upsert_latency - (time.perf_counter() - started)
+            if rest > 0:
+                time.sleep(rest)
+
+    def upsert_now(req, started=None):
         denied = fake.check_auth(req)
         if denied:
             return denied
@@ -180,7 +222,7 @@ def install(fake) -> None:
                 results.append(result)
                 fake.upsert_log.append((module, dict(record), result["code"]))
             span = fake.upsert_span.setdefault(module, [time.time() - fake.latency, 0.0])
-            span[1] = time.time()
+            span[1] = time.time() + max(0.0, fake.upsert_latency - (time.perf_counter() - started))
         ok = sum(1 for r in results if r["status"] == "success")
         status = 200 if ok == len(results) else 207 if ok else 400
         return Response(status, {"data": results})
