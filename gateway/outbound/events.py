@@ -195,6 +195,13 @@ def remember_id(rt, webhook_id: str) -> bool:
     return True
 
 
+def purge_seen_ids(rt, older_than_epoch: float) -> int:
+    """Drop remembered webhook-ids no request can reuse any more (past the tolerance, or the retention)."""
+    cutoff = max(older_than_epoch, time.time() - 4 * TOLERANCE_SECONDS)
+    with rt.store.begin() as conn:
+        return conn.execute(event_ids_table.delete().where(event_ids_table.c.received_at < cutoff)).rowcount
+
+
 def forget_id(rt, webhook_id: str) -> None:
     with rt.store.begin() as conn:
         conn.execute(event_ids_table.delete().where(event_ids_table.c.webhook_id == webhook_id))

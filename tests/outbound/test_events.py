@@ -88,3 +88,14 @@ def test_a_rotated_secret_keeps_the_previous_one_valid_for_a_day(app, client):
     for n, secret in enumerate((old, new)):
         raw, headers = signed(secret, {"type": "customer.updated", "id": 1}, webhook_id=f"r{n}")
         assert post(client, raw, headers).status_code == 202
+
+
+def test_remembered_ids_are_purged_once_no_request_can_reuse_them(app, client):
+    rt = app.extensions["gateway"]
+    secret = events.events_secret(rt)
+    raw, headers = signed(secret, {"type": "customer.updated", "id": 1}, webhook_id="kept")
+    assert post(client, raw, headers).status_code == 202
+    assert events.purge_seen_ids(rt, time.time() - 86400) == 0  # still inside the tolerance: kept
+    with rt.store.begin() as conn:
+        conn.execute(events.event_ids_table.update().values(received_at=time.time() - 3600))
+    assert events.purge_seen_ids(rt, time.time() - 86400) == 1
