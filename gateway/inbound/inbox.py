@@ -125,18 +125,45 @@ class OpsUnavailable(Exception):
 # -- receiving -----------------------------------------------------------------------------------
 @contextlib.contextmanager
 def _decision_txn(store):
-    """The state-store transaction that decides and records: BEGIN IMMEDIATE on SQLite (one writer
-    at a time), a plain transaction elsewhere, where `FOR UPDATE` on the record's row serialises
-    per record (a deadlock between two first deliveries of a new record is retried by `receive`)."""
-    with store.immediate() as conn:
-        yield conn
+    """The state-store transaction that decides and records.
+
+    SQLite: BEGIN IMMEDIATE (one writer at a time). Elsewhere a plain transaction in which
+    `FOR UPDATE` on the record's row serialises per record; on MariaDB/MySQL it runs at READ
+    COMMITTED, so locking reads take no gap locks (under REPEATABLE READ, first deliveries of
+    neighbouring new records deadlock on them). PostgreSQL's default is READ COMMITTED already.
+    A deadlock that still happens is retried by `receive` as a whole.
+    """
+    if store.dialect != "mysql":
+        with store.immediate() as conn:
+            yield conn
+        return
+    with store.engine.connect() as conn:
+        # Applies to the next transaction only: no reset needed when the connection goes back.
+        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        try:
+            yield conn
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
 
 
-def _is_deadlock(exc: Exception) -> bool:
-    code = getattr(getattr(exc, "orig", None), "args", [None])
-    code = code[0] if code else None
-    sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
-    return code in (1213, 1205) or sqlstate in ("40P01", "40001")
+def _is_deadlock(exc: BaseException | None) -> bool:
+    """A deadlock or lock timeout anywhere in the exception's chain (the database rolled the
+    whole transaction back, so the only safe move is to run it again from the start)."""
+    seen = 0
+    while exc is not None and seen < 10:
+        orig = getattr(exc, "orig", exc)
+        args = getattr(orig, "args", ())
+        if (args and args[0] in (1213, 1205)) or getattr(orig, "sqlstate", None) in ("40P01", "40001"):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
+class OpsError(Exception):
+    """The OnPrintShop database refused a statement (not a connection problem): kept pending, retried."""
 
 
 def receive(rt, module: str, update: Update, source: str = "webhook") -> Outcome:
@@ -149,13 +176,13 @@ def receive(rt, module: str, update: Update, source: str = "webhook") -> Outcome
     """
     if update.module != module:
         raise ValueError(f"update is for {update.module}, not {module}")
-    for attempt in range(3):
+    for attempt in range(5):
         try:
             return _receive_once(rt, module, update, source)
-        except sa.exc.OperationalError as exc:
-            if attempt == 2 or not _is_deadlock(exc):
+        except sa.exc.DBAPIError as exc:
+            if attempt == 4 or not _is_deadlock(exc):
                 raise
-            time.sleep(0.01 * (attempt + 1))  # a deadlock in the state store: the whole transaction is retried
+            time.sleep(0.005 * (attempt + 1))  # a deadlock in the state store: the whole transaction is retried
     raise AssertionError("unreachable")
 
 
@@ -178,10 +205,15 @@ def _receive_once(rt, module: str, update: Update, source: str) -> Outcome:
                 return _decide_and_apply(rt, sconn, inbox_id, row)
         except OpsUnavailable:
             return Outcome("accepted", later, inbox_id=inbox_id)
+        except sa.exc.DBAPIError:
+            # Raised by the state store itself (OnPrintShop's errors arrive as OpsUnavailable or
+            # OpsError): the transaction holding the new row may be gone, so nothing may be promised.
+            raise
         except Exception as exc:
-            if isinstance(exc, sa.exc.OperationalError) and _is_deadlock(exc) and rt.store.dialect != "sqlite":
-                raise  # the state store's own deadlock: retried as a whole
-            # Stored and pending: the re-applier retries it. The delivery is safe, so say 202.
+            # A failure in applying (ours or OnPrintShop's): the row is stored and stays pending;
+            # the re-applier retries it. Check the row really is still in this transaction first.
+            if sconn.execute(sa.select(inbox_table.c.id).where(inbox_table.c.id == inbox_id)).first() is None:
+                raise
             log.exception("inbox row %s could not be applied now; it stays pending", inbox_id)
             _count_attempt(sconn, inbox_id, f"{exc.__class__.__name__} while applying; retried later")
             return Outcome("accepted", "stored; it will be applied later", inbox_id=inbox_id)
@@ -247,13 +279,18 @@ def _decide_and_apply(rt, sconn, inbox_id: int, row=None) -> Outcome:
             return _finish(sconn, row, "duplicate", "already applied", marker.ops_id)
 
     try:
-        with rt.ops.begin() as oconn:
-            result = apply_update(rt.ops, oconn, sconn, update)
+        result = _apply_in_ops(rt, sconn, update)
     except UNAVAILABLE_ERRORS as exc:
-        if not _is_deadlock(exc):
+        if _is_deadlock(exc):
+            # OnPrintShop (or its own application) held the row: the re-applier tries again soon.
+            log.warning("OnPrintShop deadlock; inbox row %s stays pending", inbox_id)
+        else:
             rt.ops.mark_unavailable(UNAVAILABLE_PAUSE)
-        log.warning("OnPrintShop database unavailable (%s); inbox row %s stays pending", exc.__class__.__name__, inbox_id)
+            log.warning("OnPrintShop database unavailable (%s); inbox row %s stays pending",
+                        exc.__class__.__name__, inbox_id)
         raise OpsUnavailable(exc.__class__.__name__) from None
+    except sa.exc.DBAPIError as exc:
+        raise OpsError(f"{exc.__class__.__name__} from the OnPrintShop database") from exc
 
     if result.written:
         # Same state-store transaction as the outcome, committed right after OnPrintShop's.
@@ -268,6 +305,20 @@ def _decide_and_apply(rt, sconn, inbox_id: int, row=None) -> Outcome:
     elif result.status == "stale" and result.found_by in ("ops_id", "email"):
         links.save(sconn, update.module, result.ops_id, update.zoho_id)
     return _finish(sconn, row, result.status, result.message, result.ops_id, result.parameter)
+
+
+def _apply_in_ops(rt, sconn, update: Update):
+    """One OnPrintShop transaction; a deadlock there (with OnPrintShop's own application, say)
+    rolled it back entirely, so it is simply run again, a few times."""
+    for attempt in range(3):
+        try:
+            with rt.ops.begin() as oconn:
+                return apply_update(rt.ops, oconn, sconn, update)
+        except sa.exc.OperationalError as exc:
+            if attempt == 2 or not _is_deadlock(exc):
+                raise
+            time.sleep(0.005 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _finish(sconn, row, status: str, reason: str, ops_id=None, parameter=None) -> Outcome:

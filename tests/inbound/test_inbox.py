@@ -133,3 +133,58 @@ def test_receive_records_its_source(gw_sqlite, source):
     outcome = inbox.receive(rt, "Contacts", update, source=source)
     assert (outcome.status, outcome.http_status) == ("applied", 200)
     assert inbox.recent(rt)[0]["source"] == source
+
+
+def _deadlock() -> sa.exc.OperationalError:
+    return sa.exc.OperationalError("INSERT …", {}, Exception(1213, "Deadlock found when trying to get lock"))
+
+
+def test_a_state_store_error_while_applying_is_never_answered_2xx(gw_sqlite, monkeypatch):
+    gw = gw_sqlite
+
+    def state_store_fails(*_args, **_kwargs):
+        raise sa.exc.OperationalError("INSERT INTO gw_loopguard …", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(loopguard, "record", state_store_fails)
+    params = {"id": "9307", "ops_id": "1", "stage": "Printing", "modified_time": zt()}
+    r = gw.post("deals", params)
+    assert r.status_code == 503 and r.get_json()["request_id"]
+    assert inbox.recent(gw.rt) == []  # nothing recorded, so nothing was promised
+    monkeypatch.undo()
+    r = gw.post("deals", params)  # Zoho's retry
+    assert r.status_code == 200 and r.get_json() == {"status": "applied"}
+    assert gw.order(1)["orders_status_id"] == 3
+
+
+def test_a_state_store_deadlock_is_retried_as_a_whole(gw_sqlite, monkeypatch):
+    gw = gw_sqlite
+    real = inbox._receive_once
+    calls = []
+
+    def deadlock_once(*args):
+        calls.append(1)
+        if len(calls) == 1:
+            raise _deadlock()
+        return real(*args)
+
+    monkeypatch.setattr(inbox, "_receive_once", deadlock_once)
+    r = gw.post("deals", {"id": "9308", "ops_id": "1", "stage": "Shipped", "modified_time": zt()})
+    assert r.status_code == 200 and len(calls) == 2
+    assert [row["outcome"] for row in inbox.recent(gw.rt)] == ["applied"]
+
+
+def test_an_onprintshop_deadlock_is_retried(gw_sqlite, monkeypatch):
+    gw = gw_sqlite
+    real = inbox.apply_update
+    calls = []
+
+    def deadlock_once(*args):
+        calls.append(1)
+        if len(calls) == 1:
+            raise _deadlock()
+        return real(*args)
+
+    monkeypatch.setattr(inbox, "apply_update", deadlock_once)
+    r = gw.post("deals", {"id": "9309", "ops_id": "1", "stage": "Shipped", "modified_time": zt()})
+    assert r.status_code == 200 and len(calls) == 2
+    assert gw.order(1)["orders_status_id"] == 4
