@@ -317,6 +317,9 @@ def main() -> None:
     hook = results["webhook"]
     print(f"webhook answers: {dict(sorted(hook['statuses'].items()))}; inbox rows committed during the run: "
           f"{hook['inbox_rows']} for {hook['ok']} 2xx answers")
+    with open(os.path.join(workdir, "webhook.log"), errors="replace") as fh:
+        problems = [line for line in fh if " ERROR " in line or " WARNING " in line]
+    print(f"gateway log: {len(problems)} warning/error lines" + (f", first: {problems[0].strip()}" if problems else ""))
     if hook["inbox_rows"] < hook["ok"]:
         print("DURABILITY FAILURE: fewer committed inbox rows than 2xx answers")
         sys.exit(1)
