@@ -31,6 +31,7 @@ import datetime as dt
 import time
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from ..store import metadata
 
@@ -61,15 +62,22 @@ def record(conn, table_key: str, ops_id: int, last_modified) -> None:
     """Note that the gateway wrote this row with this `last_modified` (in the caller's transaction)."""
     if table_key not in TABLE_KEYS:
         raise ValueError(f"table_key must be one of {TABLE_KEYS}")
-    key = {"table_key": table_key, "ops_id": int(ops_id), "last_modified": stamp(last_modified)}
-    exists = conn.execute(
-        sa.select(loopguard_table.c.ops_id).where(*(loopguard_table.c[k] == v for k, v in key.items()))
-    ).first()
-    if exists:
-        conn.execute(loopguard_table.update().where(*(loopguard_table.c[k] == v for k, v in key.items()))
-                     .values(recorded_at=time.time()))
+    values = {"table_key": table_key, "ops_id": int(ops_id), "last_modified": stamp(last_modified), "recorded_at": time.time()}
+    dialect = conn.dialect.name
+    # One statement: the same change can be written twice (a re-apply), which only refreshes the time.
+    if dialect == "mysql":
+        statement = mysql.insert(loopguard_table).values(**values)
+        conn.execute(statement.on_duplicate_key_update(recorded_at=statement.inserted.recorded_at))
+    elif dialect in ("postgresql", "sqlite"):
+        statement = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect](loopguard_table).values(**values)
+        conn.execute(statement.on_conflict_do_update(
+            index_elements=["table_key", "ops_id", "last_modified"], set_={"recorded_at": statement.excluded.recorded_at},
+        ))
     else:
-        conn.execute(loopguard_table.insert().values(recorded_at=time.time(), **key))
+        key = {k: values[k] for k in ("table_key", "ops_id", "last_modified")}
+        where = [loopguard_table.c[k] == v for k, v in key.items()]
+        if conn.execute(loopguard_table.update().where(*where).values(recorded_at=values["recorded_at"])).rowcount == 0:
+            conn.execute(loopguard_table.insert().values(**values))
 
 
 def written_by_gateway(conn, table_key: str, ops_id: int, last_modified) -> bool:

@@ -188,3 +188,18 @@ def test_an_onprintshop_deadlock_is_retried(gw_sqlite, monkeypatch):
     r = gw.post("deals", {"id": "9309", "ops_id": "1", "stage": "Shipped", "modified_time": zt()})
     assert r.status_code == 200 and len(calls) == 2
     assert gw.order(1)["orders_status_id"] == 4
+
+
+def test_loop_guard_record_is_idempotent_on_every_state_store(make_app, state_db_url):
+    rt = make_app(DATABASE_URL=state_db_url).extensions["gateway"]
+    moment = dt.datetime(2026, 11, 27, 10, 15, 30, 123456)
+    for _ in range(2):  # a re-apply writes the same change again
+        with rt.store.begin() as conn:
+            loopguard.record(conn, "customers", 7, moment)
+    with rt.store.engine.connect() as conn:
+        assert loopguard.written_by_gateway(conn, "customers", 7, dt.datetime(2026, 11, 27, 10, 15, 30))
+        assert loopguard.written_by_gateway(conn, "customers", 7, "2026-11-27 10:15:30.000000")
+        assert not loopguard.written_by_gateway(conn, "orders", 7, moment)
+        assert conn.execute(sa.select(sa.func.count()).select_from(loopguard.loopguard_table)).scalar() == 1
+    with rt.store.begin() as conn:
+        assert loopguard.purge(conn, time.time() + 1) == 1
