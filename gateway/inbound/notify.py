@@ -8,8 +8,9 @@ ahead, renewed a day before it lapses by `run_renewal`, unsubscribed when switch
 A callback carries only record ids. They are written to `gw_notify_pending` before anything
 else, then fetched from Zoho with the shared token and applied through the inbox
 (source "notify"); a row leaves the table only once its record was applied (or found gone).
-When Zoho cannot be reached the callback is still answered 202: the ids wait in the table and
-the renewal loop fetches them later with backoff, so nothing Zoho announced is lost.
+When Zoho cannot be reached (or every Zoho call slot is busy, so the fetch would keep Zoho's
+callback waiting) the callback is still answered 202: the ids wait in the table and the upkeep
+loop fetches them later, with backoff, so nothing Zoho announced is lost.
 
 The channel token is a secret (in the vault); channel id, URL and expiry are plain settings.
 """
@@ -429,6 +430,16 @@ def _ids(body: dict) -> tuple[str, list[str]]:
     return module, list(dict.fromkeys(clean))
 
 
+def _zoho_slots_full(rt) -> bool:
+    try:
+        from ..zoho import gate as zoho_gate
+
+        gate = zoho_gate.for_runtime(rt)
+        return gate.in_use() >= len(gate.slots)
+    except (ImportError, AttributeError):
+        return False
+
+
 @bp.route("/zoho/notify", methods=["POST"])
 @limiter.limit(_rate_limit)
 def zoho_notify():
@@ -443,6 +454,10 @@ def zoho_notify():
     if str(body.get("operation", "")).lower() == "delete":
         return jsonify({"status": "ignored", "reason": "deletions are not synced"}), 200
     _remember(rt, module, ids, time.time())
+    if _zoho_slots_full(rt):
+        # Every Zoho call slot of the deployment is busy (a push burst): waiting for one could
+        # outlast Zoho's patience with the callback, so the upkeep loop fetches these shortly.
+        return jsonify({"status": "accepted", "count": len(ids)}), 202
     try:
         result = process(rt, module, ids)
     except ZohoError as exc:

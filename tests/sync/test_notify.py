@@ -388,3 +388,20 @@ def test_a_body_without_a_length_is_bounded_too(sync_app):
         environ_overrides={"wsgi.input_terminated": True, "CONTENT_LENGTH": ""})
     assert answer.status_code == 413 and answer.is_json
     assert notify.pending_count(rt_of(app)) == 0
+
+
+def test_a_callback_does_not_wait_for_a_busy_zoho_gate(sync_app, fake_zoho):
+    """With every Zoho call slot taken (a push burst), the ids are kept and fetched by the upkeep."""
+    from gateway.zoho import gate as zoho_gate
+
+    app = sync_app(GATEWAY_ZOHO_CONCURRENCY=1)
+    switch_on(app)
+    rt = rt_of(app)
+    link(app, "Deals", 1, ZD1)
+    fake_zoho.put_record("Deals", ZD1, Stage="Printing")
+    gate = zoho_gate.for_runtime(rt)
+    with gate.call():  # another thread's Zoho call holds the only slot
+        answer = post(app.test_client(), callback(app, "Deals", [ZD1]))
+    assert answer.status_code == 202 and notify.pending_count(rt) == 1
+    assert notify.drain_pending(rt)["applied"] == 1
+    assert ops_row(app, "orders", 1)["orders_status_id"] == 3
