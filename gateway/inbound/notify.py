@@ -394,7 +394,7 @@ def _read_callback() -> dict:
         raise RequestError("request body too large (at most 64 KiB)", status=413)
     try:
         body = json.loads(raw or b"null")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         raise RequestError("the body is not valid JSON", status=400) from None
     if not isinstance(body, dict):
         raise RequestError("the body must be a JSON object", status=400)
@@ -408,10 +408,14 @@ def _check_channel(rt, body: dict) -> None:
         expected_token = rt.vault.get(conn, TOKEN_SECRET) if channel else None
     given_channel = str(body.get("channel_id") if body.get("channel_id") is not None else "")
     given_token = body.get("token") if isinstance(body.get("token"), str) else ""
-    channel_ok = hmac.compare_digest(given_channel.encode(), str(channel.get("channel_id") or "\0").encode())
-    token_ok = hmac.compare_digest(given_token.encode(), (expected_token or "\0").encode())
+    channel_ok = hmac.compare_digest(_utf8(given_channel), _utf8(str(channel.get("channel_id") or "\0")))
+    token_ok = hmac.compare_digest(_utf8(given_token), _utf8(expected_token or "\0"))
     if not (enabled(rt) and expected_token and channel_ok and token_ok):
         raise RequestError("wrong or missing token or channel_id", status=401)
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")  # JSON may carry lone surrogates ("\\ud800")
 
 
 def _ids(body: dict) -> tuple[str, list[str]]:

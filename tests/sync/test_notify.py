@@ -405,3 +405,38 @@ def test_a_callback_does_not_wait_for_a_busy_zoho_gate(sync_app, fake_zoho):
     assert answer.status_code == 202 and notify.pending_count(rt) == 1
     assert notify.drain_pending(rt)["applied"] == 1
     assert ops_row(app, "orders", 1)["orders_status_id"] == 3
+
+
+def test_arbitrary_callbacks_never_get_a_5xx_and_change_nothing(sync_app, fake_zoho):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    app = sync_app()
+    switch_on(app)
+    rt = rt_of(app)
+    real_channel, real_token = channel_secret(app)
+    client = app.test_client()
+    before = ops_row(app, "customers", 1)
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=60))
+    values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                          max_leaves=12)
+    bodies = st.fixed_dictionaries({}, optional={
+        "module": st.one_of(st.sampled_from(["Contacts", "Deals", "Leads"]), values),
+        "ids": st.one_of(st.lists(st.one_of(st.text(max_size=20), st.integers()), max_size=5), values),
+        "operation": st.one_of(st.sampled_from(["update", "delete", "insert"]), values),
+        "channel_id": st.one_of(st.just(real_channel), values),
+        "token": st.one_of(st.just(real_token), st.just(real_token[:-1] + "!"), values),
+    })
+
+    @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(body=st.one_of(bodies.map(json.dumps), st.text(max_size=200)),
+           content_type=st.sampled_from(["application/json", "text/plain", "application/x-www-form-urlencoded", "", "application/json; charset=latin-1"]))
+    def check(body, content_type):
+        answer = client.post("/webhooks/zoho/notify", data=body.encode("utf-8", "surrogatepass"), content_type=content_type)
+        assert answer.status_code < 500, answer.get_data(as_text=True)
+        assert answer.is_json
+        assert answer.status_code in (200, 400, 401, 413, 415, 422)
+
+    check()
+    assert ops_row(app, "customers", 1) == before  # none of those ids is a record in Zoho
+    assert notify.pending_count(rt) == 0
