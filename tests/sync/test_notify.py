@@ -224,6 +224,9 @@ def test_fired_callbacks_fetch_several_records_and_apply_them(sync_app, fake_zoh
     assert ops_row(app, "orders", 1)["orders_status_id"] == 4  # Shipped
     assert ops_row(app, "orders", 3)["orders_status_id"] == 5  # Closed Won -> Order Completed
     assert "Zoho" in history(app, 1)[-1]["comments"]
+    from gateway.inbound import inbox
+
+    assert {row["source"] for row in inbox.recent(rt_of(app))} == {"notify"}
 
     # Zoho repeats a callback: the same record state is a duplicate, nothing written twice
     [(status, text)] = fake_zoho.fire_notification("Deals", [ZD1])
@@ -253,7 +256,7 @@ def test_a_callback_while_zoho_is_unreachable_is_kept_and_applied_later(sync_app
     assert notify.pending_count(rt) == 0
 
 
-def test_zoho_answering_503_keeps_the_ids_too(sync_app, fake_zoho):
+def test_zoho_answering_503_keeps_the_ids_across_a_restart(sync_app, fake_zoho, make_app, zoho_settings):
     app = sync_app()
     switch_on(app)
     link(app, "Contacts", 3, ZC1)
@@ -261,8 +264,12 @@ def test_zoho_answering_503_keeps_the_ids_too(sync_app, fake_zoho):
     fake_zoho.api_down = True
     assert post(app.test_client(), callback(app, "Contacts", [ZC1])).status_code == 202
     fake_zoho.api_down = False
-    assert notify.drain_pending(rt_of(app), now=fake_zoho.now() + 3600)["applied"] == 1
-    assert ops_row(app, "customers", 3)["customers_firstname"] == "Søren Aabye"
+    app.extensions["gateway"].close()
+    restarted = make_app(**zoho_settings)  # a new process on the same state store and OnPrintShop database
+    rt = rt_of(restarted)
+    assert notify.pending_count(rt) == 1
+    assert notify.drain_pending(rt, now=fake_zoho.now() + 3600)["applied"] == 1
+    assert ops_row(restarted, "customers", 3)["customers_firstname"] == "Søren Aabye"
 
 
 def test_callback_input_is_bounded_and_checked(sync_app):
