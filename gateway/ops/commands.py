@@ -1,7 +1,8 @@
 """Commands for the OnPrintShop database: `init-ops-demo [--force]`.
 
-`register(app)` also loads the mapping once, so a wrong `instance/mapping.toml` stops the
-app at start-up with one line naming the bad key (create_app registers the commands).
+`register(app)` also loads the mapping and checks the two time zone settings once, so a wrong
+`instance/mapping.toml`, `OPS_TIMEZONE` or `GATEWAY_ZOHO_TIMEZONE` stops the app at start-up
+with one line naming it (create_app registers the commands).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from flask.cli import with_appcontext
 from .. import runtime
 from ..cli import one_line_errors
 from . import demo, mapping
+from .database import zone
 
 
 @click.command("init-ops-demo")
@@ -32,4 +34,6 @@ def init_ops_demo_command(force):
 
 def register(app) -> None:
     mapping.load(app.instance_path)  # validated at start-up: raises ConfigError naming the bad key
+    zone(app.config["OPS_TIMEZONE"], "OPS_TIMEZONE")
+    zone(app.config["GATEWAY_ZOHO_TIMEZONE"], "GATEWAY_ZOHO_TIMEZONE")
     app.cli.add_command(init_ops_demo_command)

@@ -131,3 +131,9 @@ def test_naive_datetimes_are_in_ops_timezone(tmp_path):
 def test_ping_says_whether_the_database_answers(tmp_path):
     assert OpsDatabase(f"sqlite:///{tmp_path}/ops.db").ping() is True
     assert OpsDatabase(f"sqlite:///{tmp_path}/missing-dir/ops.db").ping() is False
+
+
+@pytest.mark.parametrize("name", ["OPS_TIMEZONE", "GATEWAY_ZOHO_TIMEZONE"])
+def test_a_wrong_time_zone_stops_start_up_naming_the_setting(make_app, name):
+    with pytest.raises(ConfigError, match=name):
+        make_app(**{name: "Mars/Olympus"})
