@@ -19,7 +19,9 @@ import logging
 import threading
 import time
 
-from ..store import new_holder_id
+import sqlalchemy as sa
+
+from ..store import leases_table, new_holder_id
 from ..vault import last4
 from . import connection, oauth
 from .datacenters import accounts_url
@@ -47,6 +49,7 @@ class TokenService:
         self.config = config
         self.clock = clock
         self._lock = threading.Lock()
+        self._lease_row_ready = False
         self.refreshes = 0  # refresh calls this process made (for tests and the page)
 
     # -- the interface ------------------------------------------------------------------------
@@ -100,7 +103,7 @@ class TokenService:
                         f"Zoho token refresh is paused for {blocked:.0f} s after: "
                         f"{(self.store.get_setting(connection.LAST_ERROR_SETTING, None) or {}).get('message', 'a failure')}",
                         retry_after=blocked, code="backoff"))
-                if self.store.try_lease(LEASE_NAME, holder, LEASE_SECONDS):
+                if self._try_lease(holder):
                     try:
                         info, token = self._read()  # another process may have finished just before
                         if self._fresh(info, token, stale, margin=0 if rejected else REFRESH_MARGIN):
@@ -117,6 +120,29 @@ class TokenService:
                 time.sleep(POLL_SECONDS)
         finally:
             self._lock.release()
+
+    def _try_lease(self, holder: str) -> bool:
+        if not self._lease_row_ready:
+            self._ensure_lease_row()
+        try:
+            return self.store.try_lease(LEASE_NAME, holder, LEASE_SECONDS)
+        except sa.exc.OperationalError:
+            # MySQL can answer a lock conflict with a deadlock error that rolls the attempt back:
+            # the lease is not ours this time; we wait and re-read like any other loser.
+            log.debug("zoho token lease attempt rolled back by the database; waiting")
+            return False
+
+    def _ensure_lease_row(self) -> None:
+        """Create the lease row once, alone: racing first-time inserts inside try_lease deadlock on MySQL."""
+        with self.store.engine.connect() as conn:
+            present = conn.execute(sa.select(leases_table.c.name).where(leases_table.c.name == LEASE_NAME)).first()
+        if present is None:
+            try:
+                with self.store.begin() as conn:
+                    conn.execute(leases_table.insert().values(name=LEASE_NAME, holder=None, expires_at=0.0))
+            except (sa.exc.IntegrityError, sa.exc.OperationalError):
+                pass  # another process made it
+        self._lease_row_ready = True
 
     def _fallback(self, info: dict, token: str | None, rejected: bool, exc: ZohoError) -> str:
         """A refresh cannot happen now: keep using a token Zoho has not rejected and that has some life left."""
