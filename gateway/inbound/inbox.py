@@ -7,10 +7,10 @@ Tables (state store):
   applied from Zoho (what "duplicate" and "stale" are judged against).
 
 `receive(rt, module, update, source)` inserts the row and tries to apply it at once
-(`gateway.inbound.apply`, one OnPrintShop transaction, inside a savepoint of the same
-state-store transaction) and answers only after that transaction has committed. When the
-OnPrintShop database cannot be reached, or an earlier update of the same record is still
-waiting, the savepoint is rolled back, the row is committed 'pending' and the answer is 202
+(`gateway.inbound.apply`, one OnPrintShop transaction, inside the same state-store
+transaction) and answers only after that transaction has committed. When the OnPrintShop
+database cannot be reached, or an earlier update of the same record is still waiting, the
+row is committed 'pending' and the answer is 202
 "accepted": `run_reapplier` (a background task) applies pending rows later, per record in
 `modified_time` order, backing off while the database is away. Rows survive restarts because
 they are in the state store. A 2xx is never sent for a row that was not committed.
@@ -169,10 +169,10 @@ class OpsError(Exception):
 def receive(rt, module: str, update: Update, source: str = "webhook") -> Outcome:
     """Store the update durably, and try to apply it now; the answer is given only after the commit.
 
-    One state-store transaction holds both: the inbox row is inserted, the apply runs in a
-    savepoint (the OnPrintShop transaction commits inside it), and the outcome is recorded. If
-    OnPrintShop cannot take it, the savepoint is rolled back and the row is committed pending
-    (202). If the state store fails, the exception reaches the caller (503): nothing was promised.
+    One state-store transaction holds both: the inbox row is inserted, the apply runs (the
+    OnPrintShop transaction commits inside it), and the outcome is recorded. If OnPrintShop
+    cannot take it, the row is committed pending (202). If the state store fails, the exception
+    reaches the caller (503): nothing was promised.
     """
     if update.module != module:
         raise ValueError(f"update is for {update.module}, not {module}")
@@ -201,8 +201,9 @@ def _receive_once(rt, module: str, update: Update, source: str) -> Outcome:
         if rt.ops.recently_unavailable():
             return Outcome("accepted", later, inbox_id=inbox_id)
         try:
-            with sconn.begin_nested():
-                return _decide_and_apply(rt, sconn, inbox_id, row)
+            # No savepoint needed: until OnPrintShop has committed, nothing but the record's empty
+            # lock row is written here, and any state-store error is re-raised below (no 2xx).
+            return _decide_and_apply(rt, sconn, inbox_id, row)
         except OpsUnavailable:
             return Outcome("accepted", later, inbox_id=inbox_id)
         except sa.exc.DBAPIError:
