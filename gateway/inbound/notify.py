@@ -284,7 +284,8 @@ def run_renewal(rt, stop) -> None:
     holder = new_holder_id()
     while not stop.is_set():
         try:
-            if rt.store.try_lease(LEASE, holder, LOOP_SECONDS * 4):
+            # Nothing to keep alive and nothing waiting: no lease write every round.
+            if (enabled(rt) or pending_count(rt)) and rt.store.try_lease(LEASE, holder, LOOP_SECONDS * 4):
                 renew_if_due(rt)
                 if _connected(rt):
                     drain_pending(rt)
