@@ -183,7 +183,7 @@ def _write_error(store, value, conn) -> None:
 # -- the public interface ---------------------------------------------------------------------
 
 def state(rt) -> str:
-    """"connected", "needs_reauthorization" or "not_configured"."""
+    """The connection's state: connected, needs_reauthorization or not_configured."""
     info = load(rt.store)
     if info is None:
         return NOT_CONFIGURED
@@ -335,10 +335,13 @@ def configure(rt, *, data_center, client_id, client_secret, grant_token, account
             oauth.revoke(old_accounts, old_refresh)
             message += "; the previous refresh token was revoked at Zoho"
         except ZohoError as exc:
-            note = f"the previous refresh token could not be revoked ({exc}); revoke it in Zoho's API console"
-            record_error(rt.store, note)
-            log.warning("zoho: %s", note)
-            message += f"; {note}"
+            if old.get("state") == NEEDS_REAUTHORIZATION:
+                message += "; the previous refresh token no longer worked anyway"
+            else:
+                note = f"the previous refresh token could not be revoked ({exc}); revoke it in Zoho's API console"
+                record_error(rt.store, note)
+                log.warning("zoho: %s", note)
+                message += f"; {note}"
     return Result(True, message)
 
 

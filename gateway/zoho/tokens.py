@@ -77,9 +77,8 @@ class TokenService:
         if info is None:
             raise NotConfigured()
         if info.get("state") == connection.NEEDS_REAUTHORIZATION:
-            error = self.store.get_setting(connection.LAST_ERROR_SETTING, None) or {}
             raise ReauthorizationNeeded(
-                error.get("message") or "the Zoho connection needs re-authorization: save the Zoho settings again with a new grant token",
+                info.get("reason") or "the Zoho connection needs re-authorization: save the Zoho settings again with a new grant token",
                 code="invalid_code",
             )
         return info, token
@@ -99,10 +98,7 @@ class TokenService:
                     return token  # someone refreshed while we waited
                 blocked = (info.get("refresh_blocked_until") or 0) - self.clock()
                 if blocked > 0:
-                    return self._fallback(info, token, rejected, Throttled(
-                        f"Zoho token refresh is paused for {blocked:.0f} s after: "
-                        f"{(self.store.get_setting(connection.LAST_ERROR_SETTING, None) or {}).get('message', 'a failure')}",
-                        retry_after=blocked, code="backoff"))
+                    return self._fallback(info, token, rejected, self._blocked_error(info, blocked))
                 if self._try_lease(holder):
                     try:
                         info, token = self._read()  # another process may have finished just before
@@ -120,6 +116,14 @@ class TokenService:
                 time.sleep(POLL_SECONDS)
         finally:
             self._lock.release()
+
+    def _blocked_error(self, info: dict, blocked: float) -> ZohoError:
+        """Why no refresh is tried now: the same type as the failure that started the pause."""
+        cause = (self.store.get_setting(connection.LAST_ERROR_SETTING, None) or {}).get("message", "a failure")
+        message = f"Zoho token refresh is paused for {blocked:.0f} s after: {cause}"
+        if info.get("refresh_blocked_reason") == "unavailable":
+            return Unavailable(message, code="backoff")
+        return Throttled(message, retry_after=blocked, code="backoff")
 
     def _try_lease(self, holder: str) -> bool:
         if not self._lease_row_ready:
@@ -153,8 +157,10 @@ class TokenService:
     def _do_refresh(self, info: dict) -> str:
         generation = info["generation"]
         _, secrets = connection.refresh_credentials(self.store, self.vault)
-        if not secrets.get("refresh_token"):
-            raise ReauthorizationNeeded("no refresh token is stored: save the Zoho settings again with a new grant token")
+        if not secrets.get("refresh_token") or not secrets.get("client_id") or not secrets.get("client_secret"):
+            reason = "the stored Zoho credentials are incomplete: save the Zoho settings again with a new grant token"
+            connection.update_fields(self.store, generation, {"state": connection.NEEDS_REAUTHORIZATION, "reason": reason})
+            raise ReauthorizationNeeded(reason)
         url = accounts_url(self.config, info["data_center"], info.get("accounts_server"))
         self.refreshes += 1
         try:
@@ -162,7 +168,7 @@ class TokenService:
                                    refresh_token=secrets["refresh_token"])
         except OAuthRejected as exc:
             if exc.code in ("invalid_code", "invalid_client", "invalid_client_secret"):
-                connection.update_fields(self.store, generation, {"state": connection.NEEDS_REAUTHORIZATION})
+                connection.update_fields(self.store, generation, {"state": connection.NEEDS_REAUTHORIZATION, "reason": str(exc)})
                 connection.record_error(self.store, f"token refresh failed: {exc}")
                 log.error("zoho connection needs re-authorization: %s", exc)
                 raise ReauthorizationNeeded(str(exc), code=exc.code) from None
@@ -172,12 +178,13 @@ class TokenService:
             failures = int(info.get("refresh_failures") or 0) + 1
             wait = exc.retry_after or min(THROTTLE_BACKOFF * 2 ** (failures - 1), THROTTLE_BACKOFF_MAX)
             connection.update_fields(self.store, generation, {
-                "refresh_blocked_until": self.clock() + wait, "refresh_failures": failures})
+                "refresh_blocked_until": self.clock() + wait, "refresh_blocked_reason": "throttled", "refresh_failures": failures})
             connection.record_error(self.store, f"token refresh throttled: {exc}")
             log.warning("zoho token refresh throttled; next try in %.0f s", wait)
             raise Throttled(str(exc), retry_after=wait, code=exc.code) from None
         except Unavailable as exc:
-            connection.update_fields(self.store, generation, {"refresh_blocked_until": self.clock() + NETWORK_BACKOFF})
+            connection.update_fields(self.store, generation, {
+                "refresh_blocked_until": self.clock() + NETWORK_BACKOFF, "refresh_blocked_reason": "unavailable"})
             connection.record_error(self.store, f"token refresh failed: {exc}")
             log.warning("zoho token refresh failed: %s", exc)
             raise
@@ -187,6 +194,7 @@ class TokenService:
             "last_refresh_at": now,
             "access_token_last4": last4(answer.access_token),
             "refresh_blocked_until": None,
+            "refresh_blocked_reason": None,
             "refresh_failures": 0,
             **({"api_domain": answer.api_domain} if answer.api_domain else {}),
         }, vault=self.vault, access_token=answer.access_token)

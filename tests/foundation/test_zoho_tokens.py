@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from gateway.zoho import connection
-from gateway.zoho.errors import ReauthorizationNeeded, Throttled
+from gateway.zoho.errors import ReauthorizationNeeded, Throttled, Unavailable
 from tests.fakezoho.server import Response
 
 ACCOUNT = "5725767000000412345"
@@ -47,7 +47,14 @@ def add_probe(fake):
 
 @pytest.fixture
 def zoho_app(make_app, zoho_settings, state_db_url):
+    """An app on each state store (SQLite; MariaDB and PostgreSQL when their URLs are set)."""
     return make_app(DATABASE_URL=state_db_url, **zoho_settings)
+
+
+@pytest.fixture
+def sqlite_zoho_app(make_app, zoho_settings):
+    """For what does not depend on the state store: SQLite only, to keep the suite fast."""
+    return make_app(**zoho_settings)
 
 
 CHILD = r"""
@@ -137,9 +144,9 @@ def test_401_while_8_threads_wait_leads_to_one_refresh(zoho_app, fake_zoho):
     assert rt.tokens.access_token() != old
 
 
-def test_a_rejected_token_that_is_no_longer_current_is_not_refreshed(zoho_app, fake_zoho):
-    rt = zoho_app.extensions["gateway"]
-    connect(zoho_app, fake_zoho)
+def test_a_rejected_token_that_is_no_longer_current_is_not_refreshed(sqlite_zoho_app, fake_zoho):
+    rt = sqlite_zoho_app.extensions["gateway"]
+    connect(sqlite_zoho_app, fake_zoho)
     old = rt.tokens.access_token()
     expire_token(rt, fake_zoho, left=100)  # inside the margin: refreshed now
     new = rt.tokens.access_token()
@@ -150,9 +157,9 @@ def test_a_rejected_token_that_is_no_longer_current_is_not_refreshed(zoho_app, f
     assert fake_zoho.calls["oauth.refresh"] == 2
 
 
-def test_refreshes_a_few_minutes_before_expiry_not_earlier(zoho_app, fake_zoho):
-    rt = zoho_app.extensions["gateway"]
-    connect(zoho_app, fake_zoho)
+def test_refreshes_a_few_minutes_before_expiry_not_earlier(sqlite_zoho_app, fake_zoho):
+    rt = sqlite_zoho_app.extensions["gateway"]
+    connect(sqlite_zoho_app, fake_zoho)
     token = rt.tokens.access_token()
     expire_token(rt, fake_zoho, left=400)
     assert rt.tokens.access_token() == token and fake_zoho.calls["oauth.refresh"] == 0
@@ -194,9 +201,9 @@ def test_throttle_backs_off_instead_of_retrying_at_once(zoho_app, fake_zoho):
     assert connection.status(rt)["last_error"] is None
 
 
-def test_throttled_refresh_keeps_using_a_token_that_still_works(zoho_app, fake_zoho):
-    rt = zoho_app.extensions["gateway"]
-    connect(zoho_app, fake_zoho)
+def test_throttled_refresh_keeps_using_a_token_that_still_works(sqlite_zoho_app, fake_zoho):
+    rt = sqlite_zoho_app.extensions["gateway"]
+    connect(sqlite_zoho_app, fake_zoho)
 
     @fake_zoho.route("POST", r"/oauth/v2/token", name="always_throttled")
     def _throttled(req):
@@ -223,8 +230,9 @@ def test_revoked_refresh_token_needs_reauthorization(zoho_app, fake_zoho):
     ready = zoho_app.test_client().get("/readyz")
     assert ready.status_code == 200 and ready.get_json()["zoho"] == "needs_reauthorization"
     assert connection.status(rt)["last_error"].startswith("token refresh failed: invalid_code")
-    with pytest.raises(ReauthorizationNeeded):  # callers keep getting it, without asking Zoho again
+    with pytest.raises(ReauthorizationNeeded) as again:  # callers keep getting it, without asking Zoho again
         rt.zoho.request("GET", "/crm/v8/Probe")
+    assert str(again.value) == str(caught.value)
     assert fake_zoho.calls["oauth.refresh"] == 1
 
     result = connection.configure(rt, data_center="us", client_id=client_id, client_secret="",
@@ -233,9 +241,9 @@ def test_revoked_refresh_token_needs_reauthorization(zoho_app, fake_zoho):
     assert connection.state(rt) == "connected" and rt.tokens.access_token() in fake_zoho.access_tokens
 
 
-def test_the_21st_refresh_token_pushes_ours_out(zoho_app, fake_zoho):
-    rt = zoho_app.extensions["gateway"]
-    client_id, secret = connect(zoho_app, fake_zoho)
+def test_the_21st_refresh_token_pushes_ours_out(sqlite_zoho_app, fake_zoho):
+    rt = sqlite_zoho_app.extensions["gateway"]
+    client_id, secret = connect(sqlite_zoho_app, fake_zoho)
     for _ in range(20):  # another tool connects the same Zoho user 20 more times
         answer = requests.post(f"{fake_zoho.url}/oauth/v2/token", timeout=5, data={
             "grant_type": "authorization_code", "client_id": client_id, "client_secret": secret,
@@ -246,3 +254,19 @@ def test_the_21st_refresh_token_pushes_ours_out(zoho_app, fake_zoho):
     with pytest.raises(ReauthorizationNeeded):
         rt.tokens.access_token()
     assert connection.state(rt) == "needs_reauthorization"
+
+
+def test_an_unreachable_accounts_server_pauses_refreshes_briefly(sqlite_zoho_app, fake_zoho, make_app):
+    rt = sqlite_zoho_app.extensions["gateway"]
+    connect(sqlite_zoho_app, fake_zoho)
+    expire_token(rt, fake_zoho)
+    offline = make_app(DATABASE_URL=rt.store.url, ZOHO_ACCOUNTS_URL="http://127.0.0.1:9", ZOHO_API_URL=fake_zoho.url)
+    tokens = offline.extensions["gateway"].tokens
+    with pytest.raises(Unavailable, match=r"^network error: could not reach Zoho's accounts server 127.0.0.1:9"):
+        tokens.access_token()
+    with pytest.raises(Unavailable, match=r"^Zoho token refresh is paused for 5 s after: token refresh failed: network error"):
+        tokens.access_token()  # the waiting callers do not each try the network again
+    assert connection.state(rt) == "connected"
+    rt.tokens.clock = lambda: time.time() + 6  # the pause is over; the accounts server answers again
+    assert rt.tokens.access_token() in fake_zoho.access_tokens
+    assert connection.status(rt)["last_error"] is None
