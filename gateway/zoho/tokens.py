@@ -106,7 +106,9 @@ class TokenService:
                             return token
                         try:
                             return self._do_refresh(info)
-                        except (Throttled, Unavailable) as exc:
+                        except (ReauthorizationNeeded, NotConfigured):
+                            raise
+                        except ZohoError as exc:  # throttled, unreachable, an odd answer: maybe later
                             return self._fallback(info, token, rejected, exc)
                     finally:
                         self.store.release_lease(LEASE_NAME, holder)
@@ -124,6 +126,13 @@ class TokenService:
         if info.get("refresh_blocked_reason") == "unavailable":
             return Unavailable(message, code="backoff")
         return Throttled(message, retry_after=blocked, code="backoff")
+
+    def _pause(self, generation: str, message: str) -> None:
+        """A short pause after a failed refresh, so the callers waiting behind it do not each repeat it."""
+        connection.update_fields(self.store, generation, {
+            "refresh_blocked_until": self.clock() + NETWORK_BACKOFF, "refresh_blocked_reason": "unavailable"})
+        connection.record_error(self.store, message)
+        log.warning("zoho %s", message)
 
     def _try_lease(self, holder: str) -> bool:
         if not self._lease_row_ready:
@@ -172,7 +181,7 @@ class TokenService:
                 connection.record_error(self.store, f"token refresh failed: {exc}")
                 log.error("zoho connection needs re-authorization: %s", exc)
                 raise ReauthorizationNeeded(str(exc), code=exc.code) from None
-            connection.record_error(self.store, f"token refresh failed: {exc}")
+            self._pause(generation, f"token refresh failed: {exc}")
             raise
         except Throttled as exc:
             failures = int(info.get("refresh_failures") or 0) + 1
@@ -182,11 +191,8 @@ class TokenService:
             connection.record_error(self.store, f"token refresh throttled: {exc}")
             log.warning("zoho token refresh throttled; next try in %.0f s", wait)
             raise Throttled(str(exc), retry_after=wait, code=exc.code) from None
-        except Unavailable as exc:
-            connection.update_fields(self.store, generation, {
-                "refresh_blocked_until": self.clock() + NETWORK_BACKOFF, "refresh_blocked_reason": "unavailable"})
-            connection.record_error(self.store, f"token refresh failed: {exc}")
-            log.warning("zoho token refresh failed: %s", exc)
+        except ZohoError as exc:  # Unavailable, or an answer the gateway does not understand
+            self._pause(generation, f"token refresh failed: {exc}")
             raise
         now = self.clock()
         stored = connection.update_fields(self.store, generation, {
