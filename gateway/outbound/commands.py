@@ -62,6 +62,12 @@ def _dry_run(rt, module: str, ids: list[int], force: bool) -> None:
             calls += 1
             click.echo(f"POST {push.upsert_path(module)} ({len(prepared.send)} records)")
             click.echo(json.dumps(push.upsert_body(module, [o.record for o in prepared.send]), indent=2, ensure_ascii=False))
+    if module == "Deals" and ids:
+        customers = set(reads.customer_ids_of_orders(rt.ops, ids).values())
+        unlinked = sorted(customers - set(push.linked_ids(rt.store, "Contacts", customers)))
+        if unlinked:
+            click.echo(f"customers whose Contact is not in Zoho yet, pushed before these Deals: {len(unlinked)} "
+                       f"({', '.join(map(str, unlinked[:20]))}{' …' if len(unlinked) > 20 else ''})")
     if unchanged:
         click.echo(f"unchanged since the last push, not sent (use --force): {len(unchanged)} "
                    f"({', '.join(map(str, unchanged[:20]))}{' …' if len(unchanged) > 20 else ''})")
@@ -92,7 +98,7 @@ def push_command(what, ids, all_, since, force, dry_run):
     message = f"queued {len(selected)} {what}"
     if module == "Deals":
         customers = set(reads.customer_ids_of_orders(rt.ops, selected).values())
-        unlinked = sorted(customers - set(push._links(rt.store, "Contacts", customers)))
+        unlinked = sorted(customers - set(push.linked_ids(rt.store, "Contacts", customers)))
         if unlinked:
             queue.enqueue(rt, "Contacts", unlinked)
             message += f" and {len(unlinked)} customers whose Contact is not in Zoho yet"

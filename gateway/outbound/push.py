@@ -129,7 +129,7 @@ class Prepared:
     waiting: dict[int, int] = dataclasses.field(default_factory=dict)  # orders_id -> customers_id without a Contact
 
 
-def _links(store, module: str, ids) -> dict[int, tuple[str, str | None]]:
+def linked_ids(store, module: str, ids) -> dict[int, tuple[str, str | None]]:
     """{ops_id: (zoho_id, sent_hash)} for the linked ones among ids."""
     import sqlalchemy as sa
 
@@ -160,13 +160,13 @@ def prepare(rt, module: str, ops_ids, *, account_id: str, force=False, dry_run: 
     forced = set(ops_ids) if force is True else set(force or ())
     result = Prepared(module)
     mapping = rt.ops.mapping
-    links = _links(rt.store, module, ops_ids)
+    links = linked_ids(rt.store, module, ops_ids)
     if module == "Contacts":
         rows = reads.customers_by_ids(rt.ops, ops_ids)
         contact_links = {}
     else:
         rows = reads.orders_by_ids(rt.ops, ops_ids)
-        contact_links = _links(rt.store, "Contacts", {int(r["customers_id"]) for r in rows.values()})
+        contact_links = linked_ids(rt.store, "Contacts", {int(r["customers_id"]) for r in rows.values()})
     for ops_id in ops_ids:
         row = rows.get(ops_id)
         if row is None:

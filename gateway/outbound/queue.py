@@ -181,6 +181,18 @@ def pending_ids(rt, module: str, ops_ids) -> set[int]:
         ).scalars()}
 
 
+def dead_errors(rt, module: str, ops_ids) -> dict[int, str]:
+    """{ops_id: last error} for those of these records whose job is dead."""
+    keys = [_key(module, i) for i in ops_ids]
+    if not keys:
+        return {}
+    with rt.store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(jobs_table.c.ops_id, jobs_table.c.last_error).where(jobs_table.c.active_key.in_(keys), jobs_table.c.state == "dead")
+        ).all()
+    return {int(r.ops_id): r.last_error or "" for r in rows}
+
+
 # -- workers: claim, renew, finish ------------------------------------------------------------
 def claim(store, holder: str, module: str, limit: int = 100, lease_seconds: float = LEASE_SECONDS) -> list[Job]:
     """Claim up to `limit` due jobs of one module for `holder`, oldest first."""

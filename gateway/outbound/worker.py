@@ -37,6 +37,7 @@ log = logging.getLogger("gateway.outbound.worker")
 IDLE_SECONDS = 1.0          # how often an idle sender looks for due jobs
 PAUSE_CHECK_SECONDS = 5.0   # how often a paused sender looks whether the pause is over
 WAIT_FOR_CONTACT_SECONDS = 5.0
+BLOCKED_RETRY_SECONDS = 300.0  # a Deal whose customer's Contact push is dead looks again this often
 OPS_RETRY_SECONDS = 30.0    # the OnPrintShop database did not answer: try the batch again then
 MODULE_SETTING = {"Contacts": "contacts", "Deals": "deals"}
 
@@ -254,15 +255,25 @@ def process_batch(rt, holder: str, module: str, jobs: list[queue.Job], policy: q
             queue.defer(conn, holder, [j.id for j in jobs], time.time() + OPS_RETRY_SECONDS, note=message)
         return counts
 
+    blocked: dict[int, str] = {}
     if prepared.waiting:
-        queue.enqueue(rt, "Contacts", set(prepared.waiting.values()))
+        customers = set(prepared.waiting.values())
+        # A customer whose Contact push is dead is not revived by its orders (that would resend a
+        # record Zoho refused every few seconds): its Deals wait, saying why, until it is fixed.
+        blocked = queue.dead_errors(rt, "Contacts", customers)
+        if customers - set(blocked):
+            queue.enqueue(rt, "Contacts", customers - set(blocked))
     if prepared.unchanged or prepared.missing or prepared.waiting:
         with store.immediate() as conn:
             queue.complete(conn, holder, [by_id[i].id for i in prepared.unchanged])
             queue.complete(conn, holder, [by_id[i].id for i in prepared.missing],
                            note="no longer in the OnPrintShop database: not sent")
-            queue.defer(conn, holder, [by_id[i].id for i in prepared.waiting], time.time() + WAIT_FOR_CONTACT_SECONDS,
-                        note="waiting for its customer's Contact to be created in Zoho")
+            queue.defer(conn, holder, [by_id[i].id for i, c in prepared.waiting.items() if c not in blocked],
+                        time.time() + WAIT_FOR_CONTACT_SECONDS, note="waiting for its customer's Contact to be created in Zoho")
+            for order_id, customer_id in prepared.waiting.items():
+                if customer_id in blocked:
+                    queue.defer(conn, holder, [by_id[order_id].id], time.time() + BLOCKED_RETRY_SECONDS,
+                                note=f"waiting for customer {customer_id}, whose Contact push is dead: {blocked[customer_id]}")
     counts.update(unchanged=len(prepared.unchanged), missing=len(prepared.missing), waiting=len(prepared.waiting))
     if not prepared.send:
         return counts

@@ -194,3 +194,26 @@ def test_payloads_follow_the_contract_with_optional_custom_fields():
                     "Payment_Status": "Paid", "id": "999"}
     assert push.record_hash(deal) == push.record_hash({k: v for k, v in deal.items() if k != "id"})
     assert push.upsert_body("Deals", [deal])["trigger"] == []
+
+
+def test_an_order_of_a_customer_zoho_refused_waits_without_resending_the_customer(gw_sqlite, monkeypatch):
+    gw = gw_sqlite
+    monkeypatch.setattr(worker, "WAIT_FOR_CONTACT_SECONDS", 0)
+    (customer,) = gw.add_customers(1)
+    gw.update_customer(customer, customers_email_address="broken")
+    (order,) = gw.add_orders([customer])
+    queue.enqueue(gw.rt, "Deals", [order])
+    for _ in range(3):
+        gw.drain()
+    assert gw.fake.upsert_calls["Contacts"] == 1 and gw.fake.upsert_calls["Deals"] == 0
+    assert [d["ops_id"] for d in queue.dead_jobs(gw.rt)] == [customer]
+    with gw.rt.store.engine.connect() as conn:
+        note = conn.execute(sa.select(queue.jobs_table.c.last_error).where(queue.jobs_table.c.module == "Deals")).scalar()
+    assert f"customer {customer}" in note and "INVALID_DATA" in note
+
+    gw.update_customer(customer, customers_email_address="fixed@example.com")  # fixed in OnPrintShop
+    queue.enqueue(gw.rt, "Contacts", [customer])
+    with gw.rt.store.begin() as conn:  # instead of waiting the five minutes
+        conn.execute(queue.jobs_table.update().where(queue.jobs_table.c.module == "Deals").values(next_try_at=0))
+    gw.drain()
+    assert len(gw.fake.records["Deals"]) == 1 and queue.status(gw.rt)["dead"] == 0
