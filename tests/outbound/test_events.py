@@ -99,3 +99,15 @@ def test_remembered_ids_are_purged_once_no_request_can_reuse_them(app, client):
     with rt.store.begin() as conn:
         conn.execute(events.event_ids_table.update().values(received_at=time.time() - 3600))
     assert events.purge_seen_ids(rt, time.time() - 86400) == 1
+
+
+def test_the_events_endpoint_is_rate_limited_with_a_json_answer(make_app):
+    app = make_app(RATELIMIT_ENABLED=True, GATEWAY_WEBHOOK_RATE_LIMIT="2 per minute")
+    client = app.test_client()
+    secret = events.events_secret(app.extensions["gateway"])
+    codes = []
+    for n in range(3):
+        raw, headers = signed(secret, {"type": "customer.updated", "id": 1}, webhook_id=f"rl{n}")
+        answer = post(client, raw, headers)
+        codes.append(answer.status_code)
+    assert codes == [202, 202, 429] and "error" in answer.json
