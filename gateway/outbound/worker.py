@@ -15,7 +15,8 @@ What happens to a batch (`process_batch`):
 - 429 → no attempt counted; the whole queue pauses until Retry-After, or for a growing backoff.
 - 401 INVALID_TOKEN → the client refreshes once and retries; nothing counted here.
 - Revoked refresh token / not connected → the queue pauses (no attempt burnt) until the admin
-  connects again. Daily budget spent → the queue pauses until calls age out of the 24 hours.
+  connects again; a 401 that a fresh token does not cure (e.g. a missing scope) pauses it for
+  five minutes at a time. Daily budget spent → the queue pauses until calls age out of the 24 hours.
 - A Deal whose customer has no Contact in Zoho yet waits (its customer is queued first).
 """
 from __future__ import annotations
@@ -37,7 +38,8 @@ log = logging.getLogger("gateway.outbound.worker")
 IDLE_SECONDS = 1.0          # how often an idle sender looks for due jobs
 PAUSE_CHECK_SECONDS = 5.0   # how often a paused sender looks whether the pause is over
 WAIT_FOR_CONTACT_SECONDS = 5.0
-BLOCKED_RETRY_SECONDS = 300.0  # a Deal whose customer's Contact push is dead looks again this often
+BLOCKED_RETRY_SECONDS = 300.0
+REFUSED_PAUSE_SECONDS = 300.0  # Zoho refused our authorization itself (scope): look again this often  # a Deal whose customer's Contact push is dead looks again this often
 OPS_RETRY_SECONDS = 30.0    # the OnPrintShop database did not answer: try the batch again then
 MODULE_SETTING = {"Contacts": "contacts", "Deals": "deals"}
 
@@ -213,6 +215,10 @@ def _pause_for(rt, exc: Exception) -> None:
         queue.pause(rt.store, "budget", f"the daily Zoho call budget ({budget} calls per 24 hours, "
                     "GATEWAY_DAILY_CALL_BUDGET) is spent; sending resumes as calls age out of the last 24 hours",
                     until=until)
+    elif isinstance(exc, zerr.ApiRefused):
+        until = time.time() + REFUSED_PAUSE_SECONDS
+        queue.pause(rt.store, "refused", f"{exc}; sending tries again at {time.strftime('%H:%M:%S', time.gmtime(until))} UTC",
+                    until=until)
     elif isinstance(exc, zerr.ReauthorizationNeeded):
         queue.pause(rt.store, "reauthorization", f"Zoho needs re-authorization: {exc} "
                     "(save the Zoho settings on the admin page with a new grant token; the queue resumes then)")
@@ -285,7 +291,8 @@ def process_batch(rt, holder: str, module: str, jobs: list[queue.Job], policy: q
     started = time.perf_counter()
     try:
         results = push.send(rt, module, outgoing)
-    except (zerr.Throttled, zerr.BudgetExhausted, zerr.ReauthorizationNeeded, zerr.NotConfigured) as exc:
+    except (zerr.Throttled, zerr.BudgetExhausted, zerr.ReauthorizationNeeded, zerr.NotConfigured, zerr.ApiRefused) as exc:
+        # Nothing wrong with these records: the whole queue waits, no attempt is counted.
         _pause_for(rt, exc)
         queue.note_error(store, str(exc))
         log.warning("push of %d %s paused the queue: %s", len(outgoing), module, exc)
@@ -294,7 +301,7 @@ def process_batch(rt, holder: str, module: str, jobs: list[queue.Job], policy: q
             queue.defer(conn, holder, sent_ids, until.get("until") or time.time())
         return counts
     except (zerr.ZohoError, push.BatchRefused) as exc:
-        # Unavailable (timeouts, 5xx), ApiRefused, a 4xx without results: a counted attempt.
+        # Unavailable (timeouts, 5xx), a 4xx without per-record results: a counted attempt.
         queue.note_error(store, str(exc))
         with store.immediate() as conn:
             dead = queue.fail(conn, holder, sent_jobs, str(exc), policy)

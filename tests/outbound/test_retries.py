@@ -108,3 +108,13 @@ def test_the_default_policy_waits_about_a_day_in_all_with_full_jitter():
     rng = random.Random(1)
     assert all(0 <= policy.next_delay(n, rng) <= policy.ceiling(n) for n in range(1, policy.max_attempts))
     assert policy.next_delay(policy.max_attempts) is None
+
+
+def test_a_401_a_fresh_token_does_not_cure_pauses_the_queue_without_burning_attempts(gw_sqlite):
+    gw = gw_sqlite
+    queue.enqueue(gw.rt, "Contacts", gw.add_customers(2))
+    gw.fake.fail_next = [(401, {})]  # not INVALID_TOKEN: e.g. the client lacks the scope
+    gw.drain()
+    status = queue.status(gw.rt)
+    assert status["paused"] and "scope" in status["paused_reason"]
+    assert (status["pending"], status["dead"]) == (2, 0) and set(attempts(gw)) == {0}
