@@ -44,45 +44,91 @@ def apply_update(ops, oconn, sconn, update: Update) -> Result:
 
 
 # -- finding the record -------------------------------------------------------------------------
-def _same_text(ops, column, value: str):
+# Statements are built once (per OnPrintShop database, as names come from the mapping) and run
+# with bind parameters: building a Core statement costs several times more than running it.
+_LINKS = links.links_table
+_OPS_ID_FOR = (sa.select(_LINKS.c.ops_id)
+               .where(_LINKS.c.module == sa.bindparam("module"), _LINKS.c.zoho_id == sa.bindparam("zoho_id")))
+_ZOHO_ID_FOR = (sa.select(_LINKS.c.zoho_id)
+                .where(_LINKS.c.module == sa.bindparam("module"), _LINKS.c.ops_id == sa.bindparam("ops_id")))
+ID_COLUMNS = {"customers": "customers_id", "orders": "orders_id"}
+
+
+def _linked_ops_id(sconn, module: str, zoho_id: str) -> int | None:
+    row = sconn.execute(_OPS_ID_FOR, {"module": module, "zoho_id": zoho_id}).first()
+    return None if row is None else int(row[0])
+
+
+def _linked_zoho_id(sconn, module: str, ops_id: int) -> str | None:
+    row = sconn.execute(_ZOHO_ID_FOR, {"module": module, "ops_id": ops_id}).first()
+    return None if row is None else row[0]
+
+
+def _same_text(ops, column, value):
     # MySQL's utf8mb4 collations already compare case-insensitively (and use the index that way).
     if ops.dialect == "mysql":
         return column == value
-    return sa.func.lower(column) == value.lower()
+    return sa.func.lower(column) == sa.func.lower(value)
 
 
-def _find_and_lock(ops, oconn, sconn, update: Update, table_key: str, id_col) -> tuple[dict | None, str | None, str | None]:
+def _by_id(ops, table_key: str):
+    def build(tables):
+        table = tables[table_key]
+        return sa.select(table).where(table.c[ID_COLUMNS[table_key]] == sa.bindparam("ops_id")).with_for_update()
+
+    return ops.statement(f"lock {table_key} by id", build)
+
+
+def _by_email(ops):
+    def build(tables):
+        table = tables["customers"]
+        return sa.select(table).where(_same_text(ops, table.c.customers_email_address, sa.bindparam("email"))).with_for_update()
+
+    return ops.statement("lock customer by email", build)
+
+
+def _find_and_lock(ops, oconn, sconn, update: Update, table_key: str) -> tuple[dict | None, str | None, str | None]:
     """(row locked for this transaction, found_by, problem): problem is a conflict message when
     the ops_id Zoho sent is linked to another Zoho record."""
     table = ops.tables[table_key]
-    linked = links.ops_id_for(sconn, update.module, update.zoho_id)
+    by_id = _by_id(ops, table_key)
+    linked = _linked_ops_id(sconn, update.module, update.zoho_id)
     if linked is not None:
-        row = _locked_row(oconn, table, id_col == linked)
+        row = _locked_row(oconn, table, by_id, {"ops_id": linked})
         if row is not None:
             return row, "link", None
     if update.ops_id is not None:
-        row = _locked_row(oconn, table, id_col == update.ops_id)
+        row = _locked_row(oconn, table, by_id, {"ops_id": update.ops_id})
         if row is not None:
-            other = links.zoho_id_for(sconn, update.module, update.ops_id)
+            other = _linked_zoho_id(sconn, update.module, update.ops_id)
             if other is not None and other != update.zoho_id:
                 return None, None, (
                     f"OnPrintShop {table_key} id {update.ops_id} is already linked to Zoho record {other}, not {update.zoho_id}"
                 )
             return row, "ops_id", None
     if update.module == "Contacts" and update.fields.get("email"):
-        row = _locked_row(oconn, table, _same_text(ops, table.c.customers_email_address, update.fields["email"]))
+        row = _locked_row(oconn, table, _by_email(ops), {"email": update.fields["email"]})
         if row is not None:
-            other = links.zoho_id_for(sconn, update.module, int(row["customers_id"]))
+            other = _linked_zoho_id(sconn, update.module, int(row["customers_id"]))
             if other is None or other == update.zoho_id:
                 return row, "email", None
     return None, None, None
 
 
-def _locked_row(oconn, table, where) -> dict | None:
+def _locked_row(oconn, table, statement, params: dict) -> dict | None:
     """The row, locked until commit (FOR UPDATE; SQLite's BEGIN IMMEDIATE already holds the lock),
     keyed by reference column names whatever the store calls them."""
-    row = oconn.execute(sa.select(table).where(where).with_for_update()).first()
+    row = oconn.execute(statement, params).first()
     return None if row is None else {column.key: row._mapping[column] for column in table.c}
+
+
+def _update_row(ops, oconn, table_key: str, ops_id: int, values: dict) -> None:
+    """UPDATE … SET <values, by reference column key> WHERE id = ops_id."""
+    def build(tables):
+        table = tables[table_key]
+        return table.update().where(table.c[ID_COLUMNS[table_key]] == sa.bindparam("where_id"))
+
+    oconn.execute(ops.statement(f"update {table_key}", build), {"where_id": ops_id, **values})
 
 
 def _not_found(update: Update) -> Result:
@@ -104,8 +150,7 @@ def _stale_against_row(ops, update: Update, last_modified) -> Result | None:
 
 # -- contacts → customers ---------------------------------------------------------------------------
 def _apply_contact(ops, oconn, sconn, update: Update) -> Result:
-    t = ops.tables["customers"]
-    row, found_by, problem = _find_and_lock(ops, oconn, sconn, update, "customers", t.c.customers_id)
+    row, found_by, problem = _find_and_lock(ops, oconn, sconn, update, "customers")
     if problem:
         return Result("conflict", problem, parameter="ops_id")
     if row is None:
@@ -118,9 +163,12 @@ def _apply_contact(ops, oconn, sconn, update: Update) -> Result:
 
     email = update.fields.get("email")
     if email is not None:
-        taken = oconn.execute(
-            sa.select(t.c.customers_id).where(_same_text(ops, t.c.customers_email_address, email), t.c.customers_id != ops_id)
-        ).first()
+        def build(tables):
+            c = tables["customers"].c
+            return sa.select(c.customers_id).where(_same_text(ops, c.customers_email_address, sa.bindparam("email")),
+                                                   c.customers_id != sa.bindparam("ops_id"))
+
+        taken = oconn.execute(ops.statement("email taken", build), {"email": email, "ops_id": ops_id}).first()
         if taken is not None:
             return Result("conflict", f"the e-mail {email} already belongs to another OnPrintShop customer (id {taken[0]})",
                           ops_id=ops_id, found_by=found_by, parameter="email")
@@ -132,7 +180,7 @@ def _apply_contact(ops, oconn, sconn, update: Update) -> Result:
     last_modified = ops.local_from_epoch(update.modified_time)
     try:
         with oconn.begin_nested():
-            oconn.execute(t.update().where(t.c.customers_id == ops_id).values(last_modified=last_modified, **changed))
+            _update_row(ops, oconn, "customers", ops_id, {"last_modified": last_modified, **changed})
     except sa.exc.IntegrityError:
         return Result("conflict", f"the e-mail {email} already belongs to another OnPrintShop customer",
                       ops_id=ops_id, found_by=found_by, parameter="email")
@@ -142,8 +190,7 @@ def _apply_contact(ops, oconn, sconn, update: Update) -> Result:
 
 # -- deals → orders ---------------------------------------------------------------------------------
 def _apply_deal(ops, oconn, sconn, update: Update) -> Result:
-    t = ops.tables["orders"]
-    row, found_by, problem = _find_and_lock(ops, oconn, sconn, update, "orders", t.c.orders_id)
+    row, found_by, problem = _find_and_lock(ops, oconn, sconn, update, "orders")
     if problem:
         return Result("conflict", problem, parameter="ops_id")
     if row is None:
@@ -173,12 +220,11 @@ def _apply_deal(ops, oconn, sconn, update: Update) -> Result:
         return Result("applied", "no change: OnPrintShop already has these values", ops_id=ops_id, found_by=found_by)
 
     last_modified = ops.local_from_epoch(update.modified_time)
-    oconn.execute(t.update().where(t.c.orders_id == ops_id).values(last_modified=last_modified, **changed))
+    _update_row(ops, oconn, "orders", ops_id, {"last_modified": last_modified, **changed})
     if "orders_status_id" in changed:
-        history = ops.tables["orders_status_history"]
-        oconn.execute(history.insert().values(
-            orders_id=ops_id, orders_status_id=status[0], date_added=last_modified, customer_notified=0,
-            comments=f"Zoho CRM: Deal {update.zoho_id} moved to stage {status[1]}",
-        ))
+        oconn.execute(ops.statement("insert history", lambda tables: tables["orders_status_history"].insert()), {
+            "orders_id": ops_id, "orders_status_id": status[0], "date_added": last_modified, "customer_notified": 0,
+            "comments": f"Zoho CRM: Deal {update.zoho_id} moved to stage {status[1]}",
+        })
     return Result("applied", "applied: " + ", ".join(sorted(update.fields)), ops_id=ops_id, found_by=found_by,
                   written=("orders", ops_id, last_modified))

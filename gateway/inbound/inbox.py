@@ -80,6 +80,22 @@ applied_table = sa.Table(
     sa.Column("updated_at", sa.Double, nullable=False),
 )
 
+# Built once, run with bind parameters (building a Core statement costs more than running it).
+_INSERT_INBOX = inbox_table.insert()
+_FINISH_INBOX = inbox_table.update().where(inbox_table.c.id == sa.bindparam("where_id"))
+_MARKER = sa.select(applied_table).where(applied_table.c.module == sa.bindparam("module"),
+                                         applied_table.c.zoho_id == sa.bindparam("zoho_id"))
+_MARKER_LOCKED = _MARKER.with_for_update()
+_INSERT_MARKER = applied_table.insert()
+_UPDATE_MARKER = applied_table.update().where(applied_table.c.module == sa.bindparam("where_module"),
+                                              applied_table.c.zoho_id == sa.bindparam("where_zoho_id"))
+_EARLIER_PENDING = sa.select(inbox_table.c.id).where(
+    inbox_table.c.module == sa.bindparam("module"), inbox_table.c.zoho_id == sa.bindparam("zoho_id"),
+    inbox_table.c.state == "pending", inbox_table.c.id != sa.bindparam("id"),
+    sa.or_(inbox_table.c.modified_time < sa.bindparam("modified_time"),
+           sa.and_(inbox_table.c.modified_time == sa.bindparam("modified_time"), inbox_table.c.id < sa.bindparam("id"))),
+).limit(1)
+
 HTTP_STATUS = {
     "applied": 200, "duplicate": 200, "stale": 200, "accepted": 202,
     "not_found": 404, "conflict": 409, "invalid": 422, "failed": 422,
@@ -196,7 +212,7 @@ def _receive_once(rt, module: str, update: Update, source: str) -> Outcome:
             fields=json.dumps(update.fields, ensure_ascii=False), fingerprint=update.fingerprint(),
             state="pending", attempts=0, next_attempt_at=now,
         )
-        inbox_id = sconn.execute(inbox_table.insert().values(**values)).inserted_primary_key[0]
+        inbox_id = sconn.execute(_INSERT_INBOX, values).inserted_primary_key[0]
         row = SimpleNamespace(id=inbox_id, outcome=None, reason=None, ops_id=None, **values)
         if rt.ops.recently_unavailable():
             return Outcome("accepted", later, inbox_id=inbox_id)
@@ -227,18 +243,16 @@ def _row_update(row) -> Update:
 
 def _lock_record(conn, store, module: str, zoho_id: str):
     """The record's gw_inbox_applied row, locked for this transaction (created empty if absent)."""
-    key = (applied_table.c.module == module, applied_table.c.zoho_id == zoho_id)
-    query = sa.select(applied_table).where(*key)
-    if store.dialect != "sqlite":
-        query = query.with_for_update()
-    row = conn.execute(query).first()
+    query = _MARKER if store.dialect == "sqlite" else _MARKER_LOCKED
+    key = {"module": module, "zoho_id": zoho_id}
+    row = conn.execute(query, key).first()
     if row is None:
         try:
             with conn.begin_nested():
-                conn.execute(applied_table.insert().values(module=module, zoho_id=zoho_id, updated_at=time.time()))
+                conn.execute(_INSERT_MARKER, {**key, "updated_at": time.time()})
         except sa.exc.IntegrityError:
             pass  # another worker made it first; the select below waits for its lock
-        row = conn.execute(query).first()
+        row = conn.execute(query, key).first()
     return row
 
 
@@ -259,14 +273,8 @@ def _decide_and_apply(rt, sconn, inbox_id: int, row=None) -> Outcome:
         return Outcome(row.outcome, row.reason or "", inbox_id=inbox_id, ops_id=row.ops_id)
     marker = _lock_record(sconn, store, row.module, row.zoho_id)
 
-    earlier = sconn.execute(
-        sa.select(inbox_table.c.id).where(
-            inbox_table.c.module == row.module, inbox_table.c.zoho_id == row.zoho_id,
-            inbox_table.c.state == "pending", inbox_table.c.id != row.id,
-            sa.or_(inbox_table.c.modified_time < row.modified_time,
-                   sa.and_(inbox_table.c.modified_time == row.modified_time, inbox_table.c.id < row.id)),
-        ).limit(1)
-    ).first()
+    earlier = sconn.execute(_EARLIER_PENDING, {"module": row.module, "zoho_id": row.zoho_id, "id": row.id,
+                                                "modified_time": row.modified_time}).first()
     if earlier is not None:
         _wake.set()
         return Outcome("accepted", "stored; an earlier update of this record is applied first", inbox_id=inbox_id)
@@ -299,10 +307,10 @@ def _decide_and_apply(rt, sconn, inbox_id: int, row=None) -> Outcome:
     if result.status == "applied":
         if result.found_by in ("ops_id", "email"):
             links.save(sconn, update.module, result.ops_id, update.zoho_id)
-        sconn.execute(applied_table.update().where(
-            applied_table.c.module == row.module, applied_table.c.zoho_id == row.zoho_id,
-        ).values(modified_time=update.modified_time, fingerprint=row.fingerprint, ops_id=result.ops_id,
-                 updated_at=time.time()))
+        sconn.execute(_UPDATE_MARKER, {
+            "where_module": row.module, "where_zoho_id": row.zoho_id, "modified_time": update.modified_time,
+            "fingerprint": row.fingerprint, "ops_id": result.ops_id, "updated_at": time.time(),
+        })
     elif result.status == "stale" and result.found_by in ("ops_id", "email"):
         links.save(sconn, update.module, result.ops_id, update.zoho_id)
     return _finish(sconn, row, result.status, result.message, result.ops_id, result.parameter)
@@ -324,9 +332,8 @@ def _apply_in_ops(rt, sconn, update: Update):
 
 def _finish(sconn, row, status: str, reason: str, ops_id=None, parameter=None) -> Outcome:
     stored_reason = f"{parameter}: {reason}" if parameter and status in ("invalid", "conflict") else reason
-    sconn.execute(inbox_table.update().where(inbox_table.c.id == row.id).values(
-        state="done", outcome=status, reason=stored_reason[:500], ops_id=ops_id, finished_at=time.time(),
-    ))
+    sconn.execute(_FINISH_INBOX, {"where_id": row.id, "state": "done", "outcome": status, "reason": stored_reason[:500],
+                                  "ops_id": ops_id, "finished_at": time.time()})
     return Outcome(status, reason, inbox_id=row.id, ops_id=ops_id, parameter=parameter)
 
 

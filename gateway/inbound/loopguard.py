@@ -63,34 +63,41 @@ def record(conn, table_key: str, ops_id: int, last_modified) -> None:
     if table_key not in TABLE_KEYS:
         raise ValueError(f"table_key must be one of {TABLE_KEYS}")
     values = {"table_key": table_key, "ops_id": int(ops_id), "last_modified": stamp(last_modified), "recorded_at": time.time()}
-    dialect = conn.dialect.name
-    # One statement: the same change can be written twice (a re-apply), which only refreshes the time.
-    if dialect == "mysql":
-        statement = mysql.insert(loopguard_table).values(**values)
-        conn.execute(statement.on_duplicate_key_update(recorded_at=statement.inserted.recorded_at))
-    elif dialect in ("postgresql", "sqlite"):
-        statement = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect](loopguard_table).values(**values)
-        conn.execute(statement.on_conflict_do_update(
-            index_elements=["table_key", "ops_id", "last_modified"], set_={"recorded_at": statement.excluded.recorded_at},
-        ))
-    else:
-        key = {k: values[k] for k in ("table_key", "ops_id", "last_modified")}
-        where = [loopguard_table.c[k] == v for k, v in key.items()]
-        if conn.execute(loopguard_table.update().where(*where).values(recorded_at=values["recorded_at"])).rowcount == 0:
-            conn.execute(loopguard_table.insert().values(**values))
+    conn.execute(_upsert(conn.dialect.name), values)
+
+
+def _upsert(dialect: str):
+    """One statement that records a change, or refreshes its time when the same change is written
+    again (a re-apply); built once per dialect."""
+    statement = _UPSERTS.get(dialect)
+    if statement is None:
+        if dialect == "mysql":
+            insert = mysql.insert(loopguard_table)
+            statement = insert.on_duplicate_key_update(recorded_at=insert.inserted.recorded_at)
+        elif dialect in ("postgresql", "sqlite"):
+            insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect](loopguard_table)
+            statement = insert.on_conflict_do_update(
+                index_elements=["table_key", "ops_id", "last_modified"], set_={"recorded_at": insert.excluded.recorded_at},
+            )
+        else:
+            raise ValueError(f"the loop guard has no upsert for {dialect}")
+        _UPSERTS[dialect] = statement
+    return statement
+
+
+_UPSERTS: dict = {}
+_WRITTEN = sa.select(loopguard_table.c.ops_id).where(
+    loopguard_table.c.table_key == sa.bindparam("table_key"),
+    loopguard_table.c.ops_id == sa.bindparam("ops_id"),
+    loopguard_table.c.last_modified == sa.bindparam("last_modified"),
+)
 
 
 def written_by_gateway(conn, table_key: str, ops_id: int, last_modified) -> bool:
     """Did the gateway's inbound side write exactly this change (this row, this `last_modified`)?"""
     if last_modified is None:
         return False
-    row = conn.execute(
-        sa.select(loopguard_table.c.ops_id).where(
-            loopguard_table.c.table_key == table_key,
-            loopguard_table.c.ops_id == int(ops_id),
-            loopguard_table.c.last_modified == stamp(last_modified),
-        )
-    ).first()
+    row = conn.execute(_WRITTEN, {"table_key": table_key, "ops_id": int(ops_id), "last_modified": stamp(last_modified)}).first()
     return row is not None
 
 

@@ -55,6 +55,7 @@ class OpsDatabase:
         self._status_lock = threading.Lock()
         self._status_cache: tuple[float, dict[str, tuple[int, str]]] | None = None
         self._unavailable_until = 0.0
+        self._statements: dict[str, object] = {}
 
     @classmethod
     def from_config(cls, config) -> "OpsDatabase":
@@ -94,6 +95,14 @@ class OpsDatabase:
         inspector = sa.inspect(self.engine)
         names = {n.lower() for n in inspector.get_table_names()}
         return [t.name for t in self.tables.values() if t.name.lower() in names]
+
+    def statement(self, name: str, build):
+        """A statement built once per database and reused (building Core statements costs more
+        than running them): `build(tables)` makes it on first use; values go in as bind parameters."""
+        stmt = self._statements.get(name)
+        if stmt is None:
+            stmt = self._statements[name] = build(self.tables)
+        return stmt
 
     # -- statuses ---------------------------------------------------------------------------------
     def statuses(self, conn=None, refresh: bool = False) -> dict[str, tuple[int, str]]:
