@@ -242,3 +242,24 @@ def test_attention_puts_reauthorization_first_and_names_each_problem():
         ("inbound", "1 update from Zoho waiting for the OnPrintShop database."),
         ("status", "The latest deliveries could not be read just now (OperationalError); the log has the details"),
     ]
+
+
+def test_a_revoked_refresh_token_shows_needs_reauthorization_with_the_way_to_fix_it(page_app, admin, fake_zoho):
+    from gateway.zoho.errors import ReauthorizationNeeded
+
+    save_form(admin, fake_zoho)
+    rt = rt_of(page_app)
+    (refresh_token,) = fake_zoho.live_refresh_tokens()
+    import requests
+
+    # Revoked elsewhere (e.g. in Zoho's API console): Zoho answers invalid_code on the next refresh.
+    assert requests.post(f"{fake_zoho.url}/oauth/v2/token/revoke", params={"token": refresh_token}, timeout=10).ok
+    with pytest.raises(ReauthorizationNeeded):
+        rt.tokens.invalidate(rt.tokens.access_token())
+    text = page_text(admin)
+    assert 'data-state="needs_reauthorization"' in text
+    assert "Zoho needs re-authorization: pushes wait until you connect again." in text
+    assert '<a class="button" href="#configure">Re-authorize</a>' in text
+    # A new grant token through the same form fixes it.
+    save_form(admin, fake_zoho)
+    assert 'data-state="connected"' in page_text(admin)
