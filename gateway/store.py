@@ -148,26 +148,32 @@ class Store:
 
     # -- leases -----------------------------------------------------------------------------
     def try_lease(self, name: str, holder: str, seconds: float) -> bool:
-        """Take or extend the named lease if it is free, lapsed or already ours; True when held."""
+        """Take or extend the named lease if it is free, lapsed or already ours; True when held.
+
+        Losing a race (two first inserts of the same name, or MariaDB choosing this transaction
+        as a deadlock victim) simply means someone else holds it now: False, never an error.
+        """
         now = time.time()
-        with self.immediate() as conn:
-            taken = conn.execute(
-                leases_table.update()
-                .where(leases_table.c.name == name)
-                .where(sa.or_(leases_table.c.expires_at < now, leases_table.c.holder == holder, leases_table.c.holder.is_(None)))
-                .values(holder=holder, expires_at=now + seconds)
-            ).rowcount
-            if taken:
+        try:
+            with self.immediate() as conn:
+                taken = conn.execute(
+                    leases_table.update()
+                    .where(leases_table.c.name == name)
+                    .where(sa.or_(leases_table.c.expires_at < now, leases_table.c.holder == holder, leases_table.c.holder.is_(None)))
+                    .values(holder=holder, expires_at=now + seconds)
+                ).rowcount
+                if taken:
+                    return True
+                if conn.execute(sa.select(leases_table.c.name).where(leases_table.c.name == name)).first():
+                    return False
+                conn.execute(leases_table.insert().values(name=name, holder=holder, expires_at=now + seconds))
                 return True
-            exists = conn.execute(sa.select(leases_table.c.name).where(leases_table.c.name == name)).first()
-            if exists:
+        except sa.exc.IntegrityError:
+            return False
+        except sa.exc.OperationalError as exc:
+            if is_lock_conflict(exc):
                 return False
-            try:
-                with conn.begin_nested():
-                    conn.execute(leases_table.insert().values(name=name, holder=holder, expires_at=now + seconds))
-            except sa.exc.IntegrityError:
-                return False
-            return True
+            raise
 
     def release_lease(self, name: str, holder: str) -> None:
         with self.begin() as conn:
@@ -176,6 +182,23 @@ class Store:
                 .where(leases_table.c.name == name, leases_table.c.holder == holder)
                 .values(holder=None, expires_at=0.0)
             )
+
+
+def is_lock_conflict(exc: BaseException | None) -> bool:
+    """A deadlock or lock-wait timeout anywhere in the exception's chain: the database rolled the
+    transaction back, and running it again from the start is the remedy."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        orig = getattr(exc, "orig", None)
+        for candidate in (exc, orig):
+            args = getattr(candidate, "args", None) or ()
+            if args and args[0] in (1213, 1205):  # MySQL/MariaDB: deadlock, lock wait timeout
+                return True
+            if getattr(candidate, "sqlstate", None) in ("40P01", "40001"):  # PostgreSQL
+                return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def new_holder_id() -> str:

@@ -173,7 +173,7 @@ class FakeZoho:
             request_queue_size = 128
 
         self._server = Server(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-zoho", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-zoho", daemon=True)
         self._thread.start()
         return self
 
