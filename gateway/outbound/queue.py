@@ -116,6 +116,39 @@ def check_module(module: str) -> str:
     return module
 
 
+# -- transactions ---------------------------------------------------------------------------
+DEADLOCK_CODES = {1213, 1205}  # MySQL/MariaDB: deadlock, lock wait timeout
+PG_RETRY_STATES = {"40P01", "40001"}  # PostgreSQL: deadlock, serialization failure
+
+
+def _retryable(exc: sa.exc.OperationalError) -> bool:
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "args", [None])[0] if orig is not None else None
+    return code in DEADLOCK_CODES or getattr(orig, "sqlstate", None) in PG_RETRY_STATES
+
+
+def transaction(store, work):
+    """Run `work(conn)` in one state-store transaction and return its result; rerun it after a deadlock.
+
+    Claims, merges and settlements of many workers touch neighbouring rows: on MariaDB/MySQL the
+    transaction runs READ COMMITTED (row locks only, no gap locks), on SQLite it takes the write
+    lock at once (BEGIN IMMEDIATE); a deadlock that still happens is rolled back and retried.
+    """
+    for attempt in range(6):
+        try:
+            with store.engine.connect() as conn:
+                if store.dialect == "mysql":
+                    conn = conn.execution_options(isolation_level="READ COMMITTED")
+                elif store.dialect == "sqlite":
+                    conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+                with conn.begin():
+                    return work(conn)
+        except sa.exc.OperationalError as exc:
+            if attempt == 5 or not _retryable(exc):
+                raise
+            time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
+
+
 # -- feeding the queue ------------------------------------------------------------------------
 def enqueue(rt, module: str, ops_ids, force: bool = False, delay: float = 0.0) -> int:
     """Queue a push of these records (merging into their waiting jobs); returns how many."""
@@ -139,7 +172,8 @@ def _enqueue_chunk(store, module, chunk, force, delay) -> None:
     now = time.time()
     keys = [_key(module, i) for i in chunk]
     t = jobs_table.c
-    with store.immediate() as conn:
+
+    def merge(conn):
         query = sa.select(t.id, t.ops_id, t.state).where(t.active_key.in_(keys))
         if store.skip_locked:
             query = query.with_for_update()
@@ -168,6 +202,8 @@ def _enqueue_chunk(store, module, chunk, force, delay) -> None:
         ]
         if fresh:
             conn.execute(jobs_table.insert(), fresh)
+
+    transaction(store, merge)
 
 
 def pending_ids(rt, module: str, ops_ids) -> set[int]:
@@ -206,15 +242,18 @@ def claim(store, holder: str, module: str, limit: int = 100, lease_seconds: floa
     )
     if store.skip_locked:
         query = query.with_for_update(skip_locked=True)
-    with store.immediate() as conn:
+
+    def take(conn):
         rows = conn.execute(query).all()
-        if not rows:
-            return []
-        conn.execute(
-            jobs_table.update()
-            .where(t.id.in_([r.id for r in rows]), t.state == "pending")
-            .values(state="in_flight", lease_holder=holder, lease_expires_at=now + lease_seconds, updated_at=now)
-        )
+        if rows:
+            conn.execute(
+                jobs_table.update()
+                .where(t.id.in_([r.id for r in rows]), t.state == "pending")
+                .values(state="in_flight", lease_holder=holder, lease_expires_at=now + lease_seconds, updated_at=now)
+            )
+        return rows
+
+    rows = transaction(store, take)
     return [Job(r.id, module, int(r.ops_id), r.attempts, bool(r.force_send)) for r in rows]
 
 

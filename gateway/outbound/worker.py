@@ -1,7 +1,7 @@
 """The queue worker: claims batches of jobs, pushes them to Zoho, and settles each job.
 
-`run(rt, stop)` (a background task, gateway.background) starts GATEWAY_ZOHO_CONCURRENCY sender
-threads in this process; the deployment-wide gate (gateway.zoho.gate) keeps the calls in flight
+`run(rt, stop)` (a background task, gateway.background) starts 2 × GATEWAY_ZOHO_CONCURRENCY
+sender threads in this process; the deployment-wide gate (gateway.zoho.gate) keeps the calls in flight
 across all processes at that number, so extra senders only wait. The calling thread renews
 this process's job leases, reclaims the jobs of dead processes, and on stop hands every lease
 it still holds back to the queue.
@@ -52,7 +52,9 @@ class Worker:
     def __init__(self, rt, senders: int | None = None, policy: queue.RetryPolicy = queue.DEFAULT_POLICY):
         self.rt = rt
         self.holder = new_holder_id()
-        self.senders = senders or max(1, int(rt.config.get("GATEWAY_ZOHO_CONCURRENCY") or 5))
+        # Twice the cap: while some senders are in a Zoho call, others read and settle their
+        # batches, so a freed slot finds a batch ready (the gate keeps the cap itself).
+        self.senders = senders or 2 * max(1, int(rt.config.get("GATEWAY_ZOHO_CONCURRENCY") or 5))
         self.policy = policy
 
     def run(self, stop: threading.Event) -> None:
@@ -145,36 +147,9 @@ def save_links(conn, module: str, rows: list[tuple[int, str, str]]) -> None:
 
 
 # -- settling jobs ---------------------------------------------------------------------------------
-DEADLOCK_CODES = {1213, 1205}  # MySQL/MariaDB: deadlock, lock wait timeout
-PG_RETRY_STATES = {"40P01", "40001"}  # PostgreSQL: deadlock, serialization failure
-
-
-def _retryable(exc: sa.exc.OperationalError) -> bool:
-    orig = getattr(exc, "orig", None)
-    code = getattr(orig, "args", [None])[0] if orig is not None else None
-    return code in DEADLOCK_CODES or getattr(orig, "sqlstate", None) in PG_RETRY_STATES
-
-
 def settle(store, work) -> None:
-    """Run `work(conn)` in one state-store transaction, again from the start after a deadlock.
-
-    Concurrent batches write neighbouring link rows; on MariaDB the transaction runs READ
-    COMMITTED (no gap locks), and a deadlock that still happens is simply retried.
-    """
-    for attempt in range(6):
-        try:
-            with store.engine.connect() as conn:
-                if store.dialect == "mysql":
-                    conn = conn.execution_options(isolation_level="READ COMMITTED")
-                elif store.dialect == "sqlite":
-                    conn = conn.execution_options(sqlite_begin="IMMEDIATE")
-                with conn.begin():
-                    work(conn)
-            return
-        except sa.exc.OperationalError as exc:
-            if attempt == 5 or not _retryable(exc):
-                raise
-            time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
+    """Run `work(conn)` in one state-store transaction, again from the start after a deadlock."""
+    queue.transaction(store, work)
 
 
 # -- pause ------------------------------------------------------------------------------------------
@@ -241,12 +216,11 @@ def process_batch(rt, holder: str, module: str, jobs: list[queue.Job], policy: q
     if not account:
         exc = zerr.NotConfigured()
         _pause_for(rt, exc)
-        with store.immediate() as conn:
-            queue.defer(conn, holder, [j.id for j in jobs], time.time())
+        settle(store, lambda conn: queue.defer(conn, holder, [j.id for j in jobs], time.time()))
         return counts
     if synced and MODULE_SETTING[module] not in synced:
-        with store.immediate() as conn:
-            queue.complete(conn, holder, [j.id for j in jobs], note=f"{module} are not synced (Zoho settings): not sent")
+        settle(store, lambda conn: queue.complete(conn, holder, [j.id for j in jobs],
+                                                  note=f"{module} are not synced (Zoho settings): not sent"))
         return counts
 
     forced = {job.ops_id for job in jobs if job.force}
@@ -257,8 +231,8 @@ def process_batch(rt, holder: str, module: str, jobs: list[queue.Job], policy: q
         message = f"the OnPrintShop database did not answer ({exc.__class__.__name__}); trying again in {OPS_RETRY_SECONDS:.0f} s"
         log.warning(message)
         queue.note_error(store, message)
-        with store.immediate() as conn:
-            queue.defer(conn, holder, [j.id for j in jobs], time.time() + OPS_RETRY_SECONDS, note=message)
+        settle(store, lambda conn: queue.defer(conn, holder, [j.id for j in jobs], time.time() + OPS_RETRY_SECONDS,
+                                               note=message))
         return counts
 
     blocked: dict[int, str] = {}
@@ -270,7 +244,7 @@ def process_batch(rt, holder: str, module: str, jobs: list[queue.Job], policy: q
         if customers - set(blocked):
             queue.enqueue(rt, "Contacts", customers - set(blocked))
     if prepared.unchanged or prepared.missing or prepared.waiting:
-        with store.immediate() as conn:
+        def settle_unsent(conn):
             queue.complete(conn, holder, [by_id[i].id for i in prepared.unchanged])
             queue.complete(conn, holder, [by_id[i].id for i in prepared.missing],
                            note="no longer in the OnPrintShop database: not sent")
@@ -280,6 +254,8 @@ def process_batch(rt, holder: str, module: str, jobs: list[queue.Job], policy: q
                 if customer_id in blocked:
                     queue.defer(conn, holder, [by_id[order_id].id], time.time() + BLOCKED_RETRY_SECONDS,
                                 note=f"waiting for customer {customer_id}, whose Contact push is dead: {blocked[customer_id]}")
+
+        settle(store, settle_unsent)
     counts.update(unchanged=len(prepared.unchanged), missing=len(prepared.missing), waiting=len(prepared.waiting))
     if not prepared.send:
         return counts
@@ -297,14 +273,12 @@ def process_batch(rt, holder: str, module: str, jobs: list[queue.Job], policy: q
         queue.note_error(store, str(exc))
         log.warning("push of %d %s paused the queue: %s", len(outgoing), module, exc)
         until = queue.current_pause(store) or {}
-        with store.immediate() as conn:
-            queue.defer(conn, holder, sent_ids, until.get("until") or time.time())
+        settle(store, lambda conn: queue.defer(conn, holder, sent_ids, until.get("until") or time.time()))
         return counts
     except (zerr.ZohoError, push.BatchRefused) as exc:
         # Unavailable (timeouts, 5xx), a 4xx without per-record results: a counted attempt.
         queue.note_error(store, str(exc))
-        with store.immediate() as conn:
-            dead = queue.fail(conn, holder, sent_jobs, str(exc), policy)
+        dead = queue.transaction(store, lambda conn: queue.fail(conn, holder, sent_jobs, str(exc), policy))
         counts["retry"] = len(sent_jobs) - len(dead)
         counts["dead"] = len(dead)
         log.warning("push of %d %s failed (%d dead): %s", len(outgoing), module, len(dead), exc)
