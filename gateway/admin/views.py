@@ -7,7 +7,6 @@ message (Post/Redirect/Get), so it works without JavaScript and a reload repeats
 """
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 
@@ -130,11 +129,13 @@ def _page(configure_form: ConfigureForm, status: int = 200):
     ), status
 
 
+ZOHO_CONNECT_ENDPOINT = "zoho_oauth.connect"  # gateway.admin.zoho_views
+
+
 def _zoho_connect_url() -> str | None:
-    """The redirect-based connect flow, when the Zoho concern provides it."""
-    for endpoint in ("admin.zoho_connect", "admin.connect", "zoho.connect", "admin_zoho.connect"):
-        if endpoint in current_app.view_functions:
-            return url_for(endpoint)
+    """The redirect-based connect flow (/admin/zoho/connect), when the app has it."""
+    if ZOHO_CONNECT_ENDPOINT in current_app.view_functions:
+        return url_for(ZOHO_CONNECT_ENDPOINT)
     return None
 
 
@@ -164,13 +165,13 @@ def index():
     if action == "update":
         return _show(actions.update(rt, account_id=fields["account_id"], modules=fields["modules"]), "update zoho settings")
     if action == "redirect":
-        connect_url = _zoho_connect_url()
-        outcome = actions.save_pending(rt, connect_available=connect_url is not None, **fields)
+        # Saved here, then the admin follows a link to /admin/zoho/connect: the CSP's
+        # `form-action 'self'` rightly stops a form POST from being redirected to Zoho.
+        outcome = actions.save_pending(rt, connect_available=_zoho_connect_url() is not None, **fields)
         audit.record(rt, who(), "connect through zoho", outcome.detail)
-        if outcome.ok:
-            return redirect(connect_url)
-        flash(outcome.message, "error")
-        return redirect(url_for(".index"))
+        flash(outcome.message if not outcome.ok else "Saved. Now press “Continue at Zoho” to allow access there.",
+              "ok" if outcome.ok else "error")
+        return redirect(url_for(".index", _anchor="configure"))
     return _show(actions.configure(rt, grant_token=form.grant_token.data.strip(), **fields), "configure")
 
 
@@ -227,12 +228,3 @@ def notify():
 @login_required
 def disconnect():
     return _show(actions.disconnect(runtime.current()), "disconnect")
-
-
-# The Zoho concern's redirect flow (/admin/zoho/connect, /admin/zoho/callback) lives on this
-# blueprint, in its own module.
-try:
-    importlib.import_module(f"{__package__}.zoho_views")
-except ModuleNotFoundError as exc:
-    if exc.name != f"{__package__}.zoho_views":
-        raise

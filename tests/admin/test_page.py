@@ -263,3 +263,15 @@ def test_a_revoked_refresh_token_shows_needs_reauthorization_with_the_way_to_fix
     # A new grant token through the same form fixes it.
     save_form(admin, fake_zoho)
     assert 'data-state="connected"' in page_text(admin)
+
+
+def test_connect_through_zoho_saves_the_form_and_offers_the_link(page_app, admin, fake_zoho):
+    response, (client_id, secret, _) = save_form(admin, fake_zoho, code="", action="redirect")
+    assert response.status_code == 302 and response.location == "/admin/#configure"
+    text = page_text(admin)
+    assert "Saved. Now press “Continue at Zoho” to allow access there." in flashes(text)
+    assert '<a class="button" id="continue-at-zoho" href="/admin/zoho/connect">Continue at Zoho</a>' in text
+    assert client_id not in text and secret not in text
+    assert connection.status(rt_of(page_app))["pending"]["account_id"] == ACCOUNT
+    assert connection.state(rt_of(page_app)) == "not_configured"  # nothing changes until Zoho answers
+    assert fake_zoho.calls["oauth.grant"] == 0

@@ -176,3 +176,21 @@ def test_status_page_with_a_connected_gateway_deliveries_and_a_dead_job(page, li
     expect(page.locator(".attention li")).to_have_text(["1 push failed for good: see the dead jobs."])
     page.shot("status-first-screen", full_page=False)
     page.shot("status")
+
+
+def test_connect_through_zoho_instead_of_pasting_a_grant_token(page, live_gateway):
+    client_id, client_secret = live_gateway.fake.add_client()
+    log_in(page, live_gateway)
+    page.select_option("#data_center", "us")
+    page.fill("#client_id", client_id)
+    page.fill("#client_secret", client_secret)
+    page.fill("#account_id", ACCOUNT)
+    page.click("button[value=redirect]")
+    expect(page.locator(".flash-ok")).to_have_text("Saved. Now press “Continue at Zoho” to allow access there.")
+    page.click("#continue-at-zoho")
+    # The fake's consent page approves at once and sends the browser back to the callback.
+    expect(page.locator(".flash-ok")).to_contain_text("connected to Zoho CRM (us,")
+    expect(page.locator("#zoho .state")).to_have_text("Connected")
+    assert live_gateway.fake.calls["oauth.auth"] == 1
+    assert live_gateway.fake.last_auth_query["redirect_uri"] == live_gateway.url + "/admin/zoho/callback"
+    page.shot("connected-through-zoho")
