@@ -5,7 +5,9 @@ limits live in the state store and hold however many gunicorn workers or `worker
 share it:
 
 - Concurrency: `GATEWAY_ZOHO_CONCURRENCY` slot leases (`zoho-slot-0` … in `gw_leases`). A call
-  takes a free or lapsed slot with one conditional UPDATE and hands it back when it returns.
+  takes any free or lapsed slot with one UPDATE (`LIMIT 1` on MySQL, a `SKIP LOCKED` pick with
+  `RETURNING` on PostgreSQL and SQLite) and hands it back when it returns; while all are busy,
+  one thread per process polls every few milliseconds and the others wait on it locally.
   A slot of a killed process lapses after `SLOT_LEASE_SECONDS`, longer than any call may take
   (the client's timeout is 30 s). A per-process semaphore keeps a process from polling the
   store with more threads than there are slots.
@@ -117,6 +119,7 @@ class Gate:
         self.budget = budget if budget and budget > 0 else None
         self.slots = [f"zoho-slot-{n}" for n in range(self.concurrency)]
         self._local = threading.BoundedSemaphore(self.concurrency)
+        self._poller = threading.Lock()
         self._rows_ready = False
         self._seq = itertools.count()
         self._pid = os.getpid()
@@ -176,28 +179,43 @@ class Gate:
             self._ensure_rows()
         holder = f"{self._pid}-{threading.get_ident()}-{next(self._seq)}"
         deadline = time.monotonic() + SLOT_WAIT_SECONDS
-        order = list(self.slots)
-        while True:
-            random.shuffle(order)  # spread processes over the slots instead of all fighting for slot 0
-            now = time.time()
-            for name in order:
-                with self.store.begin() as conn:
-                    taken = conn.execute(
-                        leases_table.update()
-                        .where(leases_table.c.name == name)
-                        .where(sa.or_(leases_table.c.holder.is_(None), leases_table.c.expires_at < now))
-                        .values(holder=holder, expires_at=now + SLOT_LEASE_SECONDS)
-                    ).rowcount
-                    counted = bool(taken) and bump(conn, "calls")  # the call is counted with its slot: one commit
-                if taken:
-                    if not counted:
-                        add_count(self.store, "calls")
+        # One thread per process asks the store at a time; the others wait here without queries.
+        if not self._poller.acquire(timeout=SLOT_WAIT_SECONDS):
+            raise unavailable(f"no Zoho call slot free in this process for {SLOT_WAIT_SECONDS:.0f} s")
+        try:
+            while True:
+                name = self._try_any_slot(holder)
+                if name is not None:
                     return name, holder
-            if time.monotonic() > deadline:
-                raise unavailable(
-                    f"all {self.concurrency} Zoho call slots (GATEWAY_ZOHO_CONCURRENCY) stayed busy for {SLOT_WAIT_SECONDS:.0f} s"
-                )
-            time.sleep(random.uniform(0.002, 0.01))
+                if time.monotonic() > deadline:
+                    raise unavailable(
+                        f"all {self.concurrency} Zoho call slots (GATEWAY_ZOHO_CONCURRENCY) stayed busy for {SLOT_WAIT_SECONDS:.0f} s"
+                    )
+                time.sleep(random.uniform(0.003, 0.008))
+        finally:
+            self._poller.release()
+
+    def _try_any_slot(self, holder: str) -> str | None:
+        """Take any free or lapsed slot with one statement (and count the call in the same commit)."""
+        now = time.time()
+        t = leases_table.c
+        free = sa.and_(t.name.in_(self.slots), sa.or_(t.holder.is_(None), t.expires_at < now))
+        values = {"holder": holder, "expires_at": now + SLOT_LEASE_SECONDS}
+        with self.store.begin() as conn:
+            if self.store.dialect == "mysql":
+                taken = conn.execute(leases_table.update().where(free).values(**values).with_dialect_options(mysql_limit=1)).rowcount
+                name = conn.execute(sa.select(t.name).where(t.name.in_(self.slots), t.holder == holder)).scalar() if taken else None
+            else:
+                pick = sa.select(t.name).where(free).limit(1)
+                if self.store.dialect == "postgresql":
+                    pick = pick.with_for_update(skip_locked=True)
+                name = conn.execute(
+                    leases_table.update().where(t.name == pick.scalar_subquery(), free).values(**values).returning(t.name)
+                ).scalar()
+            counted = name is not None and bump(conn, "calls")  # the call is counted with its slot: one commit
+        if name is not None and not counted:
+            add_count(self.store, "calls")
+        return name
 
     def _give_back(self, name: str, holder: str) -> None:
         with self.store.begin() as conn:
