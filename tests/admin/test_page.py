@@ -275,3 +275,17 @@ def test_connect_through_zoho_saves_the_form_and_offers_the_link(page_app, admin
     assert connection.status(rt_of(page_app))["pending"]["account_id"] == ACCOUNT
     assert connection.state(rt_of(page_app)) == "not_configured"  # nothing changes until Zoho answers
     assert fake_zoho.calls["oauth.grant"] == 0
+
+
+def test_notification_mode_switches_on_and_off_against_zoho(page_app, admin, fake_zoho):
+    save_form(admin, fake_zoho)
+    admin.post("/admin/notify", {"enabled": "on"})
+    text = page_text(admin)
+    assert any(m.startswith("Notification API mode is on: Zoho posts changes to http://localhost/webhooks/zoho/notify")
+               for m in flashes(text))
+    assert "<dt>Notification API</dt>\n      <dd>on, channel renews before" in text
+    assert '<input type="hidden" name="enabled" value="off">' in text
+    admin.post("/admin/notify", {"enabled": "off"})
+    text = page_text(admin)
+    assert any(m.startswith("Notification API mode is off") for m in flashes(text))
+    assert [a for a, _ in audit_actions(page_app)][:2] == ["notification api", "notification api"]
