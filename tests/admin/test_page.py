@@ -289,3 +289,17 @@ def test_notification_mode_switches_on_and_off_against_zoho(page_app, admin, fak
     text = page_text(admin)
     assert any(m.startswith("Notification API mode is off") for m in flashes(text))
     assert [a for a, _ in audit_actions(page_app)][:2] == ["notification api", "notification api"]
+
+
+def test_rotating_the_events_secret_shows_the_new_one(page_app, admin):
+    from gateway.outbound import events
+
+    old = events.events_secret(rt_of(page_app))
+    assert old in page_text(admin)
+    admin.post("/admin/secrets/events/rotate", {})
+    text = page_text(admin)
+    assert any(m.startswith("New events secret made. The previous one keeps working for 24 hours") for m in flashes(text))
+    new = events.events_secret(rt_of(page_app))
+    assert new != old and new.startswith("whsec_")
+    assert f'<code class="copy" id="events-secret">{new}</code>' in text
+    assert ("rotate events secret", "events secret rotated") in audit_actions(page_app)
