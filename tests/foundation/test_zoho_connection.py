@@ -163,6 +163,7 @@ def test_disconnect_revokes_and_forgets(zoho_app, fake_zoho):
     assert result.ok and result.message == "disconnected from Zoho; the refresh token was revoked"
     assert fake_zoho.revoked == [refresh_token] and fake_zoho.live_refresh_tokens() == []
     assert connection.state(rt) == "not_configured"
+    assert zoho_app.test_client().get("/readyz").get_json()["zoho"] == "not_configured"
     assert connection.status(rt)["refresh_token_last4"] == ""
     from gateway.zoho.errors import NotConfigured
 
