@@ -56,8 +56,10 @@ def _clock(value):
 
 @bp.errorhandler(CSRFError)
 def _csrf_error(exc):
+    # flask-wtf says which check failed (token missing, expired, or the HTTPS referrer check).
     return render_template("admin/problem.html", title="Form expired", message=(
-        "The form was missing its security token or it had expired. Go back, reload the page and try again."
+        f"The form could not be accepted ({exc.description.rstrip('.')}): its security token was missing, "
+        "had expired or came from another site. Go back, reload the page and try again."
     )), 400
 
 
