@@ -133,3 +133,11 @@ def test_deliveries_from_zoho_are_listed_with_their_outcome(page_app, admin):
     assert rows == ["not_found", "duplicate", "applied"]
     assert "5725767000000600001" in text and "Nothing waiting" in text
     assert secret not in re.sub(r'<details class="secret">.*?</details>', "", text, flags=re.S)
+
+
+def test_the_call_budget_is_shown_beside_the_calls_made(make_app):
+    app = make_app(GATEWAY_DAILY_CALL_BUDGET=5000)
+    admin = AdminSession(app, app.test_client())
+    admin.login()
+    text = page_text(admin)
+    assert "<dt>Zoho API calls</dt>\n      <dd>0 of 5000 allowed (GATEWAY_DAILY_CALL_BUDGET)</dd>" in text
