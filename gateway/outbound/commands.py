@@ -71,6 +71,8 @@ def _dry_run(rt, module: str, ids: list[int], force: bool) -> None:
     if unchanged:
         click.echo(f"unchanged since the last push, not sent (use --force): {len(unchanged)} "
                    f"({', '.join(map(str, unchanged[:20]))}{' …' if len(unchanged) > 20 else ''})")
+    if account is None:
+        click.echo("Zoho is not connected yet: Account_Name shows as null until the Zoho settings are saved")
     click.echo(f"dry run: {calls} call(s) would be made; nothing was sent or queued")
 
 
