@@ -217,3 +217,19 @@ def test_an_order_of_a_customer_zoho_refused_waits_without_resending_the_custome
         conn.execute(queue.jobs_table.update().where(queue.jobs_table.c.module == "Deals").values(next_try_at=0))
     gw.drain()
     assert len(gw.fake.records["Deals"]) == 1 and queue.status(gw.rt)["dead"] == 0
+
+
+def test_a_contact_deleted_in_zoho_is_created_again_and_relinked(gw_sqlite):
+    gw = gw_sqlite
+    (customer,) = gw.add_customers(1)
+    queue.enqueue(gw.rt, "Contacts", [customer])
+    gw.drain()
+    old_id = linked(gw, "Contacts", customer)
+    with gw.fake.lock:
+        del gw.fake.records["Contacts"][old_id]  # someone deleted it in Zoho
+    gw.update_customer(customer, customers_telephone="+1 555 0199")
+    queue.enqueue(gw.rt, "Contacts", [customer])
+    gw.drain()
+    new_id = linked(gw, "Contacts", customer)
+    assert new_id and new_id != old_id and gw.fake.records["Contacts"][new_id]["Phone"] == "+1 555 0199"
+    assert queue.status(gw.rt)["dead"] == 0
