@@ -23,6 +23,7 @@ from . import mapping as mapping_module
 from .schema import build_tables
 
 CONNECT_TIMEOUT = 3  # seconds: an unreachable OnPrintShop database must not hold a webhook for long
+QUERY_TIMEOUT = 10   # seconds, per read or write on a MySQL connection
 STATUS_CACHE_SECONDS = 30
 
 # Errors that mean "the OnPrintShop database cannot be reached now" (retry later), as opposed
@@ -45,12 +46,22 @@ class OpsDatabase:
         self.mapping = mapping or mapping_module.Mapping()
         self.timezone = zone(timezone, "OPS_TIMEZONE")
         if url.startswith("mysql"):
-            engine_kwargs.setdefault("connect_args", {"connect_timeout": CONNECT_TIMEOUT})
+            # A database that stops answering mid-query (or a row OnPrintShop keeps locked) must
+            # not hold a webhook until gunicorn kills the worker: give up, answer 202, retry later.
+            engine_kwargs.setdefault("connect_args", {"connect_timeout": CONNECT_TIMEOUT, "read_timeout": QUERY_TIMEOUT,
+                                                      "write_timeout": QUERY_TIMEOUT})
             engine_kwargs.setdefault("pool_timeout", CONNECT_TIMEOUT)
         elif url.startswith("postgresql"):
             engine_kwargs.setdefault("connect_args", {"connect_timeout": CONNECT_TIMEOUT})
         self.engine = make_engine(url, **engine_kwargs)
         self.dialect = self.engine.dialect.name
+        if self.dialect == "sqlite":
+            @sa.event.listens_for(self.engine, "connect")
+            def _shorter_busy_wait(dbapi_conn, _record):  # runs after make_engine's own (30 s) setting
+                cursor = dbapi_conn.cursor()
+                cursor.execute(f"PRAGMA busy_timeout = {int(QUERY_TIMEOUT * 1000)}")
+                cursor.close()
+
         self.tables = build_tables(self.mapping)
         self._status_lock = threading.Lock()
         self._status_cache: tuple[float, dict[str, tuple[int, str]]] | None = None

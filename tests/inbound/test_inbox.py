@@ -203,3 +203,32 @@ def test_loop_guard_record_is_idempotent_on_every_state_store(make_app, state_db
         assert conn.execute(sa.select(sa.func.count()).select_from(loopguard.loopguard_table)).scalar() == 1
     with rt.store.begin() as conn:
         assert loopguard.purge(conn, time.time() + 1) == 1
+
+
+def test_a_row_locked_by_onprintshop_gets_202_then_is_applied(make_app, ops_db_url, monkeypatch):
+    """OnPrintShop's own application holds the order row: the webhook does not hang, it answers
+    202 within the query timeout, and the update is applied once the lock is gone."""
+    from gateway.ops import database
+
+    monkeypatch.setattr(database, "QUERY_TIMEOUT", 1)
+    monkeypatch.setattr(inbox, "UNAVAILABLE_PAUSE", 0.0)
+    gw = Gateway(make_app(OPS_DATABASE_URL=ops_db_url))
+    other = sa.create_engine(ops_db_url)
+    conn = other.connect()
+    try:
+        if other.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql("UPDATE orders SET payment_status = 'Paid' WHERE orders_id = 1")
+        else:
+            conn.execute(sa.text("SELECT * FROM orders WHERE orders_id = 1 FOR UPDATE"))
+        started = time.monotonic()
+        r = gw.post("deals", {"id": "9310", "ops_id": "1", "stage": "Shipped", "modified_time": zt()})
+        assert r.status_code == 202 and r.get_json() == {"status": "accepted"}
+        assert time.monotonic() - started < 8
+    finally:
+        conn.rollback()
+        conn.close()
+        other.dispose()
+    inbox.reapply_pending(gw.rt)
+    assert gw.order(1)["orders_status_id"] == 4
+    assert inbox.recent(gw.rt)[0]["outcome"] == "applied"
