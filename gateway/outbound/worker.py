@@ -56,9 +56,10 @@ class Worker:
         # batches, so a freed slot finds a batch ready (the gate keeps the cap itself).
         self.senders = senders or 2 * max(1, int(rt.config.get("GATEWAY_ZOHO_CONCURRENCY") or 5))
         self.policy = policy
+        self._busy = threading.Event()  # set while there is work: wakes the resting senders
 
     def run(self, stop: threading.Event) -> None:
-        threads = [threading.Thread(target=self._sender, args=(stop,), name=f"gw-push-{n}", daemon=True)
+        threads = [threading.Thread(target=self._sender, args=(stop, n), name=f"gw-push-{n}", daemon=True)
                    for n in range(self.senders)]
         for thread in threads:
             thread.start()
@@ -73,19 +74,28 @@ class Worker:
                 except sa.exc.SQLAlchemyError as exc:
                     log.warning("queue heartbeat failed: %s", exc.__class__.__name__)
         finally:
+            self._busy.set()  # resting senders wake up and see the stop
             for thread in threads:
                 thread.join(timeout=8)  # within BackgroundRunner.stop's wait; a call still running is re-sent elsewhere
             handed = queue.release(self.rt.store, self.holder)
             log.info("queue worker %s stopped; handed back %d jobs", self.holder, handed)
 
-    def _sender(self, stop: threading.Event) -> None:
+    def _sender(self, stop: threading.Event, index: int) -> None:
+        # While the queue is idle only sender 0 looks for due jobs (every IDLE_SECONDS); when it
+        # finds some it wakes the others, and one that finds nothing sends them back to sleep.
+        # An idle deployment costs a couple of queries a second per process, not one per sender.
         while not stop.is_set():
             try:
                 if paused_now(self.rt):
                     stop.wait(PAUSE_CHECK_SECONDS * random.uniform(0.8, 1.2))
                     continue
-                if not self.step():
+                if self.step():
+                    self._busy.set()
+                elif index == 0:
                     stop.wait(IDLE_SECONDS * random.uniform(0.8, 1.2))
+                else:
+                    self._busy.clear()
+                    self._busy.wait(IDLE_SECONDS * 10)
             except Exception:  # keep sending; one bad batch must not stop the worker
                 log.exception("queue sender failed; continuing in 5 s")
                 stop.wait(5)
