@@ -19,9 +19,8 @@ import logging
 import threading
 import time
 
-import sqlalchemy as sa
 
-from ..store import leases_table, new_holder_id
+from ..store import new_holder_id
 from ..vault import last4
 from . import connection, oauth
 from .datacenters import accounts_url
@@ -49,7 +48,6 @@ class TokenService:
         self.config = config
         self.clock = clock
         self._lock = threading.Lock()
-        self._lease_row_ready = False
         self.refreshes = 0  # refresh calls this process made (for tests and the page)
 
     # -- the interface ------------------------------------------------------------------------
@@ -135,27 +133,8 @@ class TokenService:
         log.warning("zoho %s", message)
 
     def _try_lease(self, holder: str) -> bool:
-        if not self._lease_row_ready:
-            self._ensure_lease_row()
-        try:
-            return self.store.try_lease(LEASE_NAME, holder, LEASE_SECONDS)
-        except sa.exc.OperationalError:
-            # MySQL can answer a lock conflict with a deadlock error that rolls the attempt back:
-            # the lease is not ours this time; we wait and re-read like any other loser.
-            log.debug("zoho token lease attempt rolled back by the database; waiting")
-            return False
-
-    def _ensure_lease_row(self) -> None:
-        """Create the lease row once, alone: racing first-time inserts inside try_lease deadlock on MySQL."""
-        with self.store.engine.connect() as conn:
-            present = conn.execute(sa.select(leases_table.c.name).where(leases_table.c.name == LEASE_NAME)).first()
-        if present is None:
-            try:
-                with self.store.begin() as conn:
-                    conn.execute(leases_table.insert().values(name=LEASE_NAME, holder=None, expires_at=0.0))
-            except (sa.exc.IntegrityError, sa.exc.OperationalError):
-                pass  # another process made it
-        self._lease_row_ready = True
+        # A lost race (a deadlock victim on MySQL included) is simply False: wait and re-read.
+        return self.store.try_lease(LEASE_NAME, holder, LEASE_SECONDS)
 
     def _fallback(self, info: dict, token: str | None, rejected: bool, exc: ZohoError) -> str:
         """A refresh cannot happen now: keep using a token Zoho has not rejected and that has some life left."""
