@@ -23,7 +23,6 @@ import re
 import secrets as pysecrets
 import time
 from collections import Counter
-from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
@@ -32,6 +31,7 @@ from flask import Blueprint, current_app, has_request_context, jsonify, request
 from ..errors import RequestError
 from ..security import csrf, limiter
 from ..store import metadata, new_holder_id
+from ..zoho.connection import Result  # the admin-facing outcome shared with the Zoho form
 
 log = logging.getLogger("gateway.inbound.notify")
 
@@ -65,15 +65,6 @@ pending_table = sa.Table(
     sa.Column("next_try_at", sa.Double, nullable=False),
     sa.Column("last_error", sa.Text, nullable=True),
 )
-
-
-@dataclass(frozen=True)
-class Result:
-    ok: bool
-    message: str
-
-    def __bool__(self) -> bool:
-        return self.ok
 
 
 class SubscriptionError(Exception):
