@@ -243,6 +243,27 @@ def status(rt) -> dict:
     return result
 
 
+def _validated_form(rt, data_center, client_id, client_secret, account_id, redirect_uri, modules):
+    """The fields the save and the redirect flow share, checked; raises FormError naming the field.
+
+    An empty Client Secret reuses the stored one when the Client ID is the stored one.
+    """
+    dc = validate_data_center(data_center)
+    client_id = _credential("client_id", client_id, "Client ID")
+    account = validate_account_id(account_id)
+    redirect = validate_redirect_uri(redirect_uri)
+    chosen = normalize_modules(modules)
+    if not chosen:
+        raise FormError("modules: choose at least one module to sync (contacts, deals)")
+    if client_secret and str(client_secret).strip():
+        secret = _credential("client_secret", client_secret, "Client Secret")
+    else:
+        secret = _stored_secret_for(rt, client_id)
+        if secret is None:
+            raise FormError("client_secret: the Client Secret is required")
+    return dc, client_id, secret, account, redirect, chosen
+
+
 def configure(rt, *, data_center, client_id, client_secret, grant_token, account_id, redirect_uri=None,
               modules=MODULES, accounts_server=None) -> Result:
     """Save the Zoho settings and exchange the grant token at once (the page's save, the CLI's configure).
@@ -254,20 +275,9 @@ def configure(rt, *, data_center, client_id, client_secret, grant_token, account
     exactly as it was. A success replacing another refresh token revokes that one at Zoho.
     """
     try:
-        dc = validate_data_center(data_center)
-        client_id = _credential("client_id", client_id, "Client ID")
+        dc, client_id, secret, account, redirect, chosen = _validated_form(
+            rt, data_center, client_id, client_secret, account_id, redirect_uri, modules)
         grant_token = _credential("grant_token", grant_token, "Grant Token")
-        account = validate_account_id(account_id)
-        redirect = validate_redirect_uri(redirect_uri)
-        chosen = normalize_modules(modules)
-        if not chosen:
-            raise FormError("modules: choose at least one module to sync (contacts, deals)")
-        if client_secret and str(client_secret).strip():
-            secret = _credential("client_secret", client_secret, "Client Secret")
-        else:
-            secret = _stored_secret_for(rt, client_id)
-            if secret is None:
-                raise FormError("client_secret: the Client Secret is required")
         server = None
         if accounts_server:
             server = trusted_accounts_server(rt.config, accounts_server)
@@ -398,19 +408,8 @@ def save_pending(rt, *, data_center, client_id, client_secret, account_id, redir
     for the same Client ID.
     """
     try:
-        dc = validate_data_center(data_center)
-        client_id = _credential("client_id", client_id, "Client ID")
-        account = validate_account_id(account_id)
-        redirect = validate_redirect_uri(redirect_uri)
-        chosen = normalize_modules(modules)
-        if not chosen:
-            raise FormError("modules: choose at least one module to sync (contacts, deals)")
-        if client_secret and str(client_secret).strip():
-            secret = _credential("client_secret", client_secret, "Client Secret")
-        else:
-            secret = _stored_secret_for(rt, client_id)
-            if secret is None:
-                raise FormError("client_secret: the Client Secret is required")
+        dc, client_id, secret, account, redirect, chosen = _validated_form(
+            rt, data_center, client_id, client_secret, account_id, redirect_uri, modules)
     except FormError as exc:
         return Result(False, str(exc))
     with rt.store.immediate() as conn:
