@@ -1,21 +1,12 @@
-"""Inbound commands: `webhook-secret [--rotate]`.
-
-Other inbound modules add their own commands here: if `gateway.inbound.catchup` or
-`gateway.inbound.notify` defines `register(app)`, `register` below calls it (that is how
-`catch-up` joins the command line without this module knowing it).
-"""
+"""Inbound commands: `webhook-secret [--rotate]`, and `catch-up` (defined beside its code)."""
 from __future__ import annotations
-
-import importlib
 
 import click
 from flask.cli import with_appcontext
 
 from .. import runtime
 from ..cli import one_line_errors
-from . import secrets
-
-EXTENSION_MODULES = ("gateway.inbound.catchup", "gateway.inbound.notify")
+from . import catchup, secrets
 
 
 @click.command("webhook-secret")
@@ -37,12 +28,4 @@ def webhook_secret_command(rotate):
 
 def register(app) -> None:
     app.cli.add_command(webhook_secret_command)
-    for name in EXTENSION_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        if hasattr(module, "register"):
-            module.register(app)
+    catchup.register(app)
