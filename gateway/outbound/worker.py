@@ -123,39 +123,6 @@ def drain(rt, max_batches: int = 1000, policy: queue.RetryPolicy = queue.DEFAULT
     return batches
 
 
-def save_links(conn, module: str, rows: list[tuple[int, str, str]]) -> None:
-    """`links.save` for a whole batch of (ops_id, zoho_id, sent_hash), in a few statements.
-
-    The same rules as links.save: a Zoho id linked to another OnPrintShop id moves to this one.
-    Should the batch form meet a conflict it cannot sort out (two ids swapping Zoho records in
-    one batch), it falls back to links.save one by one.
-    """
-    if not rows:
-        return
-    t = links.links_table
-    now = time.time()
-    ops_ids = [r[0] for r in rows]
-    zoho_ids = [r[1] for r in rows]
-    try:
-        with conn.begin_nested():
-            conn.execute(t.delete().where(t.c.module == module, t.c.zoho_id.in_(zoho_ids), t.c.ops_id.not_in(ops_ids)))
-            existing = set(conn.execute(sa.select(t.c.ops_id).where(t.c.module == module, t.c.ops_id.in_(ops_ids))).scalars())
-            updates = [{"m": module, "o": o, "z": z, "h": h, "u": now} for o, z, h in rows if o in existing]
-            inserts = [{"module": module, "ops_id": o, "zoho_id": z, "sent_hash": h, "updated_at": now}
-                       for o, z, h in rows if o not in existing]
-            if updates:
-                conn.execute(
-                    t.update().where(t.c.module == sa.bindparam("m"), t.c.ops_id == sa.bindparam("o"))
-                    .values(zoho_id=sa.bindparam("z"), sent_hash=sa.bindparam("h"), updated_at=sa.bindparam("u")),
-                    updates,
-                )
-            if inserts:
-                conn.execute(t.insert(), inserts)
-    except sa.exc.IntegrityError:
-        for ops_id, zoho_id, digest in rows:
-            links.save(conn, module, ops_id, zoho_id, digest)
-
-
 # -- settling jobs ---------------------------------------------------------------------------------
 def settle(store, work) -> None:
     """Run `work(conn)` in one state-store transaction, again from the start after a deadlock."""
@@ -308,8 +275,7 @@ def process_batch(rt, holder: str, module: str, jobs: list[queue.Job], policy: q
                 ok_ids.append(job.id)
             elif result.code == "INVALID_DATA" and result.field == "id" and "id" in sent.record:
                 # The linked Zoho record is gone (deleted in Zoho): forget the link, upsert afresh.
-                conn.execute(links.links_table.delete().where(
-                    links.links_table.c.module == module, links.links_table.c.ops_id == result.ops_id))
+                links.forget(conn, module, result.ops_id)
                 relink_ids.append(job.id)
             elif result.refused:
                 queue.bury(conn, holder, [job.id], result.describe())
@@ -317,7 +283,7 @@ def process_batch(rt, holder: str, module: str, jobs: list[queue.Job], policy: q
             else:
                 dead = queue.fail(conn, holder, [job], result.describe(), policy)
                 counts["dead" if dead else "retry"] += 1
-        save_links(conn, module, linked)
+        links.save_many(conn, module, linked)
         queue.complete(conn, holder, ok_ids)
         queue.defer(conn, holder, relink_ids, time.time())
         counted[0] = not ok_ids or gate.bump(conn, "pushes", len(ok_ids))
