@@ -20,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from gateway import create_app
-from gateway.store import Store, init_db, load_table_modules, metadata
+from gateway.store import init_db, load_table_modules, metadata
 from tests.fakezoho import FakeZoho
 
 ADMIN_PASSWORD = "correct horse battery staple"
@@ -175,6 +175,32 @@ class AdminSession:
         data = dict(data)
         data.setdefault("csrf_token", self.csrf(page))
         return self.client.post(path, data=data, **kwargs)
+
+
+def rt_of(app):
+    """The app's Runtime (state store, vault, OnPrintShop database, Zoho client)."""
+    return app.extensions["gateway"]
+
+
+def make_dead_job(rt, module, ops_id, error):
+    """A job the worker gave up on, made through the queue's own functions; returns its id."""
+    from gateway.outbound import queue
+    from gateway.store import new_holder_id
+
+    queue.enqueue(rt, module, [ops_id])
+    holder = new_holder_id()
+    jobs = [job for job in queue.claim(rt.store, holder, module) if job.ops_id == ops_id]
+    with rt.store.begin() as conn:
+        queue.bury(conn, holder, [job.id for job in jobs], error)
+    queue.release(rt.store, holder)
+    return jobs[0].id
+
+
+def logged_in(app) -> AdminSession:
+    """A fresh client of `app`, logged in through the real form."""
+    session = AdminSession(app, app.test_client())
+    assert session.login().status_code == 302
+    return session
 
 
 @pytest.fixture

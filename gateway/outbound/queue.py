@@ -332,7 +332,6 @@ def fail(conn, holder: str, jobs: list[Job], error: str, policy: RetryPolicy = D
     they keep going out in the same batches.
     """
     now = time.time()
-    t = jobs_table.c
     error = error[:ERROR_MAX]
     dead: list[Job] = []
     by_attempts: dict[int, list[Job]] = {}

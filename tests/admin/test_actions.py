@@ -10,8 +10,7 @@ import pytest
 from gateway.admin import audit
 from gateway.ops import demo
 from gateway.outbound import queue
-from gateway.store import new_holder_id
-from tests.conftest import AdminSession
+from tests.conftest import AdminSession, logged_in, make_dead_job, rt_of
 
 
 @pytest.fixture
@@ -23,13 +22,7 @@ def page_app(make_app, state_db_url):
 
 @pytest.fixture
 def admin(page_app):
-    session = AdminSession(page_app, page_app.test_client())
-    assert session.login().status_code == 302
-    return session
-
-
-def rt_of(app):
-    return app.extensions["gateway"]
+    return logged_in(page_app)
 
 
 def page_text(admin):
@@ -42,20 +35,8 @@ def flashes(text):
     return [html.unescape(m) for m in re.findall(r'<p class="flash flash-\w+"[^>]*>(.*?)</p>', text, re.S)]
 
 
-def make_dead(app, module, ops_id, error):
-    """A job the worker gave up on, made through the queue's own functions."""
-    rt = rt_of(app)
-    queue.enqueue(rt, module, [ops_id])
-    holder = new_holder_id()
-    jobs = [job for job in queue.claim(rt.store, holder, module) if job.ops_id == ops_id]
-    with rt.store.begin() as conn:
-        queue.bury(conn, holder, [job.id for job in jobs], error)
-    queue.release(rt.store, holder)
-    return jobs[0].id
-
-
 def test_a_dead_job_is_shown_with_its_error_and_can_be_retried(page_app, admin):
-    job_id = make_dead(page_app, "Contacts", 2, "Zoho said INVALID_DATA: Email is not valid")
+    job_id = make_dead_job(rt_of(page_app), "Contacts", 2, "Zoho said INVALID_DATA: Email is not valid")
     text = page_text(admin)
     assert "1 dead job" in text
     assert "Zoho said INVALID_DATA: Email is not valid" in text
@@ -75,8 +56,8 @@ def test_a_dead_job_is_shown_with_its_error_and_can_be_retried(page_app, admin):
 
 
 def test_retry_all_moves_every_dead_job_back(page_app, admin):
-    make_dead(page_app, "Contacts", 1, "boom")
-    make_dead(page_app, "Deals", 3, "boom")
+    make_dead_job(rt_of(page_app), "Contacts", 1, "boom")
+    make_dead_job(rt_of(page_app), "Deals", 3, "boom")
     admin.post("/admin/jobs/retry-all", {})
     assert "2 dead jobs back in the queue." in flashes(page_text(admin))
     assert queue.status(rt_of(page_app))["dead"] == 0

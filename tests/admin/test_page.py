@@ -7,11 +7,10 @@ import html
 import re
 
 import pytest
-import sqlalchemy as sa
 
 from gateway.admin import audit, panels
 from gateway.zoho import connection
-from tests.conftest import ADMIN_PASSWORD, AdminSession, csrf_token_from
+from tests.conftest import ADMIN_PASSWORD, AdminSession, csrf_token_from, logged_in, rt_of
 
 ACCOUNT = "5725767000000412345"
 
@@ -23,13 +22,7 @@ def page_app(make_app, zoho_settings, state_db_url):
 
 @pytest.fixture
 def admin(page_app):
-    session = AdminSession(page_app, page_app.test_client())
-    assert session.login().status_code == 302
-    return session
-
-
-def rt_of(app):
-    return app.extensions["gateway"]
+    return logged_in(page_app)
 
 
 def page_text(admin, path="/admin/"):
@@ -87,7 +80,7 @@ def test_a_used_grant_token_is_explained_and_the_earlier_connection_stays(page_a
     assert after["state"] == "connected"
     assert after["refresh_token_last4"] == before["refresh_token_last4"] and after["account_id"] == ACCOUNT
     assert 'data-state="connected"' in text
-    assert ("configure", f"data center us, account 5725767000000999999, modules contacts, deals: refused") in audit_actions(page_app)
+    assert ("configure", "data center us, account 5725767000000999999, modules contacts, deals: refused") in audit_actions(page_app)
 
 
 def test_an_incomplete_form_names_what_is_missing_and_echoes_no_credential(page_app, admin, fake_zoho):

@@ -8,8 +8,9 @@ from playwright.sync_api import expect
 
 from gateway.inbound import secrets
 from gateway.outbound import queue
-from gateway.store import new_holder_id
 from gateway.zoho import connection
+
+from tests.conftest import make_dead_job
 
 from .conftest import log_in
 
@@ -25,16 +26,6 @@ def fill_zoho_form(page, client_id, client_secret, code, account=ACCOUNT):
     page.fill("#grant_token", code)
     page.fill("#account_id", account)
     page.click("button[value=connect]")
-
-
-def make_dead_job(rt, module, ops_id, error):
-    queue.enqueue(rt, module, [ops_id])
-    holder = new_holder_id()
-    jobs = [job for job in queue.claim(rt.store, holder, module) if job.ops_id == ops_id]
-    with rt.store.begin() as conn:
-        queue.bury(conn, holder, [job.id for job in jobs], error)
-    queue.release(rt.store, holder)
-    return jobs[0].id
 
 
 def test_log_in(page, live_gateway):

@@ -1,8 +1,6 @@
 """The vault: secrets stored only as Fernet tokens; rotate-keys re-encrypts under the newest key."""
 from cryptography.fernet import Fernet
 
-from gateway.store import Store, init_db
-from gateway.vault import Vault, secrets_table
 
 
 def test_secret_is_not_in_the_database_bytes_and_keys_rotate(tmp_path, make_app):

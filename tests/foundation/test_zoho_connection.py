@@ -90,7 +90,6 @@ def test_each_zoho_error_has_its_own_message_and_keeps_the_old_connection(zoho_a
         other_id, other_secret = fake_zoho.add_client(dc="eu")
         code = fake_zoho.new_grant_code(other_id)
     elif case == "throttled":
-        original = fake_zoho.routes[:]
         from tests.fakezoho.server import Response
 
         @fake_zoho.route("POST", r"/oauth/v2/token", name="throttled_token")

@@ -219,6 +219,7 @@ def test_bodies_over_64_kib_and_other_content_types(gw):
     r = gw.client.post("/webhooks/zoho/contacts", data="<id>1</id>", content_type="application/xml",
                        headers={"X-Webhook-Token": gw.secret})
     assert r.status_code == 415 and "form data" in r.get_json()["error"]
+    assert gw.snapshot() == before  # refused bodies change nothing
     r = gw.client.post("/webhooks/zoho/deals", data=json.dumps({"id": "9011", "ops_id": "2", "stage": "Shipped"}),
                        content_type="text/plain", headers={"X-Webhook-Token": gw.secret})
     assert r.status_code == 200  # text/plain whose body is a JSON object
