@@ -6,9 +6,10 @@ Tables (state store):
 - `gw_inbox_applied`: per Zoho record, the `modified_time` and fingerprint of the last update
   applied from Zoho (what "duplicate" and "stale" are judged against).
 
-`receive(rt, module, update, source)` inserts the row and tries to apply it at once
-(`gateway.inbound.apply`, one OnPrintShop transaction, inside the same state-store
-transaction) and answers only after that transaction has committed. When the OnPrintShop
+`receive(rt, module, update, source)` tries to apply the update at once
+(`gateway.inbound.apply`, one OnPrintShop transaction, inside a state-store transaction) and
+inserts its row, in its final state, in that same state-store transaction; it answers only
+after that transaction has committed. When the OnPrintShop
 database cannot be reached, or an earlier update of the same record is still waiting, the
 row is committed 'pending' and the answer is 202
 "accepted": `run_reapplier` (a background task) applies pending rows later, per record in
@@ -28,6 +29,7 @@ import json
 import logging
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -35,7 +37,7 @@ import sqlalchemy as sa
 
 from .. import links
 from ..ops.database import UNAVAILABLE_ERRORS
-from ..store import metadata, new_holder_id
+from ..store import make_engine, metadata, new_holder_id
 from . import loopguard
 from .apply import apply_update
 from .parse import Update
@@ -89,6 +91,7 @@ _MARKER_LOCKED = _MARKER.with_for_update()
 _INSERT_MARKER = applied_table.insert()
 _UPDATE_MARKER = applied_table.update().where(applied_table.c.module == sa.bindparam("where_module"),
                                               applied_table.c.zoho_id == sa.bindparam("where_zoho_id"))
+_NOT_STORED = 2 ** 62  # stands in for the id of a delivery not inserted yet (after every stored row)
 _EARLIER_PENDING = sa.select(inbox_table.c.id).where(
     inbox_table.c.module == sa.bindparam("module"), inbox_table.c.zoho_id == sa.bindparam("zoho_id"),
     inbox_table.c.state == "pending", inbox_table.c.id != sa.bindparam("id"),
@@ -153,15 +156,32 @@ def _decision_txn(store):
         with store.immediate() as conn:
             yield conn
         return
-    with store.engine.connect() as conn:
-        # Applies to the next transaction only: no reset needed when the connection goes back.
-        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+    with _read_committed_engine(store).connect() as conn:
         try:
             yield conn
         except BaseException:
             conn.rollback()
             raise
         conn.commit()
+
+
+_rc_engines: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # Store → its READ COMMITTED engine
+_rc_lock = threading.Lock()
+
+
+def _read_committed_engine(store) -> sa.Engine:
+    """A second engine on the state store whose connections are READ COMMITTED from the start
+    (set once per connection, not a `SET TRANSACTION` round trip per delivery); disposed with
+    the store's own engine."""
+    engine = _rc_engines.get(store)
+    if engine is None:
+        with _rc_lock:
+            engine = _rc_engines.get(store)
+            if engine is None:
+                engine = make_engine(store.url, isolation_level="READ COMMITTED")
+                sa.event.listen(store.engine, "engine_disposed", lambda _engine, rc=engine: rc.dispose())
+                _rc_engines[store] = engine
+    return engine
 
 
 def _is_deadlock(exc: BaseException | None) -> bool:
@@ -185,8 +205,8 @@ class OpsError(Exception):
 def receive(rt, module: str, update: Update, source: str = "webhook") -> Outcome:
     """Store the update durably, and try to apply it now; the answer is given only after the commit.
 
-    One state-store transaction holds both: the inbox row is inserted, the apply runs (the
-    OnPrintShop transaction commits inside it), and the outcome is recorded. If OnPrintShop
+    One state-store transaction holds both: the apply runs (the OnPrintShop transaction commits
+    inside it) and the inbox row is inserted with its outcome. If OnPrintShop
     cannot take it, the row is committed pending (202). If the state store fails, the exception
     reaches the caller (503): nothing was promised.
     """
@@ -212,28 +232,39 @@ def _receive_once(rt, module: str, update: Update, source: str) -> Outcome:
             fields=json.dumps(update.fields, ensure_ascii=False), fingerprint=update.fingerprint(),
             state="pending", attempts=0, next_attempt_at=now,
         )
-        inbox_id = sconn.execute(_INSERT_INBOX, values).inserted_primary_key[0]
-        row = SimpleNamespace(id=inbox_id, outcome=None, reason=None, ops_id=None, **values)
+        # The row is inserted once its outcome is known (one INSERT instead of INSERT + UPDATE),
+        # still inside this transaction: pending (202) or done, it is committed before the answer.
+        row = SimpleNamespace(id=None, outcome=None, reason=None, ops_id=None, values=values, **values)
         if rt.ops.recently_unavailable():
-            return Outcome("accepted", later, inbox_id=inbox_id)
+            return Outcome("accepted", later, inbox_id=_insert_pending(sconn, row))
         try:
             # No savepoint needed: until OnPrintShop has committed, nothing but the record's empty
             # lock row is written here, and any state-store error is re-raised below (no 2xx).
-            return _decide_and_apply(rt, sconn, inbox_id, row)
+            return _decide_and_apply(rt, sconn, None, row)
         except OpsUnavailable:
-            return Outcome("accepted", later, inbox_id=inbox_id)
+            return Outcome("accepted", later, inbox_id=_insert_pending(sconn, row))
         except sa.exc.DBAPIError:
             # Raised by the state store itself (OnPrintShop's errors arrive as OpsUnavailable or
-            # OpsError): the transaction holding the new row may be gone, so nothing may be promised.
+            # OpsError): the transaction may be gone, so nothing may be promised.
             raise
         except Exception as exc:
-            # A failure in applying (ours or OnPrintShop's): the row is stored and stays pending;
-            # the re-applier retries it. Check the row really is still in this transaction first.
-            if sconn.execute(sa.select(inbox_table.c.id).where(inbox_table.c.id == inbox_id)).first() is None:
-                raise
+            # A failure in applying (ours or OnPrintShop's): the row is stored pending and the
+            # re-applier retries it (if the state store cannot take the row, that error is raised).
+            inbox_id = _insert_pending(sconn, row)
             log.exception("inbox row %s could not be applied now; it stays pending", inbox_id)
             _count_attempt(sconn, inbox_id, f"{exc.__class__.__name__} while applying; retried later")
             return Outcome("accepted", "stored; it will be applied later", inbox_id=inbox_id)
+
+
+def _which(row) -> str:
+    return f"inbox row {row.id}" if row.id is not None else f"the new delivery for {row.module} {row.zoho_id}"
+
+
+def _insert_pending(sconn, row) -> int:
+    """Insert a delivery not stored yet as 'pending'; returns its id (a stored row's id as is)."""
+    if row.id is None:
+        row.id = sconn.execute(_INSERT_INBOX, row.values).inserted_primary_key[0]
+    return row.id
 
 
 def _row_update(row) -> Update:
@@ -273,11 +304,14 @@ def _decide_and_apply(rt, sconn, inbox_id: int, row=None) -> Outcome:
         return Outcome(row.outcome, row.reason or "", inbox_id=inbox_id, ops_id=row.ops_id)
     marker = _lock_record(sconn, store, row.module, row.zoho_id)
 
-    earlier = sconn.execute(_EARLIER_PENDING, {"module": row.module, "zoho_id": row.zoho_id, "id": row.id,
+    # A delivery not stored yet comes after every stored one (its id would be the highest).
+    earlier = sconn.execute(_EARLIER_PENDING, {"module": row.module, "zoho_id": row.zoho_id,
+                                                "id": _NOT_STORED if row.id is None else row.id,
                                                 "modified_time": row.modified_time}).first()
     if earlier is not None:
         _wake.set()
-        return Outcome("accepted", "stored; an earlier update of this record is applied first", inbox_id=inbox_id)
+        return Outcome("accepted", "stored; an earlier update of this record is applied first",
+                       inbox_id=_insert_pending(sconn, row))
 
     update = _row_update(row)
     if marker.modified_time is not None:
@@ -292,11 +326,11 @@ def _decide_and_apply(rt, sconn, inbox_id: int, row=None) -> Outcome:
     except UNAVAILABLE_ERRORS as exc:
         if _is_deadlock(exc):
             # OnPrintShop (or its own application) held the row: the re-applier tries again soon.
-            log.warning("OnPrintShop deadlock; inbox row %s stays pending", inbox_id)
+            log.warning("OnPrintShop deadlock; %s stays pending", _which(row))
         else:
             rt.ops.mark_unavailable(UNAVAILABLE_PAUSE)
-            log.warning("OnPrintShop database unavailable (%s); inbox row %s stays pending",
-                        exc.__class__.__name__, inbox_id)
+            log.warning("OnPrintShop database unavailable (%s); %s stays pending",
+                        exc.__class__.__name__, _which(row))
         raise OpsUnavailable(exc.__class__.__name__) from None
     except sa.exc.DBAPIError as exc:
         raise OpsError(f"{exc.__class__.__name__} from the OnPrintShop database") from exc
@@ -332,8 +366,11 @@ def _apply_in_ops(rt, sconn, update: Update):
 
 def _finish(sconn, row, status: str, reason: str, ops_id=None, parameter=None) -> Outcome:
     stored_reason = f"{parameter}: {reason}" if parameter and status in ("invalid", "conflict") else reason
-    sconn.execute(_FINISH_INBOX, {"where_id": row.id, "state": "done", "outcome": status, "reason": stored_reason[:500],
-                                  "ops_id": ops_id, "finished_at": time.time()})
+    done = {"state": "done", "outcome": status, "reason": stored_reason[:500], "ops_id": ops_id, "finished_at": time.time()}
+    if row.id is None:  # a new delivery decided at once: stored in its final state
+        row.id = sconn.execute(_INSERT_INBOX, {**row.values, **done}).inserted_primary_key[0]
+    else:
+        sconn.execute(_FINISH_INBOX, {"where_id": row.id, **done})
     return Outcome(status, reason, inbox_id=row.id, ops_id=ops_id, parameter=parameter)
 
 
