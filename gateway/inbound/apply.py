@@ -71,10 +71,23 @@ def _same_text(ops, column, value):
     return sa.func.lower(column) == sa.func.lower(value)
 
 
+# The columns a decision reads (the rest of OnPrintShop's row is not fetched: every column costs
+# the driver a descriptor to parse and a value to convert, on every delivery).
+READ_COLUMNS = {
+    "customers": ("customers_id", *CONTACT_COLUMNS.values(), "last_modified"),
+    "orders": ("orders_id", "orders_status_id", "payment_status", "last_modified"),
+}
+
+
+def _read_columns(table, table_key: str):
+    return [table.c[key] for key in READ_COLUMNS[table_key]]
+
+
 def _by_id(ops, table_key: str):
     def build(tables):
         table = tables[table_key]
-        return sa.select(table).where(table.c[ID_COLUMNS[table_key]] == sa.bindparam("ops_id")).with_for_update()
+        return (sa.select(*_read_columns(table, table_key))
+                .where(table.c[ID_COLUMNS[table_key]] == sa.bindparam("ops_id")).with_for_update())
 
     return ops.statement(f"lock {table_key} by id", build)
 
@@ -82,7 +95,8 @@ def _by_id(ops, table_key: str):
 def _by_email(ops):
     def build(tables):
         table = tables["customers"]
-        return sa.select(table).where(_same_text(ops, table.c.customers_email_address, sa.bindparam("email"))).with_for_update()
+        return (sa.select(*_read_columns(table, "customers"))
+                .where(_same_text(ops, table.c.customers_email_address, sa.bindparam("email"))).with_for_update())
 
     return ops.statement("lock customer by email", build)
 
@@ -90,15 +104,14 @@ def _by_email(ops):
 def _find_and_lock(ops, oconn, sconn, update: Update, table_key: str) -> tuple[dict | None, str | None, str | None]:
     """(row locked for this transaction, found_by, problem): problem is a conflict message when
     the ops_id Zoho sent is linked to another Zoho record."""
-    table = ops.tables[table_key]
     by_id = _by_id(ops, table_key)
     linked = _linked_ops_id(sconn, update.module, update.zoho_id)
     if linked is not None:
-        row = _locked_row(oconn, table, by_id, {"ops_id": linked})
+        row = _locked_row(oconn, table_key, by_id, {"ops_id": linked})
         if row is not None:
             return row, "link", None
     if update.ops_id is not None:
-        row = _locked_row(oconn, table, by_id, {"ops_id": update.ops_id})
+        row = _locked_row(oconn, table_key, by_id, {"ops_id": update.ops_id})
         if row is not None:
             other = _linked_zoho_id(sconn, update.module, update.ops_id)
             if other is not None and other != update.zoho_id:
@@ -107,7 +120,7 @@ def _find_and_lock(ops, oconn, sconn, update: Update, table_key: str) -> tuple[d
                 )
             return row, "ops_id", None
     if update.module == "Contacts" and update.fields.get("email"):
-        row = _locked_row(oconn, table, _by_email(ops), {"email": update.fields["email"]})
+        row = _locked_row(oconn, table_key, _by_email(ops), {"email": update.fields["email"]})
         if row is not None:
             other = _linked_zoho_id(sconn, update.module, int(row["customers_id"]))
             if other is None or other == update.zoho_id:
@@ -115,11 +128,11 @@ def _find_and_lock(ops, oconn, sconn, update: Update, table_key: str) -> tuple[d
     return None, None, None
 
 
-def _locked_row(oconn, table, statement, params: dict) -> dict | None:
+def _locked_row(oconn, table_key: str, statement, params: dict) -> dict | None:
     """The row, locked until commit (FOR UPDATE; SQLite's BEGIN IMMEDIATE already holds the lock),
     keyed by reference column names whatever the store calls them."""
     row = oconn.execute(statement, params).first()
-    return None if row is None else {column.key: row._mapping[column] for column in table.c}
+    return None if row is None else dict(zip(READ_COLUMNS[table_key], row))
 
 
 def _update_row(ops, oconn, table_key: str, ops_id: int, values: dict) -> None:
