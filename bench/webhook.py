@@ -168,6 +168,15 @@ class Server:
                 time.sleep(0.2)
         sys.exit(f"gunicorn for {name} did not start; see {self.log.name}")
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) used so far by the gunicorn workers of this server."""
+        try:
+            with open(f"/proc/{self.process.pid}/task/{self.process.pid}/children") as fh:
+                workers = [int(pid) for pid in fh.read().split()]
+        except OSError:
+            return float("nan")
+        return sum(process_cpu_seconds(pid) for pid in workers)
+
     def stop(self):
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
@@ -176,6 +185,24 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
         self.log.close()
+
+
+def process_cpu_seconds(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def database_cpu_seconds() -> float:
+    """CPU time of the local MariaDB/MySQL server process, if it runs on this machine."""
+    for name in ("mariadbd", "mysqld"):
+        result = subprocess.run(["pidof", name], capture_output=True, text=True)
+        if result.stdout.split():
+            return process_cpu_seconds(int(result.stdout.split()[0]))
+    return float("nan")
 
 
 # -- the load -------------------------------------------------------------------------------------------
@@ -303,7 +330,11 @@ def main() -> None:
             run_load(server.port, path, kind, secret, 1.0, args.clients, args.procs, first_order, days_ago=2)
             if kind == "webhook":
                 before = count_inbox(env)
+            cpu_before, db_before = server.cpu_seconds(), database_cpu_seconds()
             results[name] = run_load(server.port, path, kind, secret, args.seconds, args.clients, args.procs, first_order)
+            served = results[name]["requests"] or 1
+            results[name]["app_cpu_ms"] = (server.cpu_seconds() - cpu_before) * 1000 / served
+            results[name]["db_cpu_ms"] = (database_cpu_seconds() - db_before) * 1000 / served
             if kind == "webhook":
                 after = count_inbox(env)
                 results[name]["inbox_rows"] = after[0] - before[0]
@@ -313,10 +344,13 @@ def main() -> None:
 
     ok = results["bare-ok"]["rps"] if "bare-ok" in results else float("nan")
     commit = results["bare-commit"]["rps"] if "bare-commit" in results else float("nan")
-    print(f"{'target':<12} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'vs ok':>7} {'vs commit':>10}")
+    print(f"{'target':<12} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'vs ok':>7} {'vs commit':>10}"
+          f" {'app CPU ms/req':>15} {'db CPU ms/req':>14}")
     for name, r in results.items():
         print(f"{name:<12} {r['rps']:>8.0f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['errors']:>7} "
-              f"{r['rps'] / ok:>7.2f} {r['rps'] / commit:>10.2f}")
+              f"{r['rps'] / ok:>7.2f} {r['rps'] / commit:>10.2f} {r['app_cpu_ms']:>15.2f} {r['db_cpu_ms']:>14.2f}")
+    print(f"(the machine has {os.cpu_count()} cores, shared by the load generator, gunicorn and the database; "
+          f"load average now {os.getloadavg()[0]:.1f})")
     hook = results.get("webhook")
     if hook is None:
         return
