@@ -2,7 +2,7 @@
 
 Finished inbox rows (gateway.inbound.inbox.purge) and finished queue jobs (gateway.outbound.queue
 .purge_finished) older than GATEWAY_RETENTION_DAYS, and the events API's remembered webhook ids
-(gateway.outbound.events.purge_seen_ids).
+(gateway.outbound.events.purge_seen_ids), and the admin audit trail (gateway.admin.audit.purge).
 Work not yet done is never purged: pending inbox rows, pending jobs, and Notification API ids
 still waiting for Zoho (gw_notify_pending) stay until they are applied. One process of the deployment purges at a time (a lease). A part whose
 purge function is not there is skipped, and said so once.
@@ -26,6 +26,7 @@ PARTS = (
     ("inbox", "gateway.inbound.inbox", ("purge",)),
     ("jobs", "gateway.outbound.queue", ("purge_finished",)),
     ("event_ids", "gateway.outbound.events", ("purge_seen_ids", "purge_webhook_ids", "purge_seen")),
+    ("audit", "gateway.admin.audit", ("purge",)),
 )
 
 _said_missing: set[str] = set()

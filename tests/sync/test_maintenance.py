@@ -77,3 +77,14 @@ def test_a_missing_part_is_skipped_and_said_once(app, gateway_logs, monkeypatch)
     maintenance.purge(rt)
     maintenance.purge(rt)
     assert gateway_logs().count("no purge for ghosts") == 1
+
+
+def test_the_admin_audit_trail_is_purged_with_the_same_retention(app):
+    from gateway.admin import audit
+
+    rt = app.extensions["gateway"]
+    audit.record(rt, "admin@127.0.0.1", "login", "logged in")
+    kept = maintenance.purge(rt, now=time.time() + rt.config["GATEWAY_RETENTION_DAYS"] * DAY - 60)
+    assert kept["audit"] == 0 and len(audit.recent(rt)) == 1
+    purged = maintenance.purge(rt, now=time.time() + rt.config["GATEWAY_RETENTION_DAYS"] * DAY + 60)
+    assert purged["audit"] == 1 and audit.recent(rt) == []
