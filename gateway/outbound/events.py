@@ -181,18 +181,52 @@ def valid_secrets(rt) -> list[str]:
 
 
 # -- replay protection -------------------------------------------------------------------------------
-def remember_id(rt, webhook_id: str) -> bool:
-    """Store a webhook-id; False when it was accepted before. Ids past the tolerance are dropped."""
+class _Repeated(Exception):
+    """The webhook-id is already in gw_event_ids (raised inside the transaction to roll it back)."""
+
+
+def accept(rt, webhook_id: str, wanted: dict[str, set[int]]) -> bool:
+    """Remember the webhook-id and queue the events in ONE transaction; False when it was accepted before.
+
+    Both commit or neither does: were the id committed first and the database lost before the
+    jobs were (the clean-up needing the database too), the sender's retry would be refused as a
+    repeat and the event lost. A repeat rolls back before anything is queued.
+    """
+    from . import queue
+
     now = time.time()
-    try:
-        with rt.store.begin() as conn:
+
+    def work(conn):
+        try:
             conn.execute(event_ids_table.insert().values(webhook_id=webhook_id, received_at=now))
-    except sa.exc.IntegrityError:
-        return False
+        except sa.exc.IntegrityError:
+            raise _Repeated() from None
+        for module, ids in wanted.items():
+            queue.enqueue_in(conn, rt.store, module, ids)
+
+    for attempt in range(5):
+        try:
+            queue.transaction(rt.store, work)
+            break
+        except _Repeated:
+            return False
+        except sa.exc.IntegrityError:
+            # Another process inserted a job for one of these records meanwhile: run it all again (merging).
+            if attempt == 4:
+                raise
+            time.sleep(0.01 * (attempt + 1))
     if pysecrets.randbelow(50) == 0:  # now and then: older ids can no longer pass the timestamp check
-        with rt.store.begin() as conn:
-            conn.execute(event_ids_table.delete().where(event_ids_table.c.received_at < now - 4 * TOLERANCE_SECONDS))
+        try:
+            with rt.store.begin() as conn:
+                conn.execute(event_ids_table.delete().where(event_ids_table.c.received_at < now - 4 * TOLERANCE_SECONDS))
+        except sa.exc.SQLAlchemyError:
+            pass  # the events are queued; the hourly retention purge drops old ids anyway
     return True
+
+
+def remember_id(rt, webhook_id: str) -> bool:
+    """Store a webhook-id with no events; False when it was accepted before."""
+    return accept(rt, webhook_id, {})
 
 
 def purge_seen_ids(rt, older_than_epoch: float) -> int:
@@ -200,11 +234,6 @@ def purge_seen_ids(rt, older_than_epoch: float) -> int:
     cutoff = max(older_than_epoch, time.time() - 4 * TOLERANCE_SECONDS)
     with rt.store.begin() as conn:
         return conn.execute(event_ids_table.delete().where(event_ids_table.c.received_at < cutoff)).rowcount
-
-
-def forget_id(rt, webhook_id: str) -> None:
-    with rt.store.begin() as conn:
-        conn.execute(event_ids_table.delete().where(event_ids_table.c.webhook_id == webhook_id))
 
 
 # -- the endpoint ----------------------------------------------------------------------------------
@@ -226,15 +255,7 @@ def receive_events():
     except SignatureError as exc:
         raise RequestError(exc.message, status=exc.status, parameter=exc.parameter) from None
     wanted, count = parse_events(body)
-    if not remember_id(rt, webhook_id):
+    if not accept(rt, webhook_id, wanted):
         raise RequestError(f"webhook-id {webhook_id!r} was accepted before: each event delivery is taken once "
                            "(nothing was queued again)", status=409, parameter="webhook-id")
-    from . import queue
-
-    try:
-        for module, ids in wanted.items():
-            queue.enqueue(rt, module, ids)
-    except BaseException:
-        forget_id(rt, webhook_id)  # nothing queued: let the sender's retry through
-        raise
     return jsonify({"status": "accepted", "count": count}), 202

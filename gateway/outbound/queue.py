@@ -158,7 +158,7 @@ def enqueue(rt, module: str, ops_ids, force: bool = False, delay: float = 0.0) -
         chunk = ids[start:start + 500]
         for attempt in range(5):
             try:
-                _enqueue_chunk(rt.store, module, chunk, force, delay)
+                transaction(rt.store, lambda conn: enqueue_in(conn, rt.store, module, chunk, force, delay))
                 break
             except (sa.exc.IntegrityError, sa.exc.OperationalError):
                 # Another process inserted one of these keys (or a deadlock): read again and merge.
@@ -168,42 +168,49 @@ def enqueue(rt, module: str, ops_ids, force: bool = False, delay: float = 0.0) -
     return len(ids)
 
 
-def _enqueue_chunk(store, module, chunk, force, delay) -> None:
+def enqueue_in(conn, store, module: str, ops_ids, force: bool = False, delay: float = 0.0) -> int:
+    """`enqueue` inside the caller's transaction (e.g. with the events API's webhook-id, so both
+    commit or neither does). Run it through `transaction` and retry the whole of it on an
+    IntegrityError: another process may have inserted one of these keys meanwhile."""
+    check_module(module)
+    ids = sorted({int(i) for i in ops_ids})
+    for start in range(0, len(ids), 500):
+        _merge(conn, store, module, ids[start:start + 500], force, delay)
+    return len(ids)
+
+
+def _merge(conn, store, module, chunk, force, delay) -> None:
     now = time.time()
     keys = [_key(module, i) for i in chunk]
     t = jobs_table.c
-
-    def merge(conn):
-        query = sa.select(t.id, t.ops_id, t.state).where(t.active_key.in_(keys))
-        if store.skip_locked:
-            query = query.with_for_update()
-        existing = conn.execute(query).all()
-        by_state: dict[str, list[int]] = {}
-        for row in existing:
-            by_state.setdefault(row.state, []).append(row.id)
-        if by_state.get("pending") and force:
-            conn.execute(jobs_table.update().where(t.id.in_(by_state["pending"])).values(force_send=True, updated_at=now))
-        if by_state.get("in_flight"):
-            values = {"requeue": True, "updated_at": now}
-            if force:
-                values["force_send"] = True
-            conn.execute(jobs_table.update().where(t.id.in_(by_state["in_flight"])).values(**values))
-        if by_state.get("dead"):
-            conn.execute(
-                jobs_table.update()
-                .where(t.id.in_(by_state["dead"]), t.state == "dead")
-                .values(state="pending", attempts=0, next_try_at=now + delay, force_send=force, updated_at=now)
-            )
-        known = {int(row.ops_id) for row in existing}
-        fresh = [
-            dict(module=module, ops_id=i, active_key=_key(module, i), state="pending", force_send=force, requeue=False,
-                 attempts=0, next_try_at=now + delay, created_at=now, updated_at=now)
-            for i in chunk if i not in known
-        ]
-        if fresh:
-            conn.execute(jobs_table.insert(), fresh)
-
-    transaction(store, merge)
+    query = sa.select(t.id, t.ops_id, t.state).where(t.active_key.in_(keys))
+    if store.skip_locked:
+        query = query.with_for_update()
+    existing = conn.execute(query).all()
+    by_state: dict[str, list[int]] = {}
+    for row in existing:
+        by_state.setdefault(row.state, []).append(row.id)
+    if by_state.get("pending") and force:
+        conn.execute(jobs_table.update().where(t.id.in_(by_state["pending"])).values(force_send=True, updated_at=now))
+    if by_state.get("in_flight"):
+        values = {"requeue": True, "updated_at": now}
+        if force:
+            values["force_send"] = True
+        conn.execute(jobs_table.update().where(t.id.in_(by_state["in_flight"])).values(**values))
+    if by_state.get("dead"):
+        conn.execute(
+            jobs_table.update()
+            .where(t.id.in_(by_state["dead"]), t.state == "dead")
+            .values(state="pending", attempts=0, next_try_at=now + delay, force_send=force, updated_at=now)
+        )
+    known = {int(row.ops_id) for row in existing}
+    fresh = [
+        dict(module=module, ops_id=i, active_key=_key(module, i), state="pending", force_send=force, requeue=False,
+             attempts=0, next_try_at=now + delay, created_at=now, updated_at=now)
+        for i in chunk if i not in known
+    ]
+    if fresh:
+        conn.execute(jobs_table.insert(), fresh)
 
 
 def pending_ids(rt, module: str, ops_ids) -> set[int]:

@@ -5,6 +5,7 @@ import json
 import time
 
 import pytest
+import sqlalchemy as sa
 
 from gateway.outbound import events, queue
 
@@ -111,3 +112,47 @@ def test_the_events_endpoint_is_rate_limited_with_a_json_answer(make_app):
         answer = post(client, raw, headers)
         codes.append(answer.status_code)
     assert codes == [202, 202, 429] and "error" in answer.json
+
+
+class DatabaseBlip:
+    """The state store goes away right after the webhook-id is written (until `back()`)."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.down = False
+        sa.event.listen(engine, "before_cursor_execute", self._before)
+        sa.event.listen(engine, "after_cursor_execute", self._after)
+
+    def _before(self, conn, cursor, statement, parameters, context, executemany):
+        if self.down:
+            raise sa.exc.OperationalError(statement, parameters, ConnectionError("server has gone away"))
+
+    def _after(self, conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("INSERT INTO GW_EVENT_IDS"):
+            self.down = True
+
+    def back(self):
+        self.down = False
+        sa.event.remove(self.engine, "before_cursor_execute", self._before)
+        sa.event.remove(self.engine, "after_cursor_execute", self._after)
+
+
+def test_a_database_blip_after_the_webhook_id_loses_no_event(make_app, state_db_url):
+    app = make_app(DATABASE_URL=state_db_url)
+    rt = app.extensions["gateway"]
+    client = app.test_client()
+    secret = events.events_secret(rt)
+    raw, headers = signed(secret, [{"type": "customer.updated", "id": 7}, {"type": "order.updated", "id": 8}],
+                          webhook_id="msg_blip")
+    blip = DatabaseBlip(rt.store.engine)
+    try:
+        failed = post(client, raw, headers)
+    finally:
+        blip.back()
+    assert failed.status_code == 503 and blip.down is False
+    assert queue.status(rt)["pending"] == 0
+    retried = post(client, raw, headers)  # the sender's retry of the same delivery goes through
+    assert retried.status_code == 202, retried.json
+    assert queue.pending_ids(rt, "Contacts", [7]) == {7} and queue.pending_ids(rt, "Deals", [8]) == {8}
+    assert post(client, raw, headers).status_code == 409  # and only once
+    assert queue.status(rt)["pending"] == 2
