@@ -16,7 +16,9 @@ keepalive = 5
 preload_app = False  # each worker opens its own database connections and threads
 accesslog = None  # the app logs one line per request itself (with a request id, tokens masked)
 errorlog = "-"
-forwarded_allow_ips = "*" if int(os.environ.get("GATEWAY_PROXY_HOPS", "0") or 0) else "127.0.0.1"
+# Behind a proxy (GATEWAY_PROXY_HOPS > 0) the app's ProxyFix decides what to trust; a bad value
+# is reported by the app's own settings check (on_starting) in one line.
+forwarded_allow_ips = "*" if os.environ.get("GATEWAY_PROXY_HOPS", "0").strip() not in ("", "0") else "127.0.0.1"
 
 
 def post_worker_init(worker):

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 
+import sqlalchemy as sa
 from flask import Flask
+from limits.errors import ConfigurationError as LimitsConfigurationError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import errors, logs, security, settings
+from .errors import ConfigError
 from .runtime import Runtime
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,6 +48,10 @@ def create_app(test_config: dict | None = None) -> Flask:
         WTF_CSRF_TIME_LIMIT=8 * 3600,
         RATELIMIT_STORAGE_URI=values["RATELIMIT_STORAGE_URI"],
         RATELIMIT_HEADERS_ENABLED=True,
+        # A shared counter store (Redis) that goes away must not turn Zoho's deliveries into
+        # errors: count in this process meanwhile.
+        RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
+        RATELIMIT_SWALLOW_ERRORS=True,
     )
     for key in ("TESTING", "WTF_CSRF_ENABLED", "RATELIMIT_ENABLED", "SERVER_NAME"):
         if key in test_config:
@@ -56,8 +63,14 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     logs.init_app(app)
     errors.register(app)
-    security.init_app(app)
-    app.extensions["gateway"] = Runtime(app)
+    try:
+        security.init_app(app)
+    except LimitsConfigurationError as exc:
+        raise ConfigError(f"RATELIMIT_STORAGE_URI cannot be used: {exc}") from None
+    try:
+        app.extensions["gateway"] = Runtime(app)
+    except (sa.exc.ArgumentError, ValueError, AttributeError, TypeError) as exc:
+        raise ConfigError(f"DATABASE_URL cannot be used ({exc.__class__.__name__}): check its host, port and options") from None
 
     from . import cli, health
     from .admin import views as admin_views

@@ -35,7 +35,7 @@ class BackgroundRunner:
             try:
                 func = getattr(importlib.import_module(module_name), func_name)
             except (ImportError, AttributeError):
-                log.warning("background task %s is not available", spec)
+                log.error("background task %s is not available: that work will not run in this process", spec)
                 continue
             thread = threading.Thread(target=self._run, args=(spec, func), name=f"gw-{func_name}", daemon=True)
             thread.start()
@@ -52,7 +52,12 @@ class BackgroundRunner:
                 log.exception("background task %s failed; restarting in 5 s", spec)
                 self.stop_event.wait(5)
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop every task within `timeout` in all (inside gunicorn's graceful_timeout), so each
+        has the time to hand back its leases."""
+        import time
+
         self.stop_event.set()
+        deadline = time.monotonic() + timeout
         for thread in self.threads:
-            thread.join(timeout)
+            thread.join(max(0.0, deadline - time.monotonic()))

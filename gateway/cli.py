@@ -11,6 +11,7 @@ import signal
 import sys
 
 import click
+import sqlalchemy as sa
 from flask import current_app
 from flask.cli import with_appcontext
 from werkzeug.security import generate_password_hash
@@ -18,6 +19,7 @@ from werkzeug.security import generate_password_hash
 from . import runtime
 from .errors import ConfigError, VaultError
 from .store import init_db
+from .zoho.errors import ZohoError
 
 # Concerns that add commands: each module has `register(app)`.
 COMMAND_MODULES = (
@@ -37,10 +39,21 @@ def one_line_errors(func):
     def wrapped(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except (ConfigError, VaultError) as exc:
+        except (ConfigError, VaultError, ZohoError) as exc:
             raise click.ClickException(str(exc)) from None
+        except sa.exc.SQLAlchemyError as exc:
+            raise click.ClickException(describe_database_error(exc)) from None
 
     return wrapped
+
+
+def describe_database_error(exc: Exception) -> str:
+    """One line for a database failure: what the driver said (no SQL, no parameters) and what to do."""
+    original = getattr(exc, "orig", None) or exc
+    said = (str(original).strip().splitlines() or [exc.__class__.__name__])[0][:300]
+    if "no such table" in said or "doesn't exist" in said or "does not exist" in said:
+        return f"a database table is missing ({said}): run `flask --app wsgi init-db` first"
+    return f"the database did not answer as expected: {said}"
 
 
 @click.command("init-db")

@@ -11,14 +11,34 @@ import re
 import sys
 import time
 import uuid
+from urllib.parse import parse_qsl, urlencode
 
 from flask import g, request
 
-_TOKEN_IN_QUERY = re.compile(r"((?:^|&)token=)[^&]*", re.IGNORECASE)
+# Query parameters whose values are secrets or one-time credentials: the webhook `token`, and the
+# OAuth `code` and `state` of /admin/zoho/callback. Matched after percent-decoding, as Werkzeug reads them.
+SENSITIVE_PARAMETERS = {"token", "code", "state"}
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 def mask_query(query: str) -> str:
-    return _TOKEN_IN_QUERY.sub(r"\1***", query)
+    """The query string as logged: sensitive values masked, also inside nested URLs (`next=`)."""
+    pairs = []
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key.strip().lower() in SENSITIVE_PARAMETERS:
+            value = "***"
+        elif "?" in value or "=" in value:
+            head, _, nested = value.partition("?")
+            value = f"{head}?{mask_query(nested)}" if nested else mask_query(value)
+        pairs.append((key, value))
+    return urlencode(pairs, safe="/*:,")
+
+
+def request_id_from(header: str | None) -> str:
+    """A caller's X-Request-Id when it is a plain id (it goes into log lines), else a new one."""
+    if header and _REQUEST_ID.fullmatch(header):
+        return header
+    return uuid.uuid4().hex[:16]
 
 
 class JsonFormatter(logging.Formatter):
@@ -60,7 +80,7 @@ def init_app(app) -> None:
 
     @app.before_request
     def _start():
-        g.request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex[:16]
+        g.request_id = request_id_from(request.headers.get("X-Request-Id"))
         g.started = time.perf_counter()
 
     @app.after_request

@@ -10,6 +10,9 @@ import json
 import os
 import secrets as pysecrets
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 from .errors import ConfigError
 
 # Every setting name the gateway reads, with its default (None: computed or required).
@@ -46,6 +49,7 @@ INT_SETTINGS = {
 BOOL_SETTINGS = {"GATEWAY_RUN_WORKER"}
 REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "GATEWAY_FERNET_KEYS", "DATABASE_URL", "OPS_DATABASE_URL")
 DEV_SECRETS_FILE = "dev-secrets.json"
+MIN_SECRET_KEY_LENGTH = 32  # it signs the admin session: a guessable key is a forged login
 
 
 def load(instance_path: str, environ: dict | None = None, test_config: dict | None = None) -> dict:
@@ -85,15 +89,23 @@ def load(instance_path: str, environ: dict | None = None, test_config: dict | No
                 "production needs these settings in the environment: " + ", ".join(missing)
                 + " (set GATEWAY_ENV=development only for local use)"
             )
+        if len(str(values["SECRET_KEY"])) < MIN_SECRET_KEY_LENGTH:
+            raise ConfigError(
+                f"SECRET_KEY is too short: use at least {MIN_SECRET_KEY_LENGTH} random characters, e.g. "
+                "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+            )
 
-    values["DATABASE_URL"] = normalize_database_url(str(values["DATABASE_URL"]))
-    values["OPS_DATABASE_URL"] = normalize_database_url(str(values["OPS_DATABASE_URL"]))
+    values["DATABASE_URL"] = normalize_database_url(str(values["DATABASE_URL"]), "DATABASE_URL")
+    values["OPS_DATABASE_URL"] = normalize_database_url(str(values["OPS_DATABASE_URL"]), "OPS_DATABASE_URL")
     values["GATEWAY_FERNET_KEYS"] = [k.strip() for k in str(values["GATEWAY_FERNET_KEYS"]).split(",") if k.strip()]
     return values
 
 
-def normalize_database_url(url: str) -> str:
-    """Map Heroku-style URLs to the installed drivers (psycopg 3, PyMySQL)."""
+def normalize_database_url(url: str, name: str = "DATABASE_URL") -> str:
+    """Map Heroku-style URLs to the installed drivers (psycopg 3, PyMySQL) and check the URL parses.
+
+    Errors name the setting, never echo the URL (it may hold a password).
+    """
     url = url.strip()
     for prefix, replacement in (
         ("postgres://", "postgresql+psycopg://"),
@@ -107,8 +119,15 @@ def normalize_database_url(url: str) -> str:
             break
     if url.startswith("mysql+pymysql://") and "charset=" not in url:
         url += ("&" if "?" in url else "?") + "charset=utf8mb4"
-    if not url.split(":", 1)[0] in ("sqlite", "postgresql+psycopg", "mysql+pymysql"):
-        raise ConfigError(f"unsupported database URL scheme {url.split(':', 1)[0]!r}: use sqlite, postgres or mysql")
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme not in ("sqlite", "postgresql+psycopg", "mysql+pymysql"):
+        shown = f"{scheme!r}" if scheme else "none (expected scheme://…)"
+        raise ConfigError(f"{name}: unsupported database URL scheme {shown}: use sqlite:///…, postgres://… or mysql://…")
+    try:
+        parsed = make_url(url)
+        parsed.port  # a non-numeric port only fails when read
+    except (ArgumentError, ValueError):
+        raise ConfigError(f"{name} is not a valid database URL (check the host, port and escaping of the password)") from None
     return url
 
 

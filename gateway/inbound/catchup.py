@@ -23,6 +23,8 @@ from datetime import datetime, timezone
 import click
 from flask.cli import with_appcontext
 
+from ..cli import one_line_errors
+
 from ..store import new_holder_id
 
 log = logging.getLogger("gateway.inbound.catchup")
@@ -192,7 +194,8 @@ def list_modified(rt, module: str, since: float):
         if not records:
             return
         yield records
-        info = (response.json() or {}).get("info") or {}
+        body = response.json()
+        info = (body.get("info") if isinstance(body, dict) else None) or {}
         if not info.get("more_records"):
             return
         token = info.get("next_page_token")
@@ -309,6 +312,7 @@ def run(rt, stop) -> None:
 @click.command("catch-up")
 @click.option("--since", help="ISO 8601 time (with offset; UTC if none) instead of the last catch-up")
 @with_appcontext
+@one_line_errors
 def catch_up_command(since):
     """Pull the Contacts and Deals modified in Zoho since the last catch-up and apply them now."""
     from ..runtime import current
