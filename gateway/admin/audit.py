@@ -1,9 +1,9 @@
 """The admin audit trail: who did what, when, from the admin page; and failed login attempts.
 
 `record(rt, who, action, detail)` writes one row to `gw_audit` and one log line; `recent(rt,
-limit)` reads the newest rows for the page. Failed logins are kept in `gw_login_failures` (one
-row per failure, by client address) so the login throttle holds across every process sharing
-the state store. Neither table ever holds a secret: callers pass details a person may read.
+limit)` reads the newest rows for the page. Login attempts are kept in `gw_login_failures` (one
+row per failed or not yet checked attempt, by client address) so the login throttle holds
+across every process sharing the state store. Neither table ever holds a secret: callers pass details a person may read.
 """
 from __future__ import annotations
 
@@ -65,20 +65,39 @@ def purge(rt, older_than_epoch: float) -> int:
         return conn.execute(audit_table.delete().where(audit_table.c.at < older_than_epoch)).rowcount
 
 
-def note_login_failure(rt, address: str, now: float | None = None, keep_seconds: float = 3600) -> None:
-    """Remember one failed login from `address` (and drop failures older than an hour)."""
+def note_login_attempt(rt, address: str, now: float | None = None, keep_seconds: float = 3600) -> int:
+    """Record one login attempt from `address` before its password is checked; returns its row id.
+
+    It counts as a failure until `forget_login_attempt` withdraws it (the password was right, or
+    the attempt was refused unchecked). Recording first is what makes the throttle hold under
+    parallel requests: each attempt sees the rows of every attempt committed before it counts.
+    Rows older than an hour are dropped on the way.
+    """
     now = time.time() if now is None else now
     with rt.store.begin() as conn:
-        conn.execute(login_failures_table.insert().values(address=(address or "unknown")[:64], at=now))
+        attempt_id = conn.execute(
+            login_failures_table.insert().values(address=(address or "unknown")[:64], at=now)
+        ).inserted_primary_key[0]
         conn.execute(login_failures_table.delete().where(login_failures_table.c.at < now - keep_seconds))
+    return int(attempt_id)
 
 
-def login_failures_since(rt, address: str, since: float) -> list[float]:
-    """The times of failed logins from `address` at or after `since`, oldest first."""
+def forget_login_attempt(rt, attempt_id: int) -> None:
+    """Withdraw an attempt recorded by `note_login_attempt`: it was not a failure."""
+    with rt.store.begin() as conn:
+        conn.execute(login_failures_table.delete().where(login_failures_table.c.id == attempt_id))
+
+
+def login_failures_since(rt, address: str, since: float, exclude_id: int | None = None) -> list[float]:
+    """The times of failed (or still unchecked) logins from `address` at or after `since`, oldest
+    first; `exclude_id` leaves out the caller's own attempt."""
+    query = (
+        sa.select(login_failures_table.c.at)
+        .where(login_failures_table.c.address == (address or "unknown")[:64], login_failures_table.c.at >= since)
+        .order_by(login_failures_table.c.at)
+    )
+    if exclude_id is not None:
+        query = query.where(login_failures_table.c.id != exclude_id)
     with rt.store.engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(login_failures_table.c.at)
-            .where(login_failures_table.c.address == (address or "unknown")[:64], login_failures_table.c.at >= since)
-            .order_by(login_failures_table.c.at)
-        ).all()
+        rows = conn.execute(query).all()
     return [row.at for row in rows]

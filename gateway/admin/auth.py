@@ -5,7 +5,8 @@
 - With no password set at all, a login is checked against a dummy hash of the same kind, so
   the answer and its timing do not tell an outsider whether a password exists.
 - At most `MAX_FAILURES` failed logins per `WINDOW_SECONDS` per client address; the count
-  lives in the state store, so it holds across gunicorn workers and dynos.
+  lives in the state store, so it holds across gunicorn workers and dynos, and each attempt is
+  recorded before its password is checked, so it holds for parallel guesses too.
 """
 from __future__ import annotations
 
@@ -69,13 +70,30 @@ def throttle_for(failure_times: list[float], now: float) -> Throttle:
     return Throttle(True, max(1, int(oldest_that_counts + WINDOW_SECONDS - now + 0.999)))
 
 
-def throttle(rt, address: str, now: float | None = None) -> Throttle:
+@dataclass(frozen=True)
+class Attempt:
+    id: int
+    throttle: Throttle
+
+
+def start_attempt(rt, address: str, now: float | None = None) -> Attempt:
+    """Record a login attempt (as a failure until withdrawn), then judge it against the others.
+
+    The row is written BEFORE the password is checked: were the failures counted first and the
+    failure written after the (slow) check, any number of parallel guesses would all pass the
+    count. Now the k-th attempt to commit sees at least k-1 others, so at most MAX_FAILURES
+    guesses per window reach the password check. (In a burst an attempt still being judged
+    counts for the ones beside it, so fewer may get through, even none: the safe side.)
+    """
     now = time.time() if now is None else now
-    return throttle_for(audit.login_failures_since(rt, address, now - WINDOW_SECONDS), now)
+    attempt_id = audit.note_login_attempt(rt, address, now)
+    others = audit.login_failures_since(rt, address, now - WINDOW_SECONDS, exclude_id=attempt_id)
+    return Attempt(attempt_id, throttle_for(others, now))
 
 
-def note_failure(rt, address: str) -> None:
-    audit.note_login_failure(rt, address)
+def withdraw(rt, attempt: Attempt) -> None:
+    """The attempt was no failure (right password) or was refused unchecked: it does not count."""
+    audit.forget_login_attempt(rt, attempt.id)
 
 
 def safe_next(target: str | None, default: str) -> str:

@@ -73,8 +73,10 @@ def login():
         return render_template("admin/login.html", form=form)
 
     address = request.remote_addr or "unknown"
-    throttle = auth.throttle(rt, address)
+    attempt = auth.start_attempt(rt, address)
+    throttle = attempt.throttle
     if throttle.blocked:
+        auth.withdraw(rt, attempt)  # refused unchecked: not a failure, so obeying Retry-After works
         log.warning("admin login refused: too many failures from %s", address)
         message = f"Too many failed logins from your address. Wait {throttle.retry_after} seconds, then try again."
         response = current_app.make_response((render_template("admin/login.html", form=form, error=message), 429))
@@ -82,6 +84,7 @@ def login():
         return response
 
     if form.validate_on_submit() and auth.check_password(rt, form.password.data):
+        auth.withdraw(rt, attempt)
         target = auth.safe_next(form.next.data, url_for(".index"))
         session.clear()  # a fresh session: nothing from before the login survives it
         session["admin"] = True
@@ -90,7 +93,6 @@ def login():
         audit.record(rt, who(), "login", "logged in")
         return redirect(target)
 
-    auth.note_failure(rt, address)
     log.warning("admin login failed from %s", address)
     return render_template("admin/login.html", form=form, error=auth.WRONG_PASSWORD), 401
 
