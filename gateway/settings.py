@@ -24,6 +24,7 @@ DEFAULTS: dict[str, object] = {
     "OPS_DATABASE_URL": None,
     "OPS_TIMEZONE": "UTC",
     "GATEWAY_ZOHO_TIMEZONE": "UTC",
+    "GATEWAY_ZOHO_DATE_ORDER": "dmy",
     "GATEWAY_PUBLIC_URL": None,
     "GATEWAY_PROXY_HOPS": 0,
     "ZOHO_ACCOUNTS_URL": None,
@@ -74,6 +75,11 @@ def load(instance_path: str, environ: dict | None = None, test_config: dict | No
         values[name] = _as_bool(name, values[name])
     if values["GATEWAY_LOG_FORMAT"] not in ("text", "json"):
         raise ConfigError("GATEWAY_LOG_FORMAT must be 'text' or 'json'")
+    # Whether 11/05/2026 is 11 May or 5 November cannot be told from the date: the admin says.
+    order = str(values["GATEWAY_ZOHO_DATE_ORDER"] or "").strip().lower()
+    if order not in ("dmy", "mdy"):
+        raise ConfigError(f"GATEWAY_ZOHO_DATE_ORDER must be 'dmy' or 'mdy' (day or month first), not {values['GATEWAY_ZOHO_DATE_ORDER']!r}")
+    values["GATEWAY_ZOHO_DATE_ORDER"] = order
 
     if env == "development":
         generated = ensure_dev_secrets(instance_path)

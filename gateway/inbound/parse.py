@@ -54,9 +54,10 @@ _OPS_ID = re.compile(r"^[0-9]{1,18}$")
 _EPOCH_MS = re.compile(r"^[0-9]{11,14}$")
 _EMAIL_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
 _EMAIL_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
-# Day-first dates with an optional time: 27/11/2026 14:05, 27.11.2026 2:05 PM, 27-11-2026 14:05:09
-_DAY_FIRST = re.compile(
-    r"^(?P<d>\d{1,2})[/.-](?P<m>\d{1,2})[/.-](?P<y>\d{4})"
+# Dates with day and month first and an optional time: 27/11/2026 14:05, 27.11.2026 2:05 PM,
+# 11-27-2026 14:05:09. Which of the two leading numbers is the day is GATEWAY_ZOHO_DATE_ORDER's say.
+_NUMERIC_DATE = re.compile(
+    r"^(?P<a>\d{1,2})[/.-](?P<b>\d{1,2})[/.-](?P<y>\d{4})"
     r"(?:[ T,]+(?P<H>\d{1,2}):(?P<M>\d{2})(?::(?P<S>\d{2}))?\s*(?P<ampm>[AaPp][Mm])?)?$"
 )
 
@@ -179,11 +180,13 @@ def _collect(pairs) -> dict[str, object]:
 
 
 # -- the values -----------------------------------------------------------------------------------
-def validate(module: str, params: dict, mapping: Mapping, zoho_tz, *, statuses=None, now: float | None = None) -> Update:
+def validate(module: str, params: dict, mapping: Mapping, zoho_tz, *, statuses=None, now: float | None = None,
+             date_order: str = "dmy") -> Update:
     """Check every parameter of one delivery and return the `Update`; RequestError(422) names the bad one.
 
     `zoho_tz` is the time zone of offset-less datetimes (GATEWAY_ZOHO_TIMEZONE, a name or a
-    tzinfo). `statuses`, when given, are the known OnPrintShop status names: a stage must be
+    tzinfo); `date_order` ("dmy" or "mdy", GATEWAY_ZOHO_DATE_ORDER) says whether 11/05/2026 is
+    11 May or 5 November. `statuses`, when given, are the known OnPrintShop status names: a stage must be
     one of them (after aliases, case-insensitive); without it the stage is checked when applied.
     Unknown parameters are ignored.
     """
@@ -209,7 +212,7 @@ def validate(module: str, params: dict, mapping: Mapping, zoho_tz, *, statuses=N
     if raw_time in (None, ""):
         modified_time, given = now, False
     else:
-        modified_time, given = parse_modified_time(raw_time, tz), True
+        modified_time, given = parse_modified_time(raw_time, tz, date_order=date_order), True
         if modified_time > now + MAX_FUTURE_SECONDS:
             raise RequestError(
                 "modified_time is more than a day in the future: check GATEWAY_ZOHO_TIMEZONE and the merge field",
@@ -307,17 +310,33 @@ def _stage(value: str, mapping: Mapping, statuses) -> str:
     )
 
 
-def parse_modified_time(text: str, zoho_tz) -> float:
-    """Every `modified_time` form of §7 → epoch seconds; offset-less forms are read in `zoho_tz`."""
+def parse_modified_time(text: str, zoho_tz, date_order: str = "dmy") -> float:
+    """Every `modified_time` form of §7 → epoch seconds; offset-less forms are read in `zoho_tz`.
+
+    `date_order` "dmy" reads 11/05/2026 as 11 May, "mdy" as 5 November; a date that only fits
+    the other order is refused naming GATEWAY_ZOHO_DATE_ORDER, never read the other way.
+    """
+    if date_order not in ("dmy", "mdy"):
+        raise ValueError(f"date_order must be 'dmy' or 'mdy', not {date_order!r}")
     text = text.strip()
     if _EPOCH_MS.match(text):
         moment = int(text) / 1000.0
     else:
-        parsed = _parse_datetime(text)
+        parsed = _parse_datetime(text, date_order)
         if parsed is None:
+            other = "mdy" if date_order == "dmy" else "dmy"
+            if _parse_datetime(text, other) is not None:
+                raise RequestError(
+                    f"modified_time {text!r} is not a valid date "
+                    f"{'day' if date_order == 'dmy' else 'month'} first (GATEWAY_ZOHO_DATE_ORDER={date_order}); "
+                    f"if the Zoho user's date format puts the {'month' if date_order == 'dmy' else 'day'} first, "
+                    f"set GATEWAY_ZOHO_DATE_ORDER={other}",
+                    status=422, parameter="modified_time",
+                )
+            shown = "DD/MM/YYYY HH:MM" if date_order == "dmy" else "MM/DD/YYYY HH:MM"
             raise RequestError(
                 "modified_time is not a date and time Zoho sends (ISO 8601 with an offset, YYYY-MM-DD HH:MM:SS, "
-                "DD/MM/YYYY HH:MM, or epoch milliseconds)",
+                f"{shown}, or epoch milliseconds)",
                 status=422, parameter="modified_time",
             )
         if parsed.tzinfo is None:
@@ -329,24 +348,25 @@ def parse_modified_time(text: str, zoho_tz) -> float:
     return moment
 
 
-def _parse_datetime(text: str) -> dt.datetime | None:
+def _parse_datetime(text: str, date_order: str) -> dt.datetime | None:
     if re.match(r"^\d{4}-\d{2}-\d{2}", text):
         try:
             return dt.datetime.fromisoformat(text)
         except ValueError:
             return None
-    match = _DAY_FIRST.match(text)
+    match = _NUMERIC_DATE.match(text)
     if not match:
         return None
     parts = match.groupdict()
+    day, month = (parts["a"], parts["b"]) if date_order == "dmy" else (parts["b"], parts["a"])
     try:
         hour = int(parts["H"] or 0)
         if parts["ampm"]:
             if not 1 <= hour <= 12:
                 return None
             hour = hour % 12 + (12 if parts["ampm"].lower() == "pm" else 0)
-        return dt.datetime(int(parts["y"]), int(parts["m"]), int(parts["d"]), hour, int(parts["M"] or 0),
+        return dt.datetime(int(parts["y"]), int(month), int(day), hour, int(parts["M"] or 0),
                            int(parts["S"] or 0))
     except ValueError:
-        # e.g. 11/27/2026: month-first; §7 says day-first, and guessing silently could swap day and month
+        # e.g. 11/27/2026 read day first: never swapped silently, the caller says which setting fits
         return None

@@ -64,7 +64,8 @@ def receive_delivery(module: str):
             raise _unauthorized(missing=token in (None, ""))
 
     ops = rt.ops
-    update = parse.validate(module, params, ops.mapping, rt.config["GATEWAY_ZOHO_TIMEZONE"], statuses=ops.status_names())
+    update = parse.validate(module, params, ops.mapping, rt.config["GATEWAY_ZOHO_TIMEZONE"], statuses=ops.status_names(),
+                            date_order=rt.config["GATEWAY_ZOHO_DATE_ORDER"])
     outcome = inbox.receive(rt, module, update, source="webhook")
     return jsonify(outcome.body()), outcome.http_status
 

@@ -91,3 +91,11 @@ def test_heroku_style_database_urls_map_to_installed_drivers(given, expected):
 def test_unknown_database_scheme_is_refused():
     with pytest.raises(ConfigError, match="unsupported database URL scheme 'oracle'"):
         normalize_database_url("oracle://x")
+
+
+def test_zoho_date_order_is_day_first_by_default_and_checked(tmp_path):
+    base = {"INSTANCE_PATH": str(tmp_path), "GATEWAY_ENV": "development"}
+    assert create_app(base).config["GATEWAY_ZOHO_DATE_ORDER"] == "dmy"
+    assert create_app({**base, "GATEWAY_ZOHO_DATE_ORDER": " MDY "}).config["GATEWAY_ZOHO_DATE_ORDER"] == "mdy"
+    with pytest.raises(ConfigError, match="GATEWAY_ZOHO_DATE_ORDER must be 'dmy' or 'mdy'"):
+        create_app({**base, "GATEWAY_ZOHO_DATE_ORDER": "ymd"})

@@ -166,3 +166,33 @@ def test_bad_bodies(ctype, body, status):
     with pytest.raises(RequestError) as info:
         read_body(ctype, body)
     assert info.value.status == status
+
+
+# -- the order of day and month (GATEWAY_ZOHO_DATE_ORDER) -------------------------------------------
+@pytest.mark.parametrize("text, order, expected", [
+    ("11/05/2026 09:05 AM", "dmy", "2026-05-11T09:05:00+00:00"),
+    ("11/05/2026 09:05 AM", "mdy", "2026-11-05T09:05:00+00:00"),
+    ("11/27/2026 10:15", "mdy", "2026-11-27T10:15:00+00:00"),
+    ("11.27.2026 02:15:30 PM", "mdy", "2026-11-27T14:15:30+00:00"),
+    ("2026-11-05 09:05:00", "mdy", "2026-11-05T09:05:00+00:00"),  # year-first forms are never ambiguous
+])
+def test_date_order_decides_day_and_month(text, order, expected):
+    got = dt.datetime.fromtimestamp(parse_modified_time(text, dt.timezone.utc, date_order=order), dt.timezone.utc)
+    assert got.isoformat() == expected
+
+
+def test_a_date_that_does_not_fit_the_order_is_refused_and_names_the_setting():
+    with pytest.raises(RequestError) as info:
+        validate("Deals", {"id": "1", "modified_time": "11/27/2026 10:15"}, M, "UTC", now=NOW, date_order="dmy")
+    assert info.value.parameter == "modified_time"
+    assert "GATEWAY_ZOHO_DATE_ORDER" in info.value.message and "mdy" in info.value.message
+    with pytest.raises(RequestError) as info:
+        validate("Deals", {"id": "1", "modified_time": "27/11/2026 10:15"}, M, "UTC", now=NOW, date_order="mdy")
+    assert info.value.parameter == "modified_time"
+    assert "GATEWAY_ZOHO_DATE_ORDER" in info.value.message and "dmy" in info.value.message
+
+
+def test_validate_reads_month_first_when_told():
+    update = validate("Deals", {"id": "1", "modified_time": "11/05/2026 09:05 AM"}, M, "UTC", now=NOW,
+                      date_order="mdy")
+    assert update.modified_time == dt.datetime(2026, 11, 5, 9, 5, tzinfo=dt.timezone.utc).timestamp()

@@ -382,3 +382,16 @@ def test_recent_pending_count_and_purge(gw_sqlite):
     assert inbox.purge(gw.rt, time.time() - 60) == 0
     assert inbox.purge(gw.rt, time.time() + 1) == 2
     assert inbox.recent(gw.rt) == []
+
+
+def test_month_first_dates_are_read_month_first_when_the_setting_says_so(make_app):
+    gw = Gateway(make_app(GATEWAY_ZOHO_DATE_ORDER="mdy"))
+    moment = dt.datetime.fromtimestamp(BASE - BASE % 60, dt.timezone.utc)
+    us_style = moment.strftime("%m/%d/%Y %I:%M %p")  # e.g. 11/05/2026 09:05 AM
+    r = gw.post("deals", {"id": "9200", "ops_id": "2", "stage": "Shipped", "modified_time": us_style})
+    assert r.status_code == 200 and r.get_json() == {"status": "applied"}, (us_style, r.get_json())
+    assert as_dt(gw.order(2)["last_modified"]) == moment.replace(tzinfo=None)
+    # a day-first date no longer fits: refused with the setting named, not read some other way
+    r = gw.post("deals", {"id": "9200", "stage": "Printing", "modified_time": "27/11/2026 10:15"})
+    assert r.status_code == 422 and r.get_json()["parameter"] == "modified_time"
+    assert "GATEWAY_ZOHO_DATE_ORDER" in r.get_json()["error"]
