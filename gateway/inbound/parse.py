@@ -44,9 +44,11 @@ DEAL_FIELDS = {
 NULLABLE = {"phone"}
 PAYMENT_STATUSES = ("Paid", "Unpaid")
 
-# How far in the future a modified_time may be (clock skew); further would block every later
-# delivery for the record as "stale", so it is refused.
-MAX_FUTURE_SECONDS = 24 * 3600
+# How far ahead of our clock a modified_time may be: clock skew between Zoho and us, nothing more.
+# A time further ahead would be written into OnPrintShop's last_modified and make every correct
+# later delivery for the record "stale" until that moment passes; hours ahead is what a wrong
+# GATEWAY_ZOHO_TIMEZONE (Zoho's wall clock east of the setting) looks like. So it is refused.
+MAX_FUTURE_SECONDS = 10 * 60
 EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc).timestamp()
 
 _ZOHO_ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
@@ -214,8 +216,12 @@ def validate(module: str, params: dict, mapping: Mapping, zoho_tz, *, statuses=N
     else:
         modified_time, given = parse_modified_time(raw_time, tz, date_order=date_order), True
         if modified_time > now + MAX_FUTURE_SECONDS:
+            ahead = modified_time - now
+            said = f"{ahead / 3600:.1f} hours" if ahead >= 3600 else f"{ahead / 60:.0f} minutes"
             raise RequestError(
-                "modified_time is more than a day in the future: check GATEWAY_ZOHO_TIMEZONE and the merge field",
+                f"modified_time is {said} in the future (more than {MAX_FUTURE_SECONDS // 60} minutes is refused): "
+                "GATEWAY_ZOHO_TIMEZONE is probably not the time zone of the Zoho user the workflow runs as "
+                "(or the merge field is not Modified Time)",
                 status=422, parameter="modified_time",
             )
 

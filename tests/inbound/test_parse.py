@@ -196,3 +196,16 @@ def test_validate_reads_month_first_when_told():
     update = validate("Deals", {"id": "1", "modified_time": "11/05/2026 09:05 AM"}, M, "UTC", now=NOW,
                       date_order="mdy")
     assert update.modified_time == dt.datetime(2026, 11, 5, 9, 5, tzinfo=dt.timezone.utc).timestamp()
+
+
+# -- a modified_time ahead of now ------------------------------------------------------------------
+def test_modified_time_more_than_ten_minutes_ahead_is_refused_naming_the_time_zone_setting():
+    ahead = dt.datetime.fromtimestamp(NOW, dt.timezone.utc)
+    assert v("Deals", id="1", modified_time=(ahead + dt.timedelta(minutes=9)).isoformat()).modified_time == NOW + 540
+    error = refused("Deals", id="1", modified_time=(ahead + dt.timedelta(minutes=11)).isoformat())
+    assert error.parameter == "modified_time" and "GATEWAY_ZOHO_TIMEZONE" in error.message
+    # the usual cause: a Zoho user in Kolkata, GATEWAY_ZOHO_TIMEZONE left at UTC (5½ hours ahead)
+    kolkata_wall_clock = ahead.astimezone(dt.timezone(dt.timedelta(hours=5, minutes=30))).strftime("%Y-%m-%d %H:%M:%S")
+    assert refused("Deals", id="1", modified_time=kolkata_wall_clock).parameter == "modified_time"
+    assert validate("Deals", {"id": "1", "modified_time": kolkata_wall_clock}, M, "Asia/Kolkata",
+                    now=NOW).modified_time == NOW

@@ -395,3 +395,17 @@ def test_month_first_dates_are_read_month_first_when_the_setting_says_so(make_ap
     r = gw.post("deals", {"id": "9200", "stage": "Printing", "modified_time": "27/11/2026 10:15"})
     assert r.status_code == 422 and r.get_json()["parameter"] == "modified_time"
     assert "GATEWAY_ZOHO_DATE_ORDER" in r.get_json()["error"]
+
+
+def test_a_modified_time_hours_ahead_is_refused_and_changes_nothing(gw_sqlite):
+    gw = gw_sqlite
+    before = gw.snapshot()
+    ahead = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=2)  # a wrong GATEWAY_ZOHO_TIMEZONE
+    r = gw.post("deals", {"id": "9300", "ops_id": "1", "stage": "Shipped",
+                          "modified_time": ahead.strftime("%Y-%m-%d %H:%M:%S")})
+    assert r.status_code == 422 and r.get_json()["parameter"] == "modified_time"
+    assert "GATEWAY_ZOHO_TIMEZONE" in r.get_json()["error"]
+    assert gw.snapshot() == before
+    # a correct update a minute later is not blocked as stale
+    r = gw.post("deals", {"id": "9300", "ops_id": "1", "stage": "Shipped", "modified_time": zt(60)})
+    assert r.get_json() == {"status": "applied"}
