@@ -126,11 +126,13 @@ def _split_content_type(content_type: str | None) -> tuple[str, dict]:
 
 def _read_urlencoded(raw: bytes) -> dict[str, object]:
     try:
-        text = raw.decode("ascii")
+        # Percent-encoded or raw, the bytes must be UTF-8 (a raw `ü` is what many senders put on the
+        # wire); strict both times, so a Latin-1 byte is a 422, never a replacement character stored.
+        text = raw.decode("utf-8")
         pairs = urllib.parse.parse_qsl(text, keep_blank_values=True, strict_parsing=False, encoding="utf-8",
                                        errors="strict", max_num_fields=MAX_FIELDS)
     except UnicodeDecodeError:
-        raise RequestError("the form body is not valid UTF-8 (percent-encode it)", status=422, parameter="body") from None
+        raise RequestError("the form body is not valid UTF-8 (raw or percent-encoded)", status=422, parameter="body") from None
     except ValueError:
         raise RequestError(f"the form body has more than {MAX_FIELDS} fields", status=422, parameter="body") from None
     return _collect(pairs)

@@ -209,3 +209,14 @@ def test_modified_time_more_than_ten_minutes_ahead_is_refused_naming_the_time_zo
     assert refused("Deals", id="1", modified_time=kolkata_wall_clock).parameter == "modified_time"
     assert validate("Deals", {"id": "1", "modified_time": kolkata_wall_clock}, M, "Asia/Kolkata",
                     now=NOW).modified_time == NOW
+
+
+def test_raw_utf8_form_body_is_read_and_invalid_bytes_are_refused():
+    assert read_body("application/x-www-form-urlencoded", "id=900&first_name=Müller&last_name=Ørsted+Ñ".encode()) == {
+        "id": "900", "first_name": "Müller", "last_name": "Ørsted Ñ"}
+    assert read_body("application/x-www-form-urlencoded; charset=UTF-8", "id=1&x=%C3%BC€".encode()) == {
+        "id": "1", "x": "ü€"}
+    for bad in (b"id=1&first_name=M\xfcller", b"id=1&first_name=\xc3", b"id=1&x=%ff"):
+        with pytest.raises(RequestError) as info:
+            read_body("application/x-www-form-urlencoded", bad)
+        assert info.value.status == 422 and info.value.parameter == "body" and "UTF-8" in info.value.message

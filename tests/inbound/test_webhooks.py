@@ -409,3 +409,16 @@ def test_a_modified_time_hours_ahead_is_refused_and_changes_nothing(gw_sqlite):
     # a correct update a minute later is not blocked as stale
     r = gw.post("deals", {"id": "9300", "ops_id": "1", "stage": "Shipped", "modified_time": zt(60)})
     assert r.get_json() == {"status": "applied"}
+
+
+def test_a_raw_utf8_form_body_is_applied(gw_sqlite):
+    gw = gw_sqlite
+    r = gw.client.post("/webhooks/zoho/contacts", data="id=900&ops_id=2&first_name=Müller".encode(),
+                       content_type="application/x-www-form-urlencoded",
+                       headers={"X-Webhook-Token": gw.secret})
+    assert r.status_code == 200 and r.get_json() == {"status": "applied"}, r.get_json()
+    assert gw.customer(2)["customers_firstname"] == "Müller"
+    r = gw.client.post("/webhooks/zoho/contacts", data=b"id=900&first_name=M\xfcller",
+                       content_type="application/x-www-form-urlencoded", headers={"X-Webhook-Token": gw.secret})
+    assert r.status_code == 422 and r.get_json()["parameter"] == "body"
+    assert gw.customer(2)["customers_firstname"] == "Müller"
