@@ -37,10 +37,17 @@ class Result:
     parameter: str | None = None
 
 
-def apply_update(ops, oconn, sconn, update: Update) -> Result:
+LOOK_UP = object()  # `linked` not given: read the gateway's link here
+
+
+def apply_update(ops, oconn, sconn, update: Update, linked=LOOK_UP) -> Result:
+    """`linked`: the OnPrintShop id the gateway's link gives for the record (None: no link), when
+    the caller has already read it in its locked transaction (the inbox does, to save a round trip)."""
+    if linked is LOOK_UP:
+        linked = _linked_ops_id(sconn, update.module, update.zoho_id)
     if update.module == "Contacts":
-        return _apply_contact(ops, oconn, sconn, update)
-    return _apply_deal(ops, oconn, sconn, update)
+        return _apply_contact(ops, oconn, sconn, update, linked)
+    return _apply_deal(ops, oconn, sconn, update, linked)
 
 
 # -- finding the record -------------------------------------------------------------------------
@@ -101,12 +108,12 @@ def _by_email(ops):
     return ops.statement("lock customer by email", build)
 
 
-def _find_and_lock(ops, oconn, sconn, update: Update, table_key: str) -> tuple[dict | None, str | None, str | None]:
+def _find_and_lock(ops, oconn, sconn, update: Update, table_key: str, linked) -> tuple[dict | None, str | None, str | None]:
     """(row locked for this transaction, found_by, problem): problem is a conflict message when
     the ops_id Zoho sent is linked to another Zoho record."""
     by_id = _by_id(ops, table_key)
-    linked = _linked_ops_id(sconn, update.module, update.zoho_id)
     if linked is not None:
+        linked = int(linked)
         row = _locked_row(oconn, table_key, by_id, {"ops_id": linked})
         if row is not None:
             return row, "link", None
@@ -162,8 +169,8 @@ def _stale_against_row(ops, update: Update, last_modified) -> Result | None:
 
 
 # -- contacts → customers ---------------------------------------------------------------------------
-def _apply_contact(ops, oconn, sconn, update: Update) -> Result:
-    row, found_by, problem = _find_and_lock(ops, oconn, sconn, update, "customers")
+def _apply_contact(ops, oconn, sconn, update: Update, linked) -> Result:
+    row, found_by, problem = _find_and_lock(ops, oconn, sconn, update, "customers", linked)
     if problem:
         return Result("conflict", problem, parameter="ops_id")
     if row is None:
@@ -202,8 +209,8 @@ def _apply_contact(ops, oconn, sconn, update: Update) -> Result:
 
 
 # -- deals → orders ---------------------------------------------------------------------------------
-def _apply_deal(ops, oconn, sconn, update: Update) -> Result:
-    row, found_by, problem = _find_and_lock(ops, oconn, sconn, update, "orders")
+def _apply_deal(ops, oconn, sconn, update: Update, linked) -> Result:
+    row, found_by, problem = _find_and_lock(ops, oconn, sconn, update, "orders", linked)
     if problem:
         return Result("conflict", problem, parameter="ops_id")
     if row is None:

@@ -99,6 +99,15 @@ _EARLIER_PENDING = sa.select(inbox_table.c.id).where(
            sa.and_(inbox_table.c.modified_time == sa.bindparam("modified_time"), inbox_table.c.id < sa.bindparam("id"))),
 ).limit(1)
 
+# Read together in one statement once the record is locked (both plain reads, one round trip):
+# an earlier pending row of the record, and the gateway's link for it (apply's first lookup).
+_EARLIER_AND_LINK = sa.select(
+    _EARLIER_PENDING.scalar_subquery().label("earlier"),
+    sa.select(links.links_table.c.ops_id)
+    .where(links.links_table.c.module == sa.bindparam("module"), links.links_table.c.zoho_id == sa.bindparam("zoho_id"))
+    .scalar_subquery().label("linked"),
+)
+
 HTTP_STATUS = {
     "applied": 200, "duplicate": 200, "stale": 200, "accepted": 202,
     "not_found": 404, "conflict": 409, "invalid": 422, "failed": 422,
@@ -305,10 +314,10 @@ def _decide_and_apply(rt, sconn, inbox_id: int, row=None) -> Outcome:
     marker = _lock_record(sconn, store, row.module, row.zoho_id)
 
     # A delivery not stored yet comes after every stored one (its id would be the highest).
-    earlier = sconn.execute(_EARLIER_PENDING, {"module": row.module, "zoho_id": row.zoho_id,
-                                                "id": _NOT_STORED if row.id is None else row.id,
-                                                "modified_time": row.modified_time}).first()
-    if earlier is not None:
+    found = sconn.execute(_EARLIER_AND_LINK, {"module": row.module, "zoho_id": row.zoho_id,
+                                              "id": _NOT_STORED if row.id is None else row.id,
+                                              "modified_time": row.modified_time}).one()
+    if found.earlier is not None:
         _wake.set()
         return Outcome("accepted", "stored; an earlier update of this record is applied first",
                        inbox_id=_insert_pending(sconn, row))
@@ -322,7 +331,7 @@ def _decide_and_apply(rt, sconn, inbox_id: int, row=None) -> Outcome:
             return _finish(sconn, row, "duplicate", "already applied", marker.ops_id)
 
     try:
-        result = _apply_in_ops(rt, sconn, update)
+        result = _apply_in_ops(rt, sconn, update, found.linked)
     except UNAVAILABLE_ERRORS as exc:
         if _is_deadlock(exc):
             # OnPrintShop (or its own application) held the row: the re-applier tries again soon.
@@ -350,13 +359,13 @@ def _decide_and_apply(rt, sconn, inbox_id: int, row=None) -> Outcome:
     return _finish(sconn, row, result.status, result.message, result.ops_id, result.parameter)
 
 
-def _apply_in_ops(rt, sconn, update: Update):
+def _apply_in_ops(rt, sconn, update: Update, linked):
     """One OnPrintShop transaction; a deadlock there (with OnPrintShop's own application, say)
     rolled it back entirely, so it is simply run again, a few times."""
     for attempt in range(3):
         try:
             with rt.ops.begin() as oconn:
-                return apply_update(rt.ops, oconn, sconn, update)
+                return apply_update(rt.ops, oconn, sconn, update, linked)
         except sa.exc.OperationalError as exc:
             if attempt == 2 or not _is_deadlock(exc):
                 raise
