@@ -196,13 +196,18 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
-def database_cpu_seconds() -> float:
-    """CPU time of the local MariaDB/MySQL server process, if it runs on this machine."""
+def database_cpu_seconds() -> dict[int, float]:
+    """CPU time of each local MariaDB/MySQL server process, by pid (compare only pids in both samples:
+    another test may start and stop a server of its own meanwhile)."""
+    pids = []
     for name in ("mariadbd", "mysqld"):
-        result = subprocess.run(["pidof", name], capture_output=True, text=True)
-        if result.stdout.split():
-            return process_cpu_seconds(int(result.stdout.split()[0]))
-    return float("nan")
+        pids += [int(pid) for pid in subprocess.run(["pidof", name], capture_output=True, text=True).stdout.split()]
+    return {pid: process_cpu_seconds(pid) for pid in pids}
+
+
+def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    common = before.keys() & after.keys()
+    return sum(after[pid] - before[pid] for pid in common) if common else float("nan")
 
 
 # -- the load -------------------------------------------------------------------------------------------
@@ -334,7 +339,7 @@ def main() -> None:
             results[name] = run_load(server.port, path, kind, secret, args.seconds, args.clients, args.procs, first_order)
             served = results[name]["requests"] or 1
             results[name]["app_cpu_ms"] = (server.cpu_seconds() - cpu_before) * 1000 / served
-            results[name]["db_cpu_ms"] = (database_cpu_seconds() - db_before) * 1000 / served
+            results[name]["db_cpu_ms"] = cpu_delta(db_before, database_cpu_seconds()) * 1000 / served
             if kind == "webhook":
                 after = count_inbox(env)
                 results[name]["inbox_rows"] = after[0] - before[0]
