@@ -6,7 +6,6 @@ guards every admin view.
 from __future__ import annotations
 
 import functools
-import time
 
 from flask import current_app, redirect, request, session, url_for
 from flask_limiter import Limiter
@@ -40,11 +39,19 @@ def init_app(app) -> None:
 
 
 def login_required(view):
-    """Admin pages need a logged-in session; others are sent to the login page."""
+    """Admin pages need a current admin session; others are sent to the login page.
+
+    Current: logged in within the session lifetime (8 h), made with the admin password in force
+    (a new password ends every session), and not logged out (gateway.admin.auth).
+    """
 
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
-        if not session.get("admin") or session.get("login_at", 0) + current_app.permanent_session_lifetime.total_seconds() < time.time():
+        from . import runtime
+        from .admin import auth
+
+        lifetime = current_app.permanent_session_lifetime.total_seconds()
+        if not auth.session_is_current(runtime.current(), session, current_app.secret_key, lifetime):
             session.clear()
             return redirect(url_for("admin.login", next=request.full_path if request.method == "GET" else None))
         return view(*args, **kwargs)

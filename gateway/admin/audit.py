@@ -1,9 +1,12 @@
-"""The admin audit trail: who did what, when, from the admin page; and failed login attempts.
+"""The admin audit trail: who did what, when, from the admin page; login attempts; ended sessions.
 
 `record(rt, who, action, detail)` writes one row to `gw_audit` and one log line; `recent(rt,
 limit)` reads the newest rows for the page. Login attempts are kept in `gw_login_failures` (one
 row per failed or not yet checked attempt, by client address) so the login throttle holds
-across every process sharing the state store. Neither table ever holds a secret: callers pass details a person may read.
+across every process sharing the state store. Admin sessions ended by logout are kept in
+`gw_admin_ended_sessions` (by the session's random id) until they would have expired, so a
+copied cookie dies with the logout. No table ever holds a secret: callers pass details a
+person may read.
 """
 from __future__ import annotations
 
@@ -35,6 +38,15 @@ login_failures_table = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("address", sa.String(64), nullable=False, index=True),
     sa.Column("at", sa.Double, nullable=False, index=True),
+)
+
+# Admin sessions ended by logout before their 8 hours were up: a copied session cookie must
+# not outlive the logout. Kept until the session would have expired anyway.
+ended_sessions_table = sa.Table(
+    "gw_admin_ended_sessions",
+    metadata,
+    sa.Column("session_id", sa.String(64), primary_key=True),
+    sa.Column("until", sa.Double, nullable=False, index=True),
 )
 
 
@@ -101,3 +113,22 @@ def login_failures_since(rt, address: str, since: float, exclude_id: int | None 
     with rt.store.engine.connect() as conn:
         rows = conn.execute(query).all()
     return [row.at for row in rows]
+
+
+def end_session(rt, session_id: str, until: float) -> None:
+    """Remember that this admin session ended (until `until`, when it would have expired anyway)."""
+    now = time.time()
+    with rt.store.begin() as conn:
+        conn.execute(ended_sessions_table.delete().where(ended_sessions_table.c.until < now))
+        already = conn.execute(
+            sa.select(ended_sessions_table.c.session_id).where(ended_sessions_table.c.session_id == session_id)
+        ).first()
+        if already is None:
+            conn.execute(ended_sessions_table.insert().values(session_id=session_id[:64], until=until))
+
+
+def session_ended(rt, session_id: str) -> bool:
+    with rt.store.engine.connect() as conn:
+        return conn.execute(
+            sa.select(ended_sessions_table.c.session_id).where(ended_sessions_table.c.session_id == session_id[:64])
+        ).first() is not None

@@ -1,4 +1,4 @@
-"""Admin login policy: which password hash counts, the failed-login throttle, safe redirects.
+"""Admin login policy: which password hash counts, the failed-login throttle, sessions, safe redirects.
 
 - `GATEWAY_ADMIN_PASSWORD_HASH` (a Werkzeug hash in the environment) wins over the stored
   setting written by `set-admin-password`.
@@ -7,9 +7,13 @@
 - At most `MAX_FAILURES` failed logins per `WINDOW_SECONDS` per client address; the count
   lives in the state store, so it holds across gunicorn workers and dynos, and each attempt is
   recorded before its password is checked, so it holds for parallel guesses too.
+- A session holds a fingerprint of the password hash it was made with and a random id: a new
+  password ends every session, a logout ends that one, even for a copied cookie.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets as pysecrets
 import time
 from dataclasses import dataclass
@@ -94,6 +98,50 @@ def start_attempt(rt, address: str, now: float | None = None) -> Attempt:
 def withdraw(rt, attempt: Attempt) -> None:
     """The attempt was no failure (right password) or was refused unchecked: it does not count."""
     audit.forget_login_attempt(rt, attempt.id)
+
+
+# -- sessions ------------------------------------------------------------------------------------
+def password_fingerprint(secret_key, stored_hash: str) -> str:
+    """A short keyed digest of the password hash in force, kept in the session at login.
+
+    Sessions are signed cookies: without it a copied cookie stayed valid for its 8 hours whatever
+    happened. A new password (set-admin-password, or another GATEWAY_ADMIN_PASSWORD_HASH) gives a
+    new fingerprint, so every session made with the old one ends. Keyed with SECRET_KEY so the
+    readable cookie says nothing about the hash.
+    """
+    key = secret_key.encode() if isinstance(secret_key, str) else bytes(secret_key or b"")
+    return hmac.new(key, stored_hash.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def open_session(rt, session, secret_key, now: float | None = None) -> None:
+    """Make `session` a fresh admin session (nothing from before the login survives it)."""
+    session.clear()
+    session["admin"] = True
+    session["login_at"] = time.time() if now is None else now
+    session["sid"] = pysecrets.token_urlsafe(18)  # names the session for a logout that holds server-side
+    session["pw"] = password_fingerprint(secret_key, password_hash(rt) or "")
+    session.permanent = True
+
+
+def session_is_current(rt, session, secret_key, lifetime_seconds: float, now: float | None = None) -> bool:
+    """Logged in, within its lifetime, made with the password in force, and not logged out."""
+    now = time.time() if now is None else now
+    if not session.get("admin") or session.get("login_at", 0) + lifetime_seconds < now:
+        return False
+    stored = password_hash(rt)
+    given = session.get("pw")
+    if not stored or not isinstance(given, str) or not hmac.compare_digest(given, password_fingerprint(secret_key, stored)):
+        return False
+    sid = session.get("sid")
+    return isinstance(sid, str) and bool(sid) and not audit.session_ended(rt, sid)
+
+
+def close_session(rt, session, lifetime_seconds: float) -> None:
+    """Log out: this session's id is remembered as ended (a copy of its cookie is refused too)."""
+    sid = session.get("sid")
+    if isinstance(sid, str) and sid:
+        audit.end_session(rt, sid, until=float(session.get("login_at", 0)) + lifetime_seconds)
+    session.clear()
 
 
 def safe_next(target: str | None, default: str) -> str:

@@ -86,10 +86,7 @@ def login():
     if form.validate_on_submit() and auth.check_password(rt, form.password.data):
         auth.withdraw(rt, attempt)
         target = auth.safe_next(form.next.data, url_for(".index"))
-        session.clear()  # a fresh session: nothing from before the login survives it
-        session["admin"] = True
-        session["login_at"] = time.time()
-        session.permanent = True
+        auth.open_session(rt, session, current_app.secret_key)  # fresh: nothing from before survives
         audit.record(rt, who(), "login", "logged in")
         return redirect(target)
 
@@ -100,8 +97,9 @@ def login():
 @bp.post("/logout")
 @login_required
 def logout():
-    audit.record(runtime.current(), who(), "logout", "logged out")
-    session.clear()
+    rt = runtime.current()
+    audit.record(rt, who(), "logout", "logged out")
+    auth.close_session(rt, session, current_app.permanent_session_lifetime.total_seconds())
     flash("You are logged out.", "ok")
     return redirect(url_for(".login"))
 

@@ -243,3 +243,43 @@ def test_a_successful_login_does_not_count_as_a_failure(app):
     for _ in range(auth.MAX_FAILURES + 2):
         assert session.login().status_code == 302
     assert audit.login_failures_since(app.extensions["gateway"], "127.0.0.1", time.time() - 60) == []
+
+
+def copied_session(app, client):
+    """A second browser holding a copy of `client`'s session cookie."""
+    thief = app.test_client()
+    thief.set_cookie("session", client.get_cookie("session").value)
+    return thief
+
+
+def test_changing_the_password_ends_every_session(app, client, admin):
+    from gateway.cli import store_admin_password
+
+    assert admin.login().status_code == 302
+    thief = copied_session(app, client)
+    assert thief.get("/admin/").status_code == 200  # the copy works while nothing changed
+    store_admin_password(app.extensions["gateway"], "a new password, long enough")
+    for browser in (client, thief):
+        response = browser.get("/admin/")
+        assert response.status_code == 302 and response.location.startswith("/admin/login")
+    assert AdminSession(app, client).login("a new password, long enough").status_code == 302
+    assert client.get("/admin/").status_code == 200
+
+
+def test_a_logged_out_session_cookie_is_refused_even_when_replayed(app, client, admin):
+    assert admin.login().status_code == 302
+    thief = copied_session(app, client)
+    other = AdminSession(app, app.test_client())  # another admin, logged in separately, stays logged in
+    assert other.login(set_password=False).status_code == 302
+    assert admin.post("/admin/logout", {}).status_code == 302
+    response = thief.get("/admin/")
+    assert response.status_code == 302 and response.location.startswith("/admin/login")
+    assert other.client.get("/admin/").status_code == 200
+
+
+def test_the_environment_hash_is_the_one_sessions_are_tied_to(make_app):
+    app = make_app(GATEWAY_ADMIN_PASSWORD_HASH=generate_password_hash("from the environment"))
+    session = AdminSession(app, app.test_client())
+    assert session.login("from the environment", set_password=False).status_code == 302
+    session.set_password("stored with the command")  # not the password in force: no session ends
+    assert session.client.get("/admin/").status_code == 200
