@@ -32,6 +32,7 @@ from ..errors import RequestError
 from ..security import csrf, limiter
 from ..store import metadata, new_holder_id
 from ..zoho.connection import Result  # the admin-facing outcome shared with the Zoho form
+from .webhooks import refused  # the same rule for every endpoint Zoho calls
 
 log = logging.getLogger("gateway.inbound.notify")
 
@@ -437,7 +438,8 @@ def _zoho_slots_full(rt) -> bool:
 
 
 @bp.route("/zoho/notify", methods=["POST"])
-@limiter.limit(_rate_limit)
+# Only refused callbacks count (webhooks.refused): Zoho's own, however many, never fill the limit.
+@limiter.limit(_rate_limit, deduct_when=refused)
 def zoho_notify():
     """Zoho's Notification API callback: verify, remember the ids, fetch and apply the records."""
     from ..runtime import current
