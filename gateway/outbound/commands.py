@@ -51,29 +51,41 @@ def _dry_run(rt, module: str, ids: list[int], force: bool) -> None:
     from ..zoho import connection
 
     account = connection.account_id(rt)
-    unchanged: list[int] = []
-    missing: list[int] = []
+    synced = connection.modules(rt)
+    contacts_synced = not synced or "contacts" in synced
     calls = 0
-    for start in range(0, len(ids), push.BATCH_SIZE):
-        prepared = push.prepare(rt, module, ids[start:start + push.BATCH_SIZE], account_id=account, force=force, dry_run=True)
-        unchanged += prepared.unchanged
-        missing += prepared.missing
-        if prepared.send:
-            calls += 1
-            click.echo(f"POST {push.upsert_path(module)} ({len(prepared.send)} records)")
-            click.echo(json.dumps(push.upsert_body(module, [o.record for o in prepared.send]), indent=2, ensure_ascii=False))
     if module == "Deals" and ids:
+        # A real run queues these customers too, and the worker sends their Contacts before the
+        # Deals: show that call as well, or the dry run hides half of what would be sent.
         customers = set(reads.customer_ids_of_orders(rt.ops, ids).values())
         unlinked = sorted(customers - set(push.linked_ids(rt.store, "Contacts", customers)))
-        if unlinked:
+        if unlinked and contacts_synced:
             click.echo(f"customers whose Contact is not in Zoho yet, pushed before these Deals: {len(unlinked)} "
                        f"({', '.join(map(str, unlinked[:20]))}{' …' if len(unlinked) > 20 else ''})")
+            calls += _print_calls(rt, "Contacts", unlinked, account, force=False, contacts_synced=True)[0]
+    sent, unchanged, _missing = _print_calls(rt, module, ids, account, force, contacts_synced)
+    calls += sent
     if unchanged:
         click.echo(f"unchanged since the last push, not sent (use --force): {len(unchanged)} "
                    f"({', '.join(map(str, unchanged[:20]))}{' …' if len(unchanged) > 20 else ''})")
     if account is None:
         click.echo("Zoho is not connected yet: Account_Name shows as null until the Zoho settings are saved")
     click.echo(f"dry run: {calls} call(s) would be made; nothing was sent or queued")
+
+
+def _print_calls(rt, module: str, ids: list[int], account, force, contacts_synced: bool) -> tuple[int, list, list]:
+    """Print each upsert a push of `ids` would make; returns (calls, unchanged ids, missing ids)."""
+    calls, unchanged, missing = 0, [], []
+    for start in range(0, len(ids), push.BATCH_SIZE):
+        prepared = push.prepare(rt, module, ids[start:start + push.BATCH_SIZE], account_id=account, force=force,
+                                dry_run=True, contacts_synced=contacts_synced)
+        unchanged += prepared.unchanged
+        missing += prepared.missing
+        if prepared.send:
+            calls += 1
+            click.echo(f"POST {push.upsert_path(module)} ({len(prepared.send)} records)")
+            click.echo(json.dumps(push.upsert_body(module, [o.record for o in prepared.send]), indent=2, ensure_ascii=False))
+    return calls, unchanged, missing
 
 
 @click.command("push")

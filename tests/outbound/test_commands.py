@@ -12,14 +12,28 @@ def test_dry_run_prints_the_exact_bodies_and_sends_and_queues_nothing(gw_sqlite,
     orders = gw.add_orders(customers)
     result = runner_for(gw.app).invoke(args=["push", "orders", "--id", str(orders[0]), "--id", str(orders[1]), "--dry-run"])
     assert result.exit_code == 0, result.output
-    first, rest = result.output.split("\n", 1)
-    assert first == "POST /crm/v8/Deals/upsert (2 records)"
-    body = json.loads(rest[:rest.rindex("}") + 1])
-    assert body["trigger"] == [] and body["duplicate_check_fields"] == ["Deal_Name"]
-    assert body["data"][0]["Contact_Name"] == {"id": None}  # its Contact is not in Zoho yet
-    assert body["data"][0]["Deal_Name"] == f"OPS Order #{orders[0]}" and body["data"][0]["Stage"] == "Pending"
-    assert "nothing was sent or queued" in result.output
+    # A real run makes two calls: the customers' Contacts first (not in Zoho yet), then the Deals.
+    calls = _printed_calls(result.output)
+    assert [line for line, _ in calls] == ["POST /crm/v8/Contacts/upsert (2 records)",
+                                           "POST /crm/v8/Deals/upsert (2 records)"]
+    contacts, deals = calls[0][1], calls[1][1]
+    assert contacts["trigger"] == [] and contacts["duplicate_check_fields"] == ["Email"]
+    assert sorted(r["Email"] for r in contacts["data"]) == sorted(f"c{c}@example.com" for c in customers[:2])
+    assert deals["trigger"] == [] and deals["duplicate_check_fields"] == ["Deal_Name"]
+    assert deals["data"][0]["Contact_Name"] == {"id": None}  # its Contact is not in Zoho yet
+    assert deals["data"][0]["Deal_Name"] == f"OPS Order #{orders[0]}" and deals["data"][0]["Stage"] == "Pending"
+    assert "dry run: 2 call(s) would be made; nothing was sent or queued" in result.output
     assert gw.fake.calls["upsert"] == 0 and queue.status(gw.rt)["pending"] == 0
+
+
+def _printed_calls(output: str) -> list[tuple[str, dict]]:
+    """The `POST …` lines of a dry run, each with the JSON body printed under it."""
+    calls, lines = [], output.splitlines()
+    for number, line in enumerate(lines):
+        if line.startswith("POST "):
+            end = lines.index("}", number + 1)
+            calls.append((line, json.loads("\n".join(lines[number + 1:end + 1]))))
+    return calls
 
 
 def test_push_orders_queues_their_customers_and_the_worker_delivers_both(gw_sqlite, runner_for):
