@@ -9,7 +9,7 @@ import logging
 import uuid
 
 from flask import g, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 log = logging.getLogger("gateway")
 
@@ -41,11 +41,26 @@ class RequestError(Exception):
         return body
 
 
+JSON_PREFIXES = ("/webhooks", "/api")  # these paths and everything below them (CONTRACT §4)
+
+
 def wants_json() -> bool:
-    return request.path.startswith(("/webhooks/", "/api/", "/healthz", "/readyz"))
+    path = request.path
+    if path in ("/healthz", "/readyz"):
+        return True
+    return any(path == prefix or path.startswith(prefix + "/") for prefix in JSON_PREFIXES)
 
 
 def register(app) -> None:
+    @app.before_request
+    def _no_automatic_options():
+        # Flask answers OPTIONS by itself, 200 text/html with an empty body. Nothing calls these
+        # endpoints from a browser (Zoho and scripts post server to server; no CORS is offered),
+        # so OPTIONS is a method they do not offer: 405 in JSON, with the real Allow header.
+        if request.method == "OPTIONS" and wants_json() and request.url_rule is not None:
+            allowed = sorted(m for m in request.url_rule.methods or () if m not in ("OPTIONS", "HEAD"))
+            raise MethodNotAllowed(valid_methods=allowed)
+
     @app.errorhandler(RequestError)
     def _request_error(exc: RequestError):
         if wants_json():
@@ -65,6 +80,8 @@ def register(app) -> None:
                 message = exc.description
             response = jsonify({"error": message})
             response.status_code = exc.code or 500
+            if exc.code == 405 and getattr(exc, "valid_methods", None):
+                response.headers["Allow"] = ", ".join(exc.valid_methods)
             if exc.code == 429 and getattr(exc, "retry_after", None):
                 response.headers["Retry-After"] = str(exc.retry_after)
             return response
