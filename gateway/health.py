@@ -18,6 +18,9 @@ def healthz():
 def readyz():
     rt = runtime.current()
     parts: dict[str, str] = {}
+    # `zoho` is always one of CONTRACT §4's three values. When the connection cannot be read
+    # (it lives in the state store), no usable connection exists for the gateway: that is what
+    # "not_configured" says to a probe, and `zoho_error` says why it could not be read.
     try:
         with rt.store.engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
@@ -33,6 +36,7 @@ def readyz():
 
         parts["zoho"] = connection.state(rt)
     except Exception as exc:
-        parts["zoho"] = f"unknown: {exc.__class__.__name__}"
+        parts["zoho"] = "not_configured"
+        parts["zoho_error"] = exc.__class__.__name__
     ready = parts["state_store"] == "ok"
     return jsonify({"status": "ready" if ready else "unavailable", **parts}), 200 if ready else 503

@@ -1,6 +1,8 @@
 """The state store on every supported database: idempotent init-db, leases, settings."""
 import threading
 
+import sqlalchemy as sa
+
 from gateway.store import Store, init_db, new_holder_id
 
 
@@ -53,3 +55,16 @@ def test_health_and_readiness(client):
     ready = client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json["state_store"] == "ok"
+
+
+def test_readiness_when_the_state_store_is_down_keeps_the_contract_values(make_app, tmp_path):
+    app = make_app()
+    rt = app.extensions["gateway"]
+    rt.store.engine = sa.create_engine(f"sqlite:///{tmp_path}/no-such-folder/gateway.db")  # cannot be opened
+    ready = app.test_client().get("/readyz")
+    assert ready.status_code == 503
+    body = ready.get_json()
+    assert body["status"] == "unavailable" and body["state_store"] == "unavailable: OperationalError"
+    assert body["zoho"] in ("connected", "needs_reauthorization", "not_configured")  # CONTRACT §4 only
+    assert body["zoho"] == "not_configured" and body["zoho_error"] == "OperationalError"
+    assert body["ops_database"] == "ok"
