@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import os
 import secrets as pysecrets
 import signal
 import sys
@@ -95,6 +96,14 @@ def set_admin_password_command(from_stdin):
     click.echo("admin password stored")
 
 
+def is_embedded_ops_database(app) -> bool:
+    """Is OPS_DATABASE_URL development's default, the SQLite file ops.db in the instance folder?"""
+    url = sa.engine.make_url(app.config["OPS_DATABASE_URL"])
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return False
+    return os.path.realpath(url.database) == os.path.realpath(os.path.join(app.instance_path, "ops.db"))
+
+
 @click.command("dev-bootstrap")
 @click.option("--url", default="http://127.0.0.1:8000/admin/", show_default=True)
 @with_appcontext
@@ -107,7 +116,12 @@ def dev_bootstrap_command(url):
     init_db(rt.store)
     from .ops import demo
 
-    if demo.create_if_absent(rt.ops):
+    if not is_embedded_ops_database(current_app):
+        # An empty database elsewhere may be a real store's that is about to be set up: demo
+        # customers and orders in it would be synced to Zoho as real ones. Only the embedded file.
+        click.echo("OPS_DATABASE_URL is not the embedded demo database (instance/ops.db): no demo rows written; "
+                   "`flask --app wsgi init-ops-demo` creates them where you choose")
+    elif demo.create_if_absent(rt.ops):
         click.echo("created the demo OnPrintShop database with sample customers and orders")
     click.echo(f"admin page: {url}")
     if not rt.store.get_setting(ADMIN_PASSWORD_SETTING) and not current_app.config.get("GATEWAY_ADMIN_PASSWORD_HASH"):
