@@ -4,7 +4,10 @@ Every GATEWAY_POLL_SECONDS (0 turns it off) one process of the deployment (the h
 lease `outbound.poller`) reads the rows changed after its stored watermark, per table, in
 (`last_modified`, id) order, and queues them; the watermark (settings
 `outbound.watermark.customers` / `.orders`) moves past each page once it is queued, so a
-restart resumes where it stopped and nothing is skipped or queued twice.
+restart resumes where it stopped. Each round also reads the OVERLAP (10 minutes) behind the
+watermark again, for rows that landed behind it (a lagging clock, a late commit); the row
+versions (id, last_modified) it queued are remembered in `gw_polled_versions` until they leave
+that window, so a re-read queues nothing twice.
 
 Changes the gateway's own inbound side wrote from Zoho are skipped (gateway.inbound.loopguard):
 pushing them back would ping-pong and burn Zoho credits. Rows stamped within the last
@@ -19,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
+import time
 
 import sqlalchemy as sa
 
@@ -30,6 +34,12 @@ log = logging.getLogger("gateway.outbound.poller")
 
 LEASE_NAME = "outbound.poller"
 SETTLE_SECONDS = 5
+# Every round reads again this far behind the watermark. A row can land behind it: stamped by a
+# clock that lags the database's, or committed long after its last_modified was set (a slow
+# transaction, a bulk import, a replica catching up). SETTLE_SECONDS alone only covers a few
+# seconds of that. Versions already queued are remembered (gw_polled_versions), so the re-read
+# queues nothing twice and costs no Zoho call; a change later than this behind is still missed.
+OVERLAP = dt.timedelta(minutes=10)
 PAGE = 1000
 TABLES = (("customers", "Contacts", "contacts"), ("orders", "Deals", "deals"))
 FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -39,15 +49,24 @@ def watermark_setting(table: str) -> str:
     return f"outbound.watermark.{table}"
 
 
-def get_watermark(rt, table: str) -> tuple[dt.datetime, int] | None:
+def _read_setting(rt, table: str) -> tuple[tuple[dt.datetime, int] | None, dt.datetime | None]:
+    """(watermark, floor): the floor is where the first round started; nothing before it is re-read."""
     value = rt.store.get_setting(watermark_setting(table))
     if not value:
-        return None
-    return dt.datetime.strptime(value["last_modified"], FORMAT), int(value["id"])
+        return None, None
+    floor = dt.datetime.strptime(value["floor"], FORMAT) if value.get("floor") else None
+    return (dt.datetime.strptime(value["last_modified"], FORMAT), int(value["id"])), floor
 
 
-def set_watermark(rt, table: str, last_modified: dt.datetime, ops_id: int) -> None:
-    rt.store.set_setting(watermark_setting(table), {"last_modified": last_modified.strftime(FORMAT), "id": int(ops_id)})
+def get_watermark(rt, table: str) -> tuple[dt.datetime, int] | None:
+    return _read_setting(rt, table)[0]
+
+
+def set_watermark(rt, table: str, last_modified: dt.datetime, ops_id: int, floor: dt.datetime | None = None) -> None:
+    value = {"last_modified": last_modified.strftime(FORMAT), "id": int(ops_id)}
+    if floor is not None:
+        value["floor"] = floor.strftime(FORMAT)
+    rt.store.set_setting(watermark_setting(table), value)
 
 
 def run(rt, stop) -> None:
@@ -72,38 +91,79 @@ def run(rt, stop) -> None:
 
 def poll_once(rt, settle: float = SETTLE_SECONDS) -> dict[str, int]:
     """One round over both tables; returns {table: records queued}."""
-    from ..inbound import loopguard
     from ..zoho import connection
 
     synced = connection.modules(rt)
     until = rt.ops.now_local() - dt.timedelta(seconds=settle)
     queued: dict[str, int] = {}
     for table, module, setting in TABLES:
-        mark = get_watermark(rt, table)
+        mark, floor = _read_setting(rt, table)
         if mark is None:
             # First run: start from now; existing records are pushed with `push … --all`.
-            set_watermark(rt, table, until, 2**62)
+            set_watermark(rt, table, until, 2**62, floor=until)
             queued[table] = 0
             continue
+        send = not synced or setting in synced
+        start = mark[0] - OVERLAP
+        if floor is not None and start < floor:
+            start = floor
+        cursor = (start, 0)
         total = 0
         while True:
-            rows = reads.changed_since(rt.ops, table, mark, until=until, limit=PAGE)
+            rows = reads.changed_since(rt.ops, table, cursor, until=until, limit=PAGE)
             if not rows:
                 break
-            with rt.store.engine.connect() as conn:
-                wanted = [ops_id for ops_id, stamp in rows
-                          if not loopguard.written_by_gateway(conn, table, ops_id, stamp)]
-            if wanted and (not synced or setting in synced):
-                queue.enqueue(rt, module, wanted)
-                total += len(wanted)
-            skipped = len(rows) - len(wanted)
-            if skipped:
-                log.debug("poller skipped %d %s changes the gateway wrote from Zoho", skipped, table)
-            mark = (rows[-1][1], rows[-1][0])
-            set_watermark(rt, table, mark[0], mark[1])
+            if send:
+                total += _queue_new_versions(rt, table, module, rows)
+            cursor = (rows[-1][1], rows[-1][0])
+            if cursor > mark:
+                mark = cursor
+                set_watermark(rt, table, mark[0], mark[1], floor=floor)
             if len(rows) < PAGE:
                 break
+        _forget_versions_before(rt, table, mark[0] - OVERLAP)
         queued[table] = total
         if total:
             log.info("poller queued %d changed %s", total, table)
     return queued
+
+
+def _queue_new_versions(rt, table: str, module: str, rows) -> int:
+    """Queue the rows (id, last_modified) not yet queued in this version and not written by the
+    gateway from Zoho; remember them, in the same transaction. Returns how many were queued."""
+    from ..inbound import loopguard
+
+    versions = {ops_id: loopguard.stamp(stamp) for ops_id, stamp in rows}
+    v = queue.polled_versions_table.c
+
+    def work(conn):
+        known = {(int(r.ops_id), r.last_modified) for r in conn.execute(
+            sa.select(v.ops_id, v.last_modified).where(v.table_key == table, v.ops_id.in_(list(versions)))
+        ).all()}
+        fresh = [ops_id for ops_id, stamp in rows if (ops_id, versions[ops_id]) not in known]
+        wanted = [ops_id for ops_id in fresh
+                  if not loopguard.written_by_gateway(conn, table, ops_id, versions[ops_id])]
+        if len(fresh) > len(wanted):
+            log.debug("poller skipped %d %s changes the gateway wrote from Zoho", len(fresh) - len(wanted), table)
+        if wanted:
+            queue.enqueue_in(conn, rt.store, module, wanted)
+            conn.execute(queue.polled_versions_table.insert(),
+                         [{"table_key": table, "ops_id": ops_id, "last_modified": versions[ops_id]} for ops_id in wanted])
+        return len(wanted)
+
+    for attempt in range(5):
+        try:
+            return queue.transaction(rt.store, work)
+        except sa.exc.IntegrityError:
+            # Another poller (a lease that lapsed) or an enqueue raced us: read again, merging.
+            if attempt == 4:
+                raise
+            time.sleep(random.uniform(0.01, 0.1))
+    return 0
+
+
+def _forget_versions_before(rt, table: str, before: dt.datetime) -> None:
+    v = queue.polled_versions_table.c
+    with rt.store.begin() as conn:
+        conn.execute(queue.polled_versions_table.delete().where(
+            v.table_key == table, v.last_modified < before.strftime(FORMAT)))

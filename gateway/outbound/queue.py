@@ -58,6 +58,19 @@ jobs_table = sa.Table(
     sa.Index("ix_gw_jobs_holder", "lease_holder"),
 )
 
+# The change poller's memory of the row versions it queued (gateway.outbound.poller): it reads
+# a window behind its watermark again every round, and a version found here is not queued
+# again. Kept here so the table is created with the queue's; rows leave once they fall out of
+# that window.
+polled_versions_table = sa.Table(
+    "gw_polled_versions",
+    metadata,
+    sa.Column("table_key", sa.String(16), primary_key=True),
+    sa.Column("ops_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("last_modified", sa.String(19), primary_key=True),  # 'YYYY-MM-DD HH:MM:SS', OPS_TIMEZONE
+    sa.Index("ix_gw_polled_versions_age", "table_key", "last_modified"),
+)
+
 
 class UnknownModule(ValueError):
     """A module name that is neither Contacts nor Deals."""
