@@ -59,8 +59,10 @@ def load(instance_path: str, environ: dict | None = None, test_config: dict | No
     values: dict[str, object] = dict(DEFAULTS)
     values.update(_read_instance_config(instance_path))
     for name in DEFAULTS:
-        if environ.get(name) not in (None, ""):
-            values[name] = environ[name]
+        if name in environ:
+            # Set but empty means "back to the default", so `GATEWAY_DAILY_CALL_BUDGET=` can lift a
+            # budget from config.py; a required production setting left empty is then missing.
+            values[name] = environ[name] if environ[name] != "" else DEFAULTS[name]
     if test_config:
         values.update(test_config)
 

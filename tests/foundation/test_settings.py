@@ -99,3 +99,21 @@ def test_zoho_date_order_is_day_first_by_default_and_checked(tmp_path):
     assert create_app({**base, "GATEWAY_ZOHO_DATE_ORDER": " MDY "}).config["GATEWAY_ZOHO_DATE_ORDER"] == "mdy"
     with pytest.raises(ConfigError, match="GATEWAY_ZOHO_DATE_ORDER must be 'dmy' or 'mdy'"):
         create_app({**base, "GATEWAY_ZOHO_DATE_ORDER": "ymd"})
+
+
+def test_an_empty_environment_variable_overrides_instance_config_with_the_default(tmp_path):
+    from gateway.settings import load
+
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    (instance / "config.py").write_text(
+        "GATEWAY_DAILY_CALL_BUDGET = 100\nGATEWAY_POLL_SECONDS = 99\nGATEWAY_RETENTION_DAYS = 7\n"
+        "SECRET_KEY = 'k' * 48\nGATEWAY_FERNET_KEYS = 'f'\nDATABASE_URL = 'sqlite://'\nOPS_DATABASE_URL = 'sqlite://'\n")
+    values = load(str(instance), environ={"GATEWAY_DAILY_CALL_BUDGET": "", "GATEWAY_POLL_SECONDS": ""})
+    assert values["GATEWAY_DAILY_CALL_BUDGET"] is None  # the budget in the file is lifted: unlimited
+    assert values["GATEWAY_POLL_SECONDS"] == 30  # the built-in default, not the file's 99
+    assert values["GATEWAY_RETENTION_DAYS"] == 7  # not in the environment: the file's value stands
+    # a required production setting set to nothing is missing, whatever the file says
+    with pytest.raises(ConfigError, match="production needs these settings in the environment: SECRET_KEY"):
+        load(str(instance), environ={"SECRET_KEY": ""})
+    assert load(str(instance), environ={})["SECRET_KEY"] == "k" * 48
