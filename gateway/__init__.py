@@ -52,6 +52,9 @@ def create_app(test_config: dict | None = None) -> Flask:
         # errors: count in this process meanwhile.
         RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
         RATELIMIT_SWALLOW_ERRORS=True,
+        # Said explicitly: the one `limiter` object keeps the switch of the last app bound to it,
+        # so an app that does not say would inherit another's "off" (seen across tests).
+        RATELIMIT_ENABLED=True,
     )
     for key in ("TESTING", "WTF_CSRF_ENABLED", "RATELIMIT_ENABLED", "SERVER_NAME"):
         if key in test_config:
