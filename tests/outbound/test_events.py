@@ -156,3 +156,27 @@ def test_a_database_blip_after_the_webhook_id_loses_no_event(make_app, state_db_
     assert queue.pending_ids(rt, "Contacts", [7]) == {7} and queue.pending_ids(rt, "Deals", [8]) == {8}
     assert post(client, raw, headers).status_code == 409  # and only once
     assert queue.status(rt)["pending"] == 2
+
+
+def test_the_same_delivery_sent_in_parallel_is_taken_once(make_app, state_db_url):
+    import threading
+
+    app = make_app(DATABASE_URL=state_db_url)
+    rt = app.extensions["gateway"]
+    raw, headers = signed(events.events_secret(rt), [{"type": "customer.updated", "id": n} for n in (1, 2, 3)],
+                          webhook_id="msg_parallel")
+    start = threading.Barrier(6)
+    codes = []
+
+    def send():
+        client = app.test_client()
+        start.wait()
+        codes.append(post(client, raw, headers).status_code)
+
+    threads = [threading.Thread(target=send) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(codes) == [202] + [409] * 5
+    assert queue.status(rt)["pending"] == 3
