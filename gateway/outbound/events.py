@@ -4,12 +4,13 @@ Requests are signed exactly as the Standard Webhooks specification says: headers
 `webhook-id`, `webhook-timestamp` (epoch seconds) and `webhook-signature` (one or more
 space-separated `v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">`), keyed with the
 decoded bytes of the secret `whsec_<base64>`. A timestamp more than 5 minutes from now is
-refused, and each `webhook-id` is accepted once (kept in `gw_event_ids` past the tolerance).
+refused, and each `webhook-id` is accepted once (kept in `gw_event_ids` past the tolerance): a
+repeat is answered 200 `{"status": "duplicate", "count": 0}` and queues nothing.
 
 The body is one event `{"type": "customer.updated"|"order.updated", "id": N}` or a list of at
 most 500; the answer is 202 `{"status": "accepted", "count": N}`. Errors are JSON with an
-`error` field (400 bad headers or body, 401 bad signature or stale timestamp, 409 a repeated
-webhook-id, 413 too large, 422 a bad event naming which). The secret is kept in the vault;
+`error` field (400 bad headers or body, 401 bad signature or stale timestamp, 413 too large,
+422 a bad event naming which). The secret is kept in the vault;
 `rotate_events_secret` keeps the previous one valid for 24 hours.
 """
 from __future__ import annotations
@@ -256,6 +257,7 @@ def receive_events():
         raise RequestError(exc.message, status=exc.status, parameter=exc.parameter) from None
     wanted, count = parse_events(body)
     if not accept(rt, webhook_id, wanted):
-        raise RequestError(f"webhook-id {webhook_id!r} was accepted before: each event delivery is taken once "
-                           "(nothing was queued again)", status=409, parameter="webhook-id")
+        # A sender retries whatever it did not see answered 2xx (a lost answer included): a repeat
+        # is a success that queues nothing again, or the sender would retry it for days.
+        return jsonify({"status": "duplicate", "count": 0}), 200
     return jsonify({"status": "accepted", "count": count}), 202
