@@ -27,7 +27,7 @@ import time
 
 import sqlalchemy as sa
 
-from ..store import metadata
+from ..store import is_lock_conflict, metadata
 
 MODULES = ("Contacts", "Deals")
 LEASE_SECONDS = 30.0  # renewed every LEASE_SECONDS / 3 by the worker holding it
@@ -130,16 +130,6 @@ def check_module(module: str) -> str:
 
 
 # -- transactions ---------------------------------------------------------------------------
-DEADLOCK_CODES = {1213, 1205}  # MySQL/MariaDB: deadlock, lock wait timeout
-PG_RETRY_STATES = {"40P01", "40001"}  # PostgreSQL: deadlock, serialization failure
-
-
-def _retryable(exc: sa.exc.OperationalError) -> bool:
-    orig = getattr(exc, "orig", None)
-    code = getattr(orig, "args", [None])[0] if orig is not None else None
-    return code in DEADLOCK_CODES or getattr(orig, "sqlstate", None) in PG_RETRY_STATES
-
-
 def transaction(store, work):
     """Run `work(conn)` in one state-store transaction and return its result; rerun it after a deadlock.
 
@@ -157,7 +147,7 @@ def transaction(store, work):
                 with conn.begin():
                     return work(conn)
         except sa.exc.OperationalError as exc:
-            if attempt == 5 or not _retryable(exc):
+            if attempt == 5 or not is_lock_conflict(exc):
                 raise
             time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
 
