@@ -54,6 +54,11 @@ def _dry_run(rt, module: str, ids: list[int], force: bool) -> None:
     synced = connection.modules(rt)
     contacts_synced = not synced or "contacts" in synced
     calls = 0
+    if synced and module.lower() not in synced:
+        # The worker completes such jobs without a call: so would a real run.
+        click.echo(f"{module} are not synced (Zoho settings): a real run sends none of them")
+        click.echo("dry run: 0 call(s) would be made; nothing was sent or queued")
+        return
     if module == "Deals" and ids:
         # A real run queues these customers too, and the worker sends their Contacts before the
         # Deals: show that call as well, or the dry run hides half of what would be sent.

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 from gateway.outbound import queue
+from gateway.zoho import connection
 
 
 def test_dry_run_prints_the_exact_bodies_and_sends_and_queues_nothing(gw_sqlite, runner_for):
@@ -92,3 +93,21 @@ def test_retry_dead_by_id(gw_sqlite, runner_for):
     result = runner.invoke(args=["queue", "retry-dead", "--id", str(dead[0]["id"])])
     assert result.output == "moved 1 dead jobs back to pending\n"
     assert queue.status(gw.rt)["pending"] == 1 and queue.status(gw.rt)["dead"] == 1
+
+
+def test_dry_run_follows_the_modules_chosen_for_sync(gw_sqlite, runner_for):
+    gw = gw_sqlite
+    client_id, secret = gw.fake.add_client("us")
+    result = connection.configure(gw.rt, data_center="us", client_id=client_id, client_secret=secret,
+                                  grant_token=gw.fake.new_grant_code(client_id), account_id=gw.account_id,
+                                  modules=("deals",))
+    assert result.ok, result.message
+    orders = gw.add_orders(gw.add_customers(1))
+    dry = runner_for(gw.app).invoke(args=["push", "orders", "--id", str(orders[0]), "--dry-run"])
+    calls = _printed_calls(dry.output)
+    # Contacts are not synced: no Contacts call, and the Deal goes without Contact_Name, as a real run does
+    assert [line for line, _ in calls] == ["POST /crm/v8/Deals/upsert (1 records)"]
+    assert "Contact_Name" not in calls[0][1]["data"][0]
+    dry = runner_for(gw.app).invoke(args=["push", "customers", "--all", "--dry-run"])
+    assert _printed_calls(dry.output) == []
+    assert "Contacts are not synced" in dry.output and "dry run: 0 call(s)" in dry.output
