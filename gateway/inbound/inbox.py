@@ -4,7 +4,8 @@ Tables (state store):
 - `gw_inbox`: one row per delivery (webhook, Notification API or catch-up): the validated
   values, `state` 'pending' until it has been dealt with, then 'done' with its `outcome`.
 - `gw_inbox_applied`: per Zoho record, the `modified_time` and fingerprint of the last update
-  applied from Zoho (what "duplicate" and "stale" are judged against).
+  applied from Zoho (what "duplicate" and "stale" are judged against; at that same time, a
+  delivery whose values were applied before, a retry by Zoho, is a duplicate too).
 
 `receive(rt, module, update, source)` tries to apply the update at once
 (`gateway.inbound.apply`, one OnPrintShop transaction, inside a state-store transaction) and
@@ -97,6 +98,16 @@ _EARLIER_PENDING = sa.select(inbox_table.c.id).where(
     inbox_table.c.state == "pending", inbox_table.c.id != sa.bindparam("id"),
     sa.or_(inbox_table.c.modified_time < sa.bindparam("modified_time"),
            sa.and_(inbox_table.c.modified_time == sa.bindparam("modified_time"), inbox_table.c.id < sa.bindparam("id"))),
+).limit(1)
+
+# A finished delivery of the record with this time and these values, applied (or found a
+# duplicate) before: a retry by Zoho after a later change at the same (minute-precision) time
+# must not roll that change back. Only run when the time equals the last applied one but the
+# values differ; (module, zoho_id, state) lead ix_gw_inbox_record, so it reads one record's rows.
+_SEEN_BEFORE = sa.select(inbox_table.c.id).where(
+    inbox_table.c.module == sa.bindparam("module"), inbox_table.c.zoho_id == sa.bindparam("zoho_id"),
+    inbox_table.c.state == "done", inbox_table.c.modified_time == sa.bindparam("modified_time"),
+    inbox_table.c.fingerprint == sa.bindparam("fingerprint"), inbox_table.c.outcome.in_(("applied", "duplicate")),
 ).limit(1)
 
 # Read together in one statement once the record is locked (both plain reads, one round trip):
@@ -327,7 +338,11 @@ def _decide_and_apply(rt, sconn, inbox_id: int, row=None) -> Outcome:
         if update.modified_time < marker.modified_time:
             return _finish(sconn, row, "stale", "older than the last update applied from Zoho for this record",
                            marker.ops_id)
-        if update.modified_time == marker.modified_time and row.fingerprint == marker.fingerprint:
+        if update.modified_time == marker.modified_time and (
+            row.fingerprint == marker.fingerprint
+            or sconn.execute(_SEEN_BEFORE, {"module": row.module, "zoho_id": row.zoho_id, "modified_time": row.modified_time,
+                                            "fingerprint": row.fingerprint}).first() is not None
+        ):
             return _finish(sconn, row, "duplicate", "already applied", marker.ops_id)
 
     try:
