@@ -58,7 +58,12 @@ SCHEMA_VERSION = 1
 
 
 def make_engine(url: str, **kwargs) -> sa.Engine:
-    """An engine for any supported URL; SQLite gets WAL, a busy timeout and explicit BEGINs."""
+    """An engine for any supported URL; SQLite gets WAL, a busy timeout and explicit BEGINs.
+
+    Statement parameters are kept out of error messages (they carry customers' names and
+    e-mails, which must not reach the logs with a traceback).
+    """
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
 
@@ -70,7 +75,9 @@ def make_engine(url: str, **kwargs) -> sa.Engine:
             if ":memory:" not in url and url not in ("sqlite://", "sqlite:///"):
                 cur.execute("PRAGMA journal_mode = WAL")
             cur.execute("PRAGMA foreign_keys = ON")
-            cur.execute("PRAGMA synchronous = NORMAL")
+            # FULL: in WAL mode NORMAL may lose the last commits on power loss, and a webhook
+            # answered 2xx must survive that.
+            cur.execute("PRAGMA synchronous = FULL")
             cur.close()
 
         @event.listens_for(engine, "begin")

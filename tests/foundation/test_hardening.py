@@ -139,3 +139,30 @@ def test_commands_with_the_state_store_down_say_so_in_one_line(tmp_path):
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "the database did not answer as expected" in lines[0], result.stderr
+
+
+def test_database_errors_do_not_carry_customer_values(tmp_path):
+    import sqlalchemy as sa
+
+    from gateway.store import make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path}/x.db")
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE t (email VARCHAR(100) UNIQUE)"))
+        conn.execute(sa.text("INSERT INTO t VALUES (:e)"), {"e": "zoe@example.com"})
+    with pytest.raises(sa.exc.IntegrityError) as caught, engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO t VALUES (:e)"), {"e": "zoe@example.com"})
+    assert "zoe@example.com" not in str(caught.value)
+    engine.dispose()
+
+
+def test_sqlite_state_store_commits_are_durable_across_power_loss(tmp_path):
+    import sqlalchemy as sa
+
+    from gateway.store import make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path}/x.db")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    engine.dispose()
