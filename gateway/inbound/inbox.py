@@ -14,7 +14,10 @@ after that transaction has committed. When the OnPrintShop
 database cannot be reached, or an earlier update of the same record is still waiting, the
 row is committed 'pending' and the answer is 202
 "accepted": `run_reapplier` (a background task) applies pending rows later, per record in
-`modified_time` order, backing off while the database is away. Rows survive restarts because
+`modified_time` order, backing off while the database is away. A change OnPrintShop refuses
+(a trigger's SIGNAL, a constraint) is stored pending too (202): its attempts are counted and it
+ends 'failed' after MAX_ATTEMPTS, holding back only that record's later updates; the database
+is not taken for "down" (`OpsDatabase.failure_kind` tells the errors apart). Rows survive restarts because
 they are in the state store. A 2xx is never sent for a row that was not committed.
 
 Deciding and applying is serialised per record: on SQLite by the state store's write lock,
@@ -37,7 +40,7 @@ from types import SimpleNamespace
 import sqlalchemy as sa
 
 from .. import links
-from ..ops.database import UNAVAILABLE_ERRORS
+from ..ops.database import DATABASE_ERRORS
 from ..store import make_engine, metadata, new_holder_id
 from . import loopguard
 from .apply import apply_update
@@ -125,7 +128,7 @@ HTTP_STATUS = {
 }
 TERMINAL = ("applied", "duplicate", "stale", "not_found", "conflict", "invalid", "failed")
 
-MAX_ATTEMPTS = 20           # for errors other than "the database is away", which is retried forever
+MAX_ATTEMPTS = 20           # refusals and bugs; "the database is away" and lock waits are retried uncounted
 REAPPLY_POLL_SECONDS = 1.0
 REAPPLY_MIN_BACKOFF = 1.0
 REAPPLY_MAX_BACKOFF = 30.0
@@ -159,6 +162,10 @@ class Outcome:
 
 class OpsUnavailable(Exception):
     """The OnPrintShop database cannot be reached now."""
+
+
+class OpsBusy(Exception):
+    """The OnPrintShop record is locked (lock wait, deadlock): kept pending, retried soon, not counted."""
 
 
 # -- receiving -----------------------------------------------------------------------------------
@@ -219,7 +226,8 @@ def _is_deadlock(exc: BaseException | None) -> bool:
 
 
 class OpsError(Exception):
-    """The OnPrintShop database refused a statement (not a connection problem): kept pending, retried."""
+    """The OnPrintShop database refused a statement for this record (a trigger, a constraint; not a
+    connection problem): kept pending, a counted attempt, given up as 'failed' after MAX_ATTEMPTS."""
 
 
 def receive(rt, module: str, update: Update, source: str = "webhook") -> Outcome:
@@ -263,6 +271,9 @@ def _receive_once(rt, module: str, update: Update, source: str) -> Outcome:
             return _decide_and_apply(rt, sconn, None, row)
         except OpsUnavailable:
             return Outcome("accepted", later, inbox_id=_insert_pending(sconn, row))
+        except OpsBusy:
+            return Outcome("accepted", "stored; the OnPrintShop record is locked, it will be applied shortly",
+                           inbox_id=_insert_pending(sconn, row))
         except sa.exc.DBAPIError:
             # Raised by the state store itself (OnPrintShop's errors arrive as OpsUnavailable or
             # OpsError): the transaction may be gone, so nothing may be promised.
@@ -272,8 +283,13 @@ def _receive_once(rt, module: str, update: Update, source: str) -> Outcome:
             # re-applier retries it (if the state store cannot take the row, that error is raised).
             inbox_id = _insert_pending(sconn, row)
             log.exception("inbox row %s could not be applied now; it stays pending", inbox_id)
-            _count_attempt(sconn, inbox_id, f"{exc.__class__.__name__} while applying; retried later")
+            _count_attempt(sconn, inbox_id, f"{_attempt_reason(exc)}; retried later")
             return Outcome("accepted", "stored; it will be applied later", inbox_id=inbox_id)
+
+
+def _attempt_reason(exc: Exception) -> str:
+    """What the admin page shows for a failed attempt: OnPrintShop's own refusal, else the error's type."""
+    return str(exc) if isinstance(exc, OpsError) else f"{exc.__class__.__name__} while applying"
 
 
 def _which(row) -> str:
@@ -347,17 +363,19 @@ def _decide_and_apply(rt, sconn, inbox_id: int, row=None) -> Outcome:
 
     try:
         result = _apply_in_ops(rt, sconn, update, found.linked)
-    except UNAVAILABLE_ERRORS as exc:
-        if _is_deadlock(exc):
+    except DATABASE_ERRORS as exc:
+        kind = rt.ops.failure_kind(exc)
+        if kind == "busy":
             # OnPrintShop (or its own application) held the row: the re-applier tries again soon.
-            log.warning("OnPrintShop deadlock; %s stays pending", _which(row))
-        else:
+            log.warning("OnPrintShop record locked (%s); %s stays pending", exc.__class__.__name__, _which(row))
+            raise OpsBusy(exc.__class__.__name__) from None
+        if kind == "unavailable":
             rt.ops.mark_unavailable(UNAVAILABLE_PAUSE)
             log.warning("OnPrintShop database unavailable (%s); %s stays pending",
                         exc.__class__.__name__, _which(row))
-        raise OpsUnavailable(exc.__class__.__name__) from None
-    except sa.exc.DBAPIError as exc:
-        raise OpsError(f"{exc.__class__.__name__} from the OnPrintShop database") from exc
+            raise OpsUnavailable(exc.__class__.__name__) from None
+        # Refused for this record only: a counted attempt, and the database is not "down".
+        raise OpsError(f"the OnPrintShop database refused the change: {str(getattr(exc, 'orig', exc))[:300]}") from exc
 
     if result.written:
         # Same state-store transaction as the outcome, committed right after OnPrintShop's.
@@ -425,7 +443,8 @@ def reapply_pending(rt, limit: int = 500) -> dict:
     """One pass over the due pending rows, per record in modified_time order.
 
     Returns {"applied": n, "left": n, "unavailable": bool}. Stops at the first sign that the
-    OnPrintShop database is away (the rest waits for the next pass).
+    OnPrintShop database is away (the rest waits for the next pass); a record OnPrintShop refuses
+    or keeps locked holds back only its own later rows.
     """
     now = time.time()
     with rt.store.engine.connect() as conn:
@@ -448,9 +467,12 @@ def reapply_pending(rt, limit: int = 500) -> dict:
             outcome = _apply_row(rt, row.id)
         except OpsUnavailable:
             return {"applied": done, "left": len(rows) - done, "unavailable": True}
+        except OpsBusy:
+            blocked.add(record)  # locked in OnPrintShop: the next pass tries again, others go on now
+            continue
         except Exception as exc:
             log.exception("inbox row %s could not be applied", row.id)
-            _note_attempt(rt, row.id, f"{exc.__class__.__name__} while applying")
+            _note_attempt(rt, row.id, _attempt_reason(exc))
             blocked.add(record)
             continue
         if outcome.status == "accepted":

@@ -26,9 +26,22 @@ CONNECT_TIMEOUT = 3  # seconds: an unreachable OnPrintShop database must not hol
 QUERY_TIMEOUT = 10   # seconds, per read or write on a MySQL connection
 STATUS_CACHE_SECONDS = 30
 
-# Errors that mean "the OnPrintShop database cannot be reached now" (retry later), as opposed
-# to a wrong query or a constraint.
-UNAVAILABLE_ERRORS = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError, sa.exc.TimeoutError)
+# What an error from the OnPrintShop database means (`OpsDatabase.failure_kind`):
+# - "unavailable": the database cannot be reached or used now; every record waits (retried
+#   without counting, with the database taken for "down" for a moment);
+# - "busy": a lock wait or deadlock; the record is retried soon, not counted, others go on;
+# - "refused": the database answered and refused this statement (a trigger's SIGNAL, a CHECK
+#   constraint, an unknown column): a counted attempt for that record only.
+# Every error class that can come from the database (UNAVAILABLE_ERRORS is the old name).
+DATABASE_ERRORS = (sa.exc.DBAPIError, sa.exc.DisconnectionError, sa.exc.TimeoutError)
+UNAVAILABLE_ERRORS = DATABASE_ERRORS
+# MySQL/MariaDB error numbers: the client cannot connect or lost the connection (2002, 2003,
+# 2005, 2006, 2013, 2055), too many connections (1040), server shutting down (1053), connection
+# killed (1927). PyMySQL raises OperationalError for these and for many per-statement errors.
+MYSQL_UNAVAILABLE = frozenset({1040, 1053, 1927, 2002, 2003, 2005, 2006, 2013, 2055})
+MYSQL_BUSY = frozenset({1205, 1213})  # lock wait timeout, deadlock
+PG_BUSY = frozenset({"40P01", "40001", "55P03"})
+SQLITE_BUSY = ("database is locked", "database table is locked")
 
 
 def zone(name: str, setting: str) -> ZoneInfo:
@@ -90,6 +103,33 @@ class OpsDatabase:
             return True
         except sa.exc.SQLAlchemyError:
             return False
+
+    def failure_kind(self, exc: BaseException) -> str:
+        """"unavailable", "busy" or "refused" for an error raised by this database (see DATABASE_ERRORS).
+
+        Why: taking a refused statement for an outage retried that record forever, uncounted,
+        and parked every other delivery behind it. An OperationalError that no code identifies
+        (drivers raise it for connection failures and for many per-statement errors alike) is
+        "unavailable" only if the database does not answer a ping now.
+        """
+        if isinstance(exc, (sa.exc.DisconnectionError, sa.exc.TimeoutError, sa.exc.InterfaceError)):
+            return "unavailable"
+        if not isinstance(exc, sa.exc.DBAPIError):
+            return "refused"
+        if exc.connection_invalidated:
+            return "unavailable"
+        orig = exc.orig
+        args = getattr(orig, "args", ())
+        code = args[0] if args and isinstance(args[0], int) else None
+        sqlstate = getattr(orig, "sqlstate", None)
+        if code in MYSQL_BUSY or sqlstate in PG_BUSY or (
+                self.dialect == "sqlite" and any(text in str(orig) for text in SQLITE_BUSY)):
+            return "busy"
+        if code in MYSQL_UNAVAILABLE or (isinstance(sqlstate, str) and sqlstate[:2] in ("08", "57", "53")):
+            return "unavailable"
+        if not isinstance(exc, sa.exc.OperationalError):
+            return "refused"
+        return "refused" if self.ping() else "unavailable"
 
     def mark_unavailable(self, seconds: float = 2.0) -> None:
         """Remember that a connection just failed: callers skip trying again for a moment."""

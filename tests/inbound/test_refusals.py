@@ -1,0 +1,122 @@
+"""A record OnPrintShop refuses blocks only itself: the database is not taken for "down", the
+refused delivery is retried (counted) and then given up visibly, other records keep being applied."""
+from __future__ import annotations
+
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from gateway.inbound import inbox
+from tests.inbound.conftest import Gateway
+from tests.inbound.test_retries import _reapply_until_settled
+
+BASE = int(time.time()) - 3600
+
+
+def zt(offset: int = 0) -> str:
+    return str((BASE + offset) * 1000)
+
+
+# -- 2. a record OnPrintShop refuses -----------------------------------------------------------------
+def _refuse_order_3(gw) -> None:
+    """A trigger in OnPrintShop's database refuses any change to order 3 (a per-row refusal,
+    raised as OperationalError by both drivers: MariaDB's SIGNAL is error 1644; SQLite's own
+    RAISE() comes as IntegrityError, so its trigger fails at run time with an OperationalError)."""
+    with gw.rt.ops.engine.begin() as conn:
+        if gw.rt.ops.dialect == "mysql":
+            conn.exec_driver_sql("DROP TRIGGER IF EXISTS gw_test_refuse")
+            conn.exec_driver_sql(
+                "CREATE TRIGGER gw_test_refuse BEFORE UPDATE ON orders FOR EACH ROW "
+                "BEGIN IF NEW.orders_id = 3 THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'order 3 is locked by accounting'; "
+                "END IF; END")
+        else:
+            conn.exec_driver_sql(
+                "CREATE TRIGGER gw_test_refuse BEFORE UPDATE ON orders WHEN NEW.orders_id = 3 "
+                "BEGIN SELECT json('order 3 is locked by accounting'); END")  # a runtime error: "malformed JSON"
+
+
+def _allow_order_3(gw) -> None:
+    with gw.rt.ops.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER IF EXISTS gw_test_refuse")
+
+
+def test_a_record_onprintshop_refuses_blocks_only_itself(make_app, ops_db_url, monkeypatch):
+    monkeypatch.setattr(inbox, "MAX_ATTEMPTS", 3)
+    gw = Gateway(make_app(OPS_DATABASE_URL=ops_db_url))
+    _refuse_order_3(gw)
+    try:
+        r = gw.post("deals", {"id": "9403", "ops_id": "3", "stage": "Shipped", "modified_time": zt()})
+        assert r.status_code == 202 and r.get_json() == {"status": "accepted"}  # stored: retried, then given up visibly
+        assert not gw.rt.ops.recently_unavailable()  # the database answered: it is not "down"
+        # a healthy record right after is applied at once
+        r = gw.post("deals", {"id": "9404", "ops_id": "1", "stage": "Printing", "modified_time": zt()})
+        assert r.get_json() == {"status": "applied"} and gw.order(1)["orders_status_id"] == 3
+        # a later change of the refused record waits behind it (its order is kept)
+        assert gw.post("deals", {"id": "9403", "ops_id": "3", "stage": "Cancelled", "modified_time": zt(5)}).status_code == 202
+        # another record accepted while the refused one is pending is applied by the same passes
+        gw.rt.ops.mark_unavailable(600)
+        assert gw.post("deals", {"id": "9405", "ops_id": "2", "stage": "Shipped", "modified_time": zt()}).status_code == 202
+        gw.rt.ops._unavailable_until = 0.0
+        results = _reapply_until_settled(gw.rt)
+        assert not any(result["unavailable"] for result in results)
+        assert gw.order(2)["orders_status_id"] == 4
+        assert inbox.pending_count(gw.rt) == 0
+        outcomes = {(row["zoho_id"], row["outcome"]) for row in inbox.recent(gw.rt)}
+        assert outcomes == {("9403", "failed"), ("9404", "applied"), ("9405", "applied")}
+        failed = [row for row in inbox.recent(gw.rt) if row["outcome"] == "failed"]
+        assert len(failed) == 2 and all("gave up after 3 attempts" in row["reason"] for row in failed)
+        assert gw.order(3)["orders_status_id"] == 3  # still Printing: nothing of the refused rows written
+    finally:
+        _allow_order_3(gw)
+    r = gw.post("deals", {"id": "9403", "ops_id": "3", "stage": "Shipped", "modified_time": zt(10)})
+    assert r.get_json() == {"status": "applied"} and gw.order(3)["orders_status_id"] == 4
+
+
+def _mysql_error(errno: int, text: str) -> sa.exc.OperationalError:
+    return sa.exc.OperationalError("UPDATE orders …", {}, Exception(errno, text))
+
+
+@pytest.mark.parametrize("errno, text, kind", [
+    (2003, "Can't connect to MySQL server on '127.0.0.1'", "unavailable"),
+    (2013, "Lost connection to MySQL server during query", "unavailable"),
+    (2006, "MySQL server has gone away", "unavailable"),
+    (1040, "Too many connections", "unavailable"),
+    (1205, "Lock wait timeout exceeded; try restarting transaction", "busy"),
+    (1213, "Deadlock found when trying to get lock", "busy"),
+    (1644, "order 3 is locked by accounting", "refused"),
+    (3819, "Check constraint 'payment' is violated", "refused"),
+])
+def test_onprintshop_errors_are_told_apart(gw_sqlite, errno, text, kind):
+    assert gw_sqlite.rt.ops.failure_kind(_mysql_error(errno, text)) == kind
+
+
+def test_an_unknown_operational_error_counts_as_unavailable_only_when_the_database_does_not_answer(gw_sqlite, tmp_path):
+    from gateway.ops.database import OpsDatabase
+
+    odd = sa.exc.OperationalError("SELECT …", {}, Exception("something odd"))
+    assert gw_sqlite.rt.ops.failure_kind(odd) == "refused"  # the database answers a ping
+    gone = OpsDatabase(f"sqlite:///{tmp_path}/no-such-folder/ops.db")
+    assert gone.failure_kind(odd) == "unavailable"
+    assert gone.failure_kind(sa.exc.InterfaceError("SELECT …", {}, Exception(0, ""))) == "unavailable"
+    assert gone.failure_kind(sa.exc.IntegrityError("UPDATE …", {}, Exception(1062, "Duplicate entry"))) == "refused"
+
+
+def test_a_lock_wait_in_onprintshop_is_retried_without_taking_the_database_for_down(gw_sqlite, monkeypatch):
+    gw = gw_sqlite
+
+    def lock_wait(*_args, **_kwargs):
+        raise _mysql_error(1205, "Lock wait timeout exceeded; try restarting transaction")
+
+    real = inbox.apply_update
+    monkeypatch.setattr(inbox, "apply_update", lock_wait)
+    r = gw.post("deals", {"id": "9406", "ops_id": "1", "stage": "Shipped", "modified_time": zt()})
+    assert r.status_code == 202 and r.get_json() == {"status": "accepted"}
+    assert not gw.rt.ops.recently_unavailable()
+    result = inbox.reapply_pending(gw.rt)
+    assert result == {"applied": 0, "left": 1, "unavailable": False}
+    with gw.rt.store.engine.connect() as conn:
+        assert conn.execute(sa.select(inbox.inbox_table.c.attempts)).scalar() == 0  # a lock wait is not counted
+    monkeypatch.setattr(inbox, "apply_update", real)
+    assert inbox.reapply_pending(gw.rt)["applied"] == 1
+    assert gw.order(1)["orders_status_id"] == 4
