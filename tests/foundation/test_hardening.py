@@ -157,8 +157,6 @@ def test_database_errors_do_not_carry_customer_values(tmp_path):
 
 
 def test_sqlite_state_store_commits_are_durable_across_power_loss(tmp_path):
-    import sqlalchemy as sa
-
     from gateway.store import make_engine
 
     engine = make_engine(f"sqlite:///{tmp_path}/x.db")
