@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import random
 import time
 import uuid
 
@@ -184,6 +185,28 @@ class Store:
                 conn = conn.execution_options(sqlite_begin="IMMEDIATE")
             with conn.begin():
                 yield conn
+
+    def transaction(self, work):
+        """Run `work(conn)` in one write transaction and return its result; rerun it after a deadlock.
+
+        For writes that many processes make side by side (queue claims and merges, login
+        attempts): on MariaDB/MySQL the transaction runs READ COMMITTED (row locks only, no gap
+        locks), on SQLite it takes the write lock at once (BEGIN IMMEDIATE); a deadlock or lock
+        timeout that still happens rolled everything back, so `work` runs again from the start.
+        """
+        for attempt in range(6):
+            try:
+                with self.engine.connect() as conn:
+                    if self.dialect == "mysql":
+                        conn = conn.execution_options(isolation_level="READ COMMITTED")
+                    elif self.dialect == "sqlite":
+                        conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+                    with conn.begin():
+                        return work(conn)
+            except sa.exc.OperationalError as exc:
+                if attempt == 5 or not is_lock_conflict(exc):
+                    raise
+                time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
 
     @property
     def skip_locked(self) -> bool:

@@ -86,12 +86,17 @@ def note_login_attempt(rt, address: str, now: float | None = None, keep_seconds:
     Rows older than an hour are dropped on the way.
     """
     now = time.time() if now is None else now
-    with rt.store.begin() as conn:
+
+    def record(conn):
+        # Parallel attempts insert and prune side by side: Store.transaction (READ COMMITTED,
+        # rerun after a deadlock) keeps MariaDB's gap locks from failing one of them.
         attempt_id = conn.execute(
             login_failures_table.insert().values(address=(address or "unknown")[:64], at=now)
         ).inserted_primary_key[0]
         conn.execute(login_failures_table.delete().where(login_failures_table.c.at < now - keep_seconds))
-    return int(attempt_id)
+        return int(attempt_id)
+
+    return rt.store.transaction(record)
 
 
 def forget_login_attempt(rt, attempt_id: int) -> None:

@@ -207,7 +207,7 @@ def accept(rt, webhook_id: str, wanted: dict[str, set[int]]) -> bool:
 
     for attempt in range(5):
         try:
-            queue.transaction(rt.store, work)
+            rt.store.transaction(work)
             break
         except _Repeated:
             return False

@@ -153,7 +153,7 @@ def _queue_new_versions(rt, table: str, module: str, rows) -> int:
 
     for attempt in range(5):
         try:
-            return queue.transaction(rt.store, work)
+            return rt.store.transaction(work)
         except sa.exc.IntegrityError:
             # Another poller (a lease that lapsed) or an enqueue raced us: read again, merging.
             if attempt == 4:

@@ -27,7 +27,7 @@ import time
 
 import sqlalchemy as sa
 
-from ..store import is_lock_conflict, metadata
+from ..store import metadata
 
 MODULES = ("Contacts", "Deals")
 LEASE_SECONDS = 30.0  # renewed every LEASE_SECONDS / 3 by the worker holding it
@@ -129,29 +129,6 @@ def check_module(module: str) -> str:
     return module
 
 
-# -- transactions ---------------------------------------------------------------------------
-def transaction(store, work):
-    """Run `work(conn)` in one state-store transaction and return its result; rerun it after a deadlock.
-
-    Claims, merges and settlements of many workers touch neighbouring rows: on MariaDB/MySQL the
-    transaction runs READ COMMITTED (row locks only, no gap locks), on SQLite it takes the write
-    lock at once (BEGIN IMMEDIATE); a deadlock that still happens is rolled back and retried.
-    """
-    for attempt in range(6):
-        try:
-            with store.engine.connect() as conn:
-                if store.dialect == "mysql":
-                    conn = conn.execution_options(isolation_level="READ COMMITTED")
-                elif store.dialect == "sqlite":
-                    conn = conn.execution_options(sqlite_begin="IMMEDIATE")
-                with conn.begin():
-                    return work(conn)
-        except sa.exc.OperationalError as exc:
-            if attempt == 5 or not is_lock_conflict(exc):
-                raise
-            time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
-
-
 # -- feeding the queue ------------------------------------------------------------------------
 def enqueue(rt, module: str, ops_ids, force: bool = False, delay: float = 0.0) -> int:
     """Queue a push of these records (merging into their waiting jobs); returns how many."""
@@ -161,7 +138,7 @@ def enqueue(rt, module: str, ops_ids, force: bool = False, delay: float = 0.0) -
         chunk = ids[start:start + 500]
         for attempt in range(5):
             try:
-                transaction(rt.store, lambda conn: enqueue_in(conn, rt.store, module, chunk, force, delay))
+                rt.store.transaction(lambda conn: enqueue_in(conn, rt.store, module, chunk, force, delay))
                 break
             except (sa.exc.IntegrityError, sa.exc.OperationalError):
                 # Another process inserted one of these keys (or a deadlock): read again and merge.
@@ -263,7 +240,7 @@ def claim(store, holder: str, module: str, limit: int = 100, lease_seconds: floa
             )
         return rows
 
-    rows = transaction(store, take)
+    rows = store.transaction(take)
     return [Job(r.id, module, int(r.ops_id), r.attempts, bool(r.force_send)) for r in rows]
 
 

@@ -126,7 +126,7 @@ def drain(rt, max_batches: int = 1000, policy: queue.RetryPolicy = queue.DEFAULT
 # -- settling jobs ---------------------------------------------------------------------------------
 def settle(store, work) -> None:
     """Run `work(conn)` in one state-store transaction, again from the start after a deadlock."""
-    queue.transaction(store, work)
+    store.transaction(work)
 
 
 # -- pause ------------------------------------------------------------------------------------------
@@ -255,7 +255,7 @@ def process_batch(rt, holder: str, module: str, jobs: list[queue.Job], policy: q
     except (zerr.ZohoError, push.BatchRefused) as exc:
         # Unavailable (timeouts, 5xx), a 4xx without per-record results: a counted attempt.
         queue.note_error(store, str(exc))
-        dead = queue.transaction(store, lambda conn: queue.fail(conn, holder, sent_jobs, str(exc), policy))
+        dead = store.transaction(lambda conn: queue.fail(conn, holder, sent_jobs, str(exc), policy))
         counts["retry"] = len(sent_jobs) - len(dead)
         counts["dead"] = len(dead)
         log.warning("push of %d %s failed (%d dead): %s", len(outgoing), module, len(dead), exc)
