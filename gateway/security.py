@@ -21,6 +21,19 @@ CSP = (
 )
 
 
+def refused(response) -> bool:
+    """`deduct_when` of the machine-called endpoints (Zoho's webhooks and callbacks, the events API):
+    only a refused request (4xx) counts against the limit.
+
+    Why: Zoho sends from shared outgoing addresses, and a burst of edits in Zoho is a burst of
+    genuine deliveries that Zoho never retries. Counting those would 429 (and lose) real updates;
+    the limit is there to bound what guessing secrets and sending garbage costs us. 429 itself is
+    not counted: it costs nothing, and counting it would keep an address blocked for as long as a
+    flood goes on, with our own deliveries from that address behind it.
+    """
+    return 400 <= response.status_code < 500 and response.status_code != 429
+
+
 def init_app(app) -> None:
     csrf.init_app(app)
     limiter.init_app(app)

@@ -29,10 +29,9 @@ import sqlalchemy as sa
 from flask import Blueprint, current_app, has_request_context, jsonify, request
 
 from ..errors import RequestError
-from ..security import csrf, limiter
+from ..security import csrf, limiter, refused
 from ..store import metadata, new_holder_id
 from ..zoho.connection import Result  # the admin-facing outcome shared with the Zoho form
-from .webhooks import refused  # the same rule for every endpoint Zoho calls
 
 log = logging.getLogger("gateway.inbound.notify")
 

@@ -13,7 +13,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from .. import runtime
 from ..errors import RequestError
-from ..security import csrf, limiter
+from ..security import csrf, limiter, refused
 from . import inbox, parse, secrets
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
@@ -24,18 +24,6 @@ TOKEN_HEADER = "X-Webhook-Token"
 
 def _rate_limit() -> str:
     return current_app.config["GATEWAY_WEBHOOK_RATE_LIMIT"]
-
-
-def refused(response) -> bool:
-    """`deduct_when` of the endpoints Zoho calls: only a refused request (4xx) counts against the limit.
-
-    Why: Zoho sends from shared outgoing addresses, and a burst of edits in Zoho is a burst of
-    genuine deliveries that Zoho never retries. Counting those would 429 (and lose) real updates;
-    the limit is there to bound what guessing secrets and sending garbage costs us. 429 itself is
-    not counted: it costs nothing, and counting it would keep an address blocked for as long as a
-    flood goes on, with our own deliveries from that address behind it.
-    """
-    return 400 <= response.status_code < 500 and response.status_code != 429
 
 
 def _carries_the_secret() -> bool:

@@ -28,7 +28,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from .. import runtime
 from ..errors import RequestError
-from ..security import csrf, limiter
+from ..security import csrf, limiter, refused
 from ..store import metadata
 
 bp = Blueprint("events", __name__, url_prefix="/api/v1")
@@ -243,7 +243,7 @@ def _rate_limit() -> str:
 
 
 @bp.post("/events")
-@limiter.limit(_rate_limit)
+@limiter.limit(_rate_limit, deduct_when=refused)
 def receive_events():
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise RequestError(f"request body too large (at most {MAX_BODY // 1024} KiB)", status=413)
