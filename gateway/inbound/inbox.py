@@ -22,8 +22,9 @@ they are in the state store. A 2xx is never sent for a row that was not committe
 
 Deciding and applying is serialised per record: on SQLite by the state store's write lock,
 elsewhere by a `FOR UPDATE` lock on the record's `gw_inbox_applied` row; the OnPrintShop
-transaction runs inside that and commits first. If the state store then fails to commit, the
-caller gets a 503 (the update is in OnPrintShop; a retry by Zoho is answered "applied" again
+transaction runs inside that and commits first (on SQLite its connection is opened before the
+lock is taken, so an OnPrintShop host slow to answer does not hold every state-store writer).
+If the state store then fails to commit, the caller gets a 503 (the update is in OnPrintShop; a retry by Zoho is answered "applied" again
 as a no-op), so a 2xx still always means "recorded".
 """
 from __future__ import annotations
@@ -253,7 +254,7 @@ def receive(rt, module: str, update: Update, source: str = "webhook") -> Outcome
 def _receive_once(rt, module: str, update: Update, source: str) -> Outcome:
     now = time.time()
     later = "stored; the OnPrintShop database is unreachable, it will be applied later"
-    with _decision_txn(rt.store) as sconn:
+    with _ops_connection_first(rt) as oconn, _decision_txn(rt.store) as sconn:
         values = dict(
             received_at=now, source=source, module=module, zoho_id=update.zoho_id, ops_id_hint=update.ops_id,
             modified_time=update.modified_time, time_given=update.modified_time_given,
@@ -268,7 +269,7 @@ def _receive_once(rt, module: str, update: Update, source: str) -> Outcome:
         try:
             # No savepoint needed: until OnPrintShop has committed, nothing but the record's empty
             # lock row is written here, and any state-store error is re-raised below (no 2xx).
-            return _decide_and_apply(rt, sconn, None, row)
+            return _decide_and_apply(rt, sconn, None, row, oconn)
         except OpsUnavailable:
             return Outcome("accepted", later, inbox_id=_insert_pending(sconn, row))
         except OpsBusy:
@@ -323,13 +324,46 @@ def _lock_record(conn, store, module: str, zoho_id: str):
     return row
 
 
+UNREACHABLE = object()  # `_ops_connection_first` could not connect: the database is away
+
+
+@contextlib.contextmanager
+def _ops_connection_first(rt):
+    """On a SQLite state store: an OnPrintShop connection, opened before the state store's write
+    lock is taken (None elsewhere, or when it is known to be away; UNREACHABLE when it fails now).
+
+    Why: BEGIN IMMEDIATE is the one write lock of the whole state store; connecting to an
+    OnPrintShop host that drops packets takes up to CONNECT_TIMEOUT, and every other writer
+    (queue, leases, admin) would wait that long behind it. Queries on an open connection still
+    run under the lock (deciding and applying stay one serialised step per record).
+    """
+    ops = rt.ops
+    if rt.store.dialect != "sqlite" or ops.recently_unavailable():
+        yield None
+        return
+    try:
+        conn = ops.engine.connect()
+    except DATABASE_ERRORS as exc:
+        if ops.failure_kind(exc) != "unavailable":
+            yield None  # not a connection problem: the apply connects itself and reports it
+            return
+        ops.mark_unavailable(UNAVAILABLE_PAUSE)
+        log.warning("OnPrintShop database unavailable (%s); deliveries stay pending", exc.__class__.__name__)
+        yield UNREACHABLE
+        return
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
 def _apply_row(rt, inbox_id: int) -> Outcome:
     """Decide and apply one pending inbox row in its own transaction. Raises OpsUnavailable."""
-    with _decision_txn(rt.store) as sconn:
-        return _decide_and_apply(rt, sconn, inbox_id)
+    with _ops_connection_first(rt) as oconn, _decision_txn(rt.store) as sconn:
+        return _decide_and_apply(rt, sconn, inbox_id, oconn=oconn)
 
 
-def _decide_and_apply(rt, sconn, inbox_id: int, row=None) -> Outcome:
+def _decide_and_apply(rt, sconn, inbox_id: int, row=None, oconn=None) -> Outcome:
     """Duplicate, stale, waiting or apply: for one inbox row, in the caller's locked transaction."""
     store = rt.store
     if row is None:
@@ -362,7 +396,7 @@ def _decide_and_apply(rt, sconn, inbox_id: int, row=None) -> Outcome:
             return _finish(sconn, row, "duplicate", "already applied", marker.ops_id)
 
     try:
-        result = _apply_in_ops(rt, sconn, update, found.linked)
+        result = _apply_in_ops(rt, sconn, update, found.linked, oconn)
     except DATABASE_ERRORS as exc:
         kind = rt.ops.failure_kind(exc)
         if kind == "busy":
@@ -392,13 +426,16 @@ def _decide_and_apply(rt, sconn, inbox_id: int, row=None) -> Outcome:
     return _finish(sconn, row, result.status, result.message, result.ops_id, result.parameter)
 
 
-def _apply_in_ops(rt, sconn, update: Update, linked):
+def _apply_in_ops(rt, sconn, update: Update, linked, oconn=None):
     """One OnPrintShop transaction; a deadlock there (with OnPrintShop's own application, say)
-    rolled it back entirely, so it is simply run again, a few times."""
+    rolled it back entirely, so it is simply run again, a few times. `oconn`: the connection
+    `_ops_connection_first` opened (None: one from the pool)."""
+    if oconn is UNREACHABLE:
+        raise OpsUnavailable("the OnPrintShop database did not answer the connection")
     for attempt in range(3):
         try:
-            with rt.ops.begin() as oconn:
-                return apply_update(rt.ops, oconn, sconn, update, linked)
+            with rt.ops.begin(oconn) as tx_conn:
+                return apply_update(rt.ops, tx_conn, sconn, update, linked)
         except sa.exc.OperationalError as exc:
             if attempt == 2 or not _is_deadlock(exc):
                 raise

@@ -92,9 +92,10 @@ class OpsDatabase:
         )
 
     # -- connections --------------------------------------------------------------------------
-    def begin(self):
-        """A transaction on the OnPrintShop database; on SQLite it takes the write lock at once."""
-        return _Transaction(self)
+    def begin(self, conn=None):
+        """A transaction on the OnPrintShop database; on SQLite it takes the write lock at once.
+        `conn`: a connection opened beforehand (it is left open), else one from the pool."""
+        return _Transaction(self, conn)
 
     def ping(self) -> bool:
         try:
@@ -214,19 +215,21 @@ class OpsDatabase:
 class _Transaction:
     """`with ops.begin() as conn:` — BEGIN IMMEDIATE on SQLite so read-then-write is atomic."""
 
-    def __init__(self, ops: OpsDatabase):
+    def __init__(self, ops: OpsDatabase, conn=None):
         self.ops = ops
+        self._given = conn
         self._conn = None
         self._tx = None
 
     def __enter__(self):
-        conn = self.ops.engine.connect()
+        conn = self._given if self._given is not None else self.ops.engine.connect()
         try:
             if self.ops.dialect == "sqlite":
                 conn = conn.execution_options(sqlite_begin="IMMEDIATE")
             self._tx = conn.begin()
         except BaseException:
-            conn.close()
+            if self._given is None:
+                conn.close()
             raise
         self._conn = conn
         return conn
@@ -238,6 +241,7 @@ class _Transaction:
             else:
                 self._tx.rollback()
         finally:
-            self._conn.close()
+            if self._given is None:
+                self._conn.close()
         return False
 
