@@ -41,9 +41,9 @@ def _allow_order_3(gw) -> None:
         conn.exec_driver_sql("DROP TRIGGER IF EXISTS gw_test_refuse")
 
 
-def test_a_record_onprintshop_refuses_blocks_only_itself(make_app, ops_db_url, monkeypatch):
+def test_a_record_onprintshop_refuses_blocks_only_itself(make_app, ops_db_url, state_db_url, monkeypatch):
     monkeypatch.setattr(inbox, "MAX_ATTEMPTS", 3)
-    gw = Gateway(make_app(OPS_DATABASE_URL=ops_db_url))
+    gw = Gateway(make_app(OPS_DATABASE_URL=ops_db_url, DATABASE_URL=state_db_url))
     _refuse_order_3(gw)
     try:
         r = gw.post("deals", {"id": "9403", "ops_id": "3", "stage": "Shipped", "modified_time": zt()})
