@@ -110,10 +110,10 @@ class OpsDatabase:
 
         Why: taking a refused statement for an outage retried that record forever, uncounted,
         and parked every other delivery behind it. An OperationalError that no code identifies
-        (drivers raise it for connection failures and for many per-statement errors alike) is
-        "unavailable" only if the database does not answer a ping now.
+        (drivers raise it for connection failures and for many per-statement errors alike), or an
+        InterfaceError, is "unavailable" only if the database does not answer a ping now.
         """
-        if isinstance(exc, (sa.exc.DisconnectionError, sa.exc.TimeoutError, sa.exc.InterfaceError)):
+        if isinstance(exc, (sa.exc.DisconnectionError, sa.exc.TimeoutError)):
             return "unavailable"
         if not isinstance(exc, sa.exc.DBAPIError):
             return "refused"
@@ -128,8 +128,9 @@ class OpsDatabase:
             return "busy"
         if code in MYSQL_UNAVAILABLE or (isinstance(sqlstate, str) and sqlstate[:2] in ("08", "57", "53")):
             return "unavailable"
-        if not isinstance(exc, sa.exc.OperationalError):
+        if not isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)):
             return "refused"
+        # InterfaceError too: PyMySQL's "connection closed", but also sqlite3's "error binding parameter".
         return "refused" if self.ping() else "unavailable"
 
     def mark_unavailable(self, seconds: float = 2.0) -> None:

@@ -96,6 +96,8 @@ def test_an_unknown_operational_error_counts_as_unavailable_only_when_the_databa
 
     odd = sa.exc.OperationalError("SELECT …", {}, Exception("something odd"))
     assert gw_sqlite.rt.ops.failure_kind(odd) == "refused"  # the database answers a ping
+    binding = sa.exc.InterfaceError("UPDATE …", {}, Exception("Error binding parameter 1"))
+    assert gw_sqlite.rt.ops.failure_kind(binding) == "refused"
     gone = OpsDatabase(f"sqlite:///{tmp_path}/no-such-folder/ops.db")
     assert gone.failure_kind(odd) == "unavailable"
     assert gone.failure_kind(sa.exc.InterfaceError("SELECT …", {}, Exception(0, ""))) == "unavailable"
