@@ -135,6 +135,7 @@ REAPPLY_MIN_BACKOFF = 1.0
 REAPPLY_MAX_BACKOFF = 30.0
 REAPPLY_LEASE = "inbox.reapplier"
 UNAVAILABLE_PAUSE = 2.0     # after a failed connection, answer 202 at once for this long
+BUSY_RETRY_SECONDS = 2.0    # a record locked in OnPrintShop is tried again after this (not counted)
 
 _wake = threading.Event()   # set when rows are left pending with the database up
 
@@ -273,6 +274,7 @@ def _receive_once(rt, module: str, update: Update, source: str) -> Outcome:
         except OpsUnavailable:
             return Outcome("accepted", later, inbox_id=_insert_pending(sconn, row))
         except OpsBusy:
+            row.values["next_attempt_at"] = time.time() + BUSY_RETRY_SECONDS
             return Outcome("accepted", "stored; the OnPrintShop record is locked, it will be applied shortly",
                            inbox_id=_insert_pending(sconn, row))
         except sa.exc.DBAPIError:
@@ -470,6 +472,13 @@ def _count_attempt(conn, inbox_id: int, reason: str) -> None:
     conn.execute(inbox_table.update().where(inbox_table.c.id == inbox_id).values(**values))
 
 
+def _postpone(rt, inbox_id: int, seconds: float) -> None:
+    """Try a pending row again after `seconds`, without counting an attempt."""
+    with rt.store.begin() as conn:
+        conn.execute(inbox_table.update().where(inbox_table.c.id == inbox_id, inbox_table.c.state == "pending")
+                     .values(next_attempt_at=time.time() + seconds))
+
+
 def _note_attempt(rt, inbox_id: int, reason: str) -> None:
     with _decision_txn(rt.store) as conn:
         _count_attempt(conn, inbox_id, reason)
@@ -505,7 +514,8 @@ def reapply_pending(rt, limit: int = 500) -> dict:
         except OpsUnavailable:
             return {"applied": done, "left": len(rows) - done, "unavailable": True}
         except OpsBusy:
-            blocked.add(record)  # locked in OnPrintShop: the next pass tries again, others go on now
+            blocked.add(record)  # locked in OnPrintShop: tried again a bit later, others go on now
+            _postpone(rt, row.id, BUSY_RETRY_SECONDS)
             continue
         except Exception as exc:
             log.exception("inbox row %s could not be applied", row.id)

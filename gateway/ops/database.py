@@ -29,7 +29,8 @@ STATUS_CACHE_SECONDS = 30
 # What an error from the OnPrintShop database means (`OpsDatabase.failure_kind`):
 # - "unavailable": the database cannot be reached or used now; every record waits (retried
 #   without counting, with the database taken for "down" for a moment);
-# - "busy": a lock wait or deadlock; the record is retried soon, not counted, others go on;
+# - "busy": a row lock wait or deadlock; the record is retried soon, not counted, others go on
+#   (SQLite's "database is locked" is the whole database's lock: "unavailable");
 # - "refused": the database answered and refused this statement (a trigger's SIGNAL, a CHECK
 #   constraint, an unknown column): a counted attempt for that record only.
 # Every error class that can come from the database (UNAVAILABLE_ERRORS is the old name).
@@ -41,7 +42,6 @@ UNAVAILABLE_ERRORS = DATABASE_ERRORS
 MYSQL_UNAVAILABLE = frozenset({1040, 1053, 1927, 2002, 2003, 2005, 2006, 2013, 2055})
 MYSQL_BUSY = frozenset({1205, 1213})  # lock wait timeout, deadlock
 PG_BUSY = frozenset({"40P01", "40001", "55P03"})
-SQLITE_BUSY = ("database is locked", "database table is locked")
 
 
 def zone(name: str, setting: str) -> ZoneInfo:
@@ -123,11 +123,13 @@ class OpsDatabase:
         args = getattr(orig, "args", ())
         code = args[0] if args and isinstance(args[0], int) else None
         sqlstate = getattr(orig, "sqlstate", None)
-        if code in MYSQL_BUSY or sqlstate in PG_BUSY or (
-                self.dialect == "sqlite" and any(text in str(orig) for text in SQLITE_BUSY)):
+        if code in MYSQL_BUSY or sqlstate in PG_BUSY:
             return "busy"
         if code in MYSQL_UNAVAILABLE or (isinstance(sqlstate, str) and sqlstate[:2] in ("08", "57", "53")):
             return "unavailable"
+        if self.dialect == "sqlite" and (str(getattr(orig, "sqlite_errorname", "") or "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
+                                         or "database is locked" in str(orig)):
+            return "unavailable"  # another writer holds the whole database; a ping would still answer
         if not isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)):
             return "refused"
         # InterfaceError too: PyMySQL's "connection closed", but also sqlite3's "error binding parameter".

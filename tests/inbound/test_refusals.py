@@ -91,6 +91,13 @@ def test_onprintshop_errors_are_told_apart(gw_sqlite, errno, text, kind):
     assert gw_sqlite.rt.ops.failure_kind(_mysql_error(errno, text)) == kind
 
 
+def test_a_locked_sqlite_onprintshop_database_is_unavailable_as_a_whole(gw_sqlite):
+    """SQLite's lock is the whole database's (OnPrintShop's application is writing): every record
+    waits, so the database is taken for "down" for a moment rather than tried record by record."""
+    locked = sa.exc.OperationalError("BEGIN IMMEDIATE", {}, Exception("database is locked"))
+    assert gw_sqlite.rt.ops.failure_kind(locked) == "unavailable"
+
+
 def test_an_unknown_operational_error_counts_as_unavailable_only_when_the_database_does_not_answer(gw_sqlite, tmp_path):
     from gateway.ops.database import OpsDatabase
 
@@ -115,10 +122,16 @@ def test_a_lock_wait_in_onprintshop_is_retried_without_taking_the_database_for_d
     r = gw.post("deals", {"id": "9406", "ops_id": "1", "stage": "Shipped", "modified_time": zt()})
     assert r.status_code == 202 and r.get_json() == {"status": "accepted"}
     assert not gw.rt.ops.recently_unavailable()
+    table = inbox.inbox_table
+    with gw.rt.store.begin() as conn:
+        assert conn.execute(sa.select(table.c.next_attempt_at)).scalar() > time.time()  # tried again a bit later
+        conn.execute(table.update().values(next_attempt_at=0))
     result = inbox.reapply_pending(gw.rt)
     assert result == {"applied": 0, "left": 1, "unavailable": False}
-    with gw.rt.store.engine.connect() as conn:
-        assert conn.execute(sa.select(inbox.inbox_table.c.attempts)).scalar() == 0  # a lock wait is not counted
+    with gw.rt.store.begin() as conn:
+        row = conn.execute(sa.select(table.c.attempts, table.c.next_attempt_at)).one()
+        assert row.attempts == 0 and row.next_attempt_at > time.time()  # not counted, not retried in a hot loop
+        conn.execute(table.update().values(next_attempt_at=0))
     monkeypatch.setattr(inbox, "apply_update", real)
     assert inbox.reapply_pending(gw.rt)["applied"] == 1
     assert gw.order(1)["orders_status_id"] == 4
