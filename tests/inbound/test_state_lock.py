@@ -7,9 +7,11 @@ import sqlite3
 import threading
 import time
 
+import pymysql
 import sqlalchemy as sa
 
 from gateway.inbound import inbox, parse
+from tests.inbound.conftest import Gateway
 
 
 def _stalled_connects(rt):
@@ -19,6 +21,8 @@ def _stalled_connects(rt):
     def stall(_dialect, _record, _cargs, _cparams):
         connecting.set()
         release.wait(10)
+        if rt.ops.dialect == "mysql":
+            raise pymysql.err.OperationalError(2003, "Can't connect to MySQL server on '127.0.0.1' (timed out)")
         raise sqlite3.OperationalError("unable to open database file")
 
     rt.ops.engine.dispose()  # no pooled connection to reuse
@@ -41,8 +45,9 @@ def _state_writer_is_not_held(rt, connecting, release, work) -> None:
         worker.join(15)
 
 
-def test_a_stalled_onprintshop_connection_does_not_hold_the_state_store_lock(gw_sqlite):
-    rt = gw_sqlite.rt
+def test_a_stalled_onprintshop_connection_does_not_hold_the_state_store_lock(make_app, ops_db_url):
+    gw = Gateway(make_app(OPS_DATABASE_URL=ops_db_url))  # the state store is SQLite
+    rt = gw.rt
     assert rt.store.dialect == "sqlite"
     update = parse.validate("Deals", {"id": "9501", "ops_id": "1", "stage": "Shipped",
                                       "modified_time": str((int(time.time()) - 600) * 1000)}, rt.ops.mapping, "UTC")
@@ -57,7 +62,7 @@ def test_a_stalled_onprintshop_connection_does_not_hold_the_state_store_lock(gw_
     assert inbox.pending_count(rt) == 1
     rt.ops._unavailable_until = 0.0
     assert inbox.reapply_pending(rt)["applied"] == 1
-    assert gw_sqlite.order(1)["orders_status_id"] == 4
+    assert gw.order(1)["orders_status_id"] == 4
 
 
 def test_the_reapplier_does_not_hold_the_state_store_lock_while_connecting(gw_sqlite):
