@@ -439,7 +439,9 @@ def _apply_in_ops(rt, sconn, update: Update, linked, oconn=None):
             with rt.ops.begin(oconn) as tx_conn:
                 return apply_update(rt.ops, tx_conn, sconn, update, linked)
         except sa.exc.OperationalError as exc:
-            if attempt == 2 or not _is_deadlock(exc):
+            # A lock wait (1205) is not run again here: it already waited LOCK_WAIT_SECONDS, and
+            # the row is still held; the record is postponed instead ("busy").
+            if attempt == 2 or not _is_deadlock(exc) or getattr(exc.orig, "args", (None,))[:1] == (1205,):
                 raise
             time.sleep(0.005 * (attempt + 1))
     raise AssertionError("unreachable")

@@ -24,6 +24,7 @@ from .schema import build_tables
 
 CONNECT_TIMEOUT = 3  # seconds: an unreachable OnPrintShop database must not hold a webhook for long
 QUERY_TIMEOUT = 10   # seconds, per read or write on a MySQL connection
+LOCK_WAIT_SECONDS = 3  # MySQL: give up waiting for a row OnPrintShop's application holds ("busy", error 1205)
 STATUS_CACHE_SECONDS = 30
 
 # What an error from the OnPrintShop database means (`OpsDatabase.failure_kind`):
@@ -61,8 +62,12 @@ class OpsDatabase:
         if url.startswith("mysql"):
             # A database that stops answering mid-query (or a row OnPrintShop keeps locked) must
             # not hold a webhook until gunicorn kills the worker: give up, answer 202, retry later.
-            engine_kwargs.setdefault("connect_args", {"connect_timeout": CONNECT_TIMEOUT, "read_timeout": QUERY_TIMEOUT,
-                                                      "write_timeout": QUERY_TIMEOUT})
+            # A row lock wait ends well before the read timeout, as error 1205: that record waits
+            # ("busy"), where a read timeout would take the whole database for "down".
+            engine_kwargs.setdefault("connect_args", {
+                "connect_timeout": CONNECT_TIMEOUT, "read_timeout": QUERY_TIMEOUT, "write_timeout": QUERY_TIMEOUT,
+                "init_command": f"SET SESSION innodb_lock_wait_timeout = {max(1, int(LOCK_WAIT_SECONDS))}",
+            })
             engine_kwargs.setdefault("pool_timeout", CONNECT_TIMEOUT)
         elif url.startswith("postgresql"):
             engine_kwargs.setdefault("connect_args", {"connect_timeout": CONNECT_TIMEOUT})

@@ -135,3 +135,31 @@ def test_a_lock_wait_in_onprintshop_is_retried_without_taking_the_database_for_d
     monkeypatch.setattr(inbox, "apply_update", real)
     assert inbox.reapply_pending(gw.rt)["applied"] == 1
     assert gw.order(1)["orders_status_id"] == 4
+
+
+def test_an_order_row_locked_in_onprintshop_holds_back_only_that_record(make_app, ops_db_url, monkeypatch):
+    """OnPrintShop's own application keeps order 1 locked: its delivery is stored (202) and tried
+    again later; the database is not taken for "down", so order 2's delivery is applied at once."""
+    from gateway.ops import database
+
+    if not ops_db_url.startswith("mysql"):
+        pytest.skip("row locks: SQLite locks the whole database (test_a_locked_sqlite_onprintshop_database_…)")
+    monkeypatch.setattr(database, "LOCK_WAIT_SECONDS", 1)
+    gw = Gateway(make_app(OPS_DATABASE_URL=ops_db_url))
+    other = sa.create_engine(ops_db_url)
+    conn = other.connect()
+    try:
+        conn.execute(sa.text("SELECT * FROM orders WHERE orders_id = 1 FOR UPDATE"))
+        r = gw.post("deals", {"id": "9407", "ops_id": "1", "stage": "Shipped", "modified_time": zt()})
+        assert r.status_code == 202 and r.get_json() == {"status": "accepted"}
+        assert not gw.rt.ops.recently_unavailable()
+        r = gw.post("deals", {"id": "9408", "ops_id": "2", "stage": "Shipped", "modified_time": zt()})
+        assert r.get_json() == {"status": "applied"}
+    finally:
+        conn.rollback()
+        conn.close()
+        other.dispose()
+    _reapply_until_settled(gw.rt)
+    assert gw.order(1)["orders_status_id"] == 4 and gw.order(2)["orders_status_id"] == 4
+    with gw.rt.store.engine.connect() as sconn:
+        assert sconn.execute(sa.select(inbox.inbox_table.c.attempts).where(inbox.inbox_table.c.zoho_id == "9407")).scalar() == 0
