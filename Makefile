@@ -29,9 +29,11 @@ test: $(VENV)/.dev-installed
 test-fast: $(VENV)/.dev-installed
 	$(BIN)/python -m pytest -m "not slow and not browser"
 
+# Benchmarks need a MariaDB/MySQL server; they make their own scratch databases on it.
+BENCH_MYSQL_URL ?= mysql+pymysql://root@127.0.0.1:3306/
 bench: $(VENV)/.dev-installed
-	$(BIN)/python bench/push.py
-	$(BIN)/python bench/webhook.py
+	BENCH_MYSQL_URL=$(BENCH_MYSQL_URL) $(BIN)/python bench/push.py
+	BENCH_MYSQL_URL=$(BENCH_MYSQL_URL) $(BIN)/python bench/webhook.py
 
 clean-venv:
 	rm -rf $(VENV)
