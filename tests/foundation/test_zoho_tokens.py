@@ -45,18 +45,6 @@ def add_probe(fake):
     fake.routes.insert(0, fake.routes.pop())  # before the records API's own module routes
 
 
-@pytest.fixture
-def zoho_app(make_app, zoho_settings, state_db_url):
-    """An app on each state store (SQLite; MariaDB and PostgreSQL when their URLs are set)."""
-    return make_app(DATABASE_URL=state_db_url, **zoho_settings)
-
-
-@pytest.fixture
-def sqlite_zoho_app(make_app, zoho_settings):
-    """For what does not depend on the state store: SQLite only, to keep the suite fast."""
-    return make_app(**zoho_settings)
-
-
 CHILD = r"""
 import json, os, sys, threading
 from gateway import create_app

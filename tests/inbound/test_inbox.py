@@ -156,18 +156,24 @@ def test_a_state_store_error_while_applying_is_never_answered_2xx(gw_sqlite, mon
     assert gw.order(1)["orders_status_id"] == 3
 
 
-def test_a_state_store_deadlock_is_retried_as_a_whole(gw_sqlite, monkeypatch):
-    gw = gw_sqlite
-    real = inbox._receive_once
+def deadlock_once(monkeypatch, name: str) -> list:
+    """Make `inbox.<name>` fail once with a deadlock, then behave; returns the list of its calls."""
+    real = getattr(inbox, name)
     calls = []
 
-    def deadlock_once(*args):
+    def flaky(*args):
         calls.append(1)
         if len(calls) == 1:
             raise _deadlock()
         return real(*args)
 
-    monkeypatch.setattr(inbox, "_receive_once", deadlock_once)
+    monkeypatch.setattr(inbox, name, flaky)
+    return calls
+
+
+def test_a_state_store_deadlock_is_retried_as_a_whole(gw_sqlite, monkeypatch):
+    gw = gw_sqlite
+    calls = deadlock_once(monkeypatch, "_receive_once")
     r = gw.post("deals", {"id": "9308", "ops_id": "1", "stage": "Shipped", "modified_time": zt()})
     assert r.status_code == 200 and len(calls) == 2
     assert [row["outcome"] for row in inbox.recent(gw.rt)] == ["applied"]
@@ -175,16 +181,7 @@ def test_a_state_store_deadlock_is_retried_as_a_whole(gw_sqlite, monkeypatch):
 
 def test_an_onprintshop_deadlock_is_retried(gw_sqlite, monkeypatch):
     gw = gw_sqlite
-    real = inbox.apply_update
-    calls = []
-
-    def deadlock_once(*args):
-        calls.append(1)
-        if len(calls) == 1:
-            raise _deadlock()
-        return real(*args)
-
-    monkeypatch.setattr(inbox, "apply_update", deadlock_once)
+    calls = deadlock_once(monkeypatch, "apply_update")
     r = gw.post("deals", {"id": "9309", "ops_id": "1", "stage": "Shipped", "modified_time": zt()})
     assert r.status_code == 200 and len(calls) == 2
     assert gw.order(1)["orders_status_id"] == 4
