@@ -89,3 +89,47 @@ class Vault:
                     secrets_table.update().where(secrets_table.c.name == name).values(token=token, updated_at=time.time())
                 )
         return len(rotated)
+
+
+class RotatingSecret:
+    """A secret the admin copies into another system (Zoho's webhooks, OnPrintShop's event sender).
+
+    Kept in the vault, made on first use. A rotation keeps the previous one valid for `grace`
+    seconds (its expiry in the settings), so the other side can be updated without a refused
+    delivery. `clock` is called each time, so tests may move it.
+    """
+
+    def __init__(self, name: str, make, grace: float = 24 * 3600, clock=time.time):
+        self.current_name = f"{name}.current"
+        self.previous_name = f"{name}.previous"
+        self.expires_setting = f"{name}.previous_expires_at"
+        self.make = make
+        self.grace = grace
+        self.clock = clock
+
+    def read(self, rt, create: bool = True) -> tuple[str | None, str | None, float | None]:
+        """(current, previous, previous_expires_at); previous only while its grace lasts."""
+        with rt.store.engine.connect() as conn:
+            current = rt.vault.get(conn, self.current_name)
+            previous = rt.vault.get(conn, self.previous_name)
+            expires = rt.store.get_setting(self.expires_setting, conn=conn)
+        if current is None and create:
+            with rt.store.immediate() as conn:
+                current = rt.vault.get(conn, self.current_name)  # another process may have made it
+                if current is None:
+                    current = self.make()
+                    rt.vault.put(conn, self.current_name, current)
+        if previous is None or expires is None or expires <= self.clock():
+            previous, expires = None, None
+        return current, previous, expires
+
+    def rotate(self, rt) -> str:
+        """Make a new secret; the one it replaces stays valid for the grace period. Returns the new one."""
+        fresh = self.make()
+        with rt.store.immediate() as conn:
+            old = rt.vault.get(conn, self.current_name)
+            if old is not None:
+                rt.vault.put(conn, self.previous_name, old)
+                rt.store.set_setting(self.expires_setting, self.clock() + self.grace, conn=conn)
+            rt.vault.put(conn, self.current_name, fresh)
+        return fresh

@@ -14,9 +14,8 @@ import threading
 import time
 import weakref
 
-CURRENT = "webhook.secret.current"
-PREVIOUS = "webhook.secret.previous"
-PREVIOUS_EXPIRES = "webhook.secret.previous_expires_at"
+from ..vault import RotatingSecret
+
 GRACE_SECONDS = 24 * 3600
 SECRET_BYTES = 32  # token_urlsafe(32) gives 43 URL-safe characters
 MAX_TOKEN_LENGTH = 256
@@ -39,38 +38,22 @@ def new_secret() -> str:
     return pysecrets.token_urlsafe(SECRET_BYTES)
 
 
+# `clock` is looked up at each call, so tests that move it move the secret's grace period too.
+SECRET = RotatingSecret("webhook.secret", new_secret, GRACE_SECONDS, clock=lambda: clock())
+
+
 def webhook_secrets(rt) -> dict:
     """{current, previous, previous_expires_at}; creates the first secret when there is none."""
-    with rt.store.engine.connect() as conn:
-        current = rt.vault.get(conn, CURRENT)
-        previous = rt.vault.get(conn, PREVIOUS)
-    expires = rt.store.get_setting(PREVIOUS_EXPIRES)
-    if current is None:
-        current = _create_first(rt)
+    current, previous, expires = SECRET.read(rt)
+    entry = _cache.get(rt.store)
+    if entry is not None and entry[1] != current:  # just made here: checks must not wait for the cache
         _forget(rt)
-    if previous is not None and (expires is None or expires <= clock()):
-        previous, expires = None, None
-    return {"current": current, "previous": previous, "previous_expires_at": expires if previous else None}
-
-
-def _create_first(rt) -> str:
-    with rt.store.immediate() as conn:
-        current = rt.vault.get(conn, CURRENT)  # another process may have made it meanwhile
-        if current is None:
-            current = new_secret()
-            rt.vault.put(conn, CURRENT, current)
-    return current
+    return {"current": current, "previous": previous, "previous_expires_at": expires}
 
 
 def rotate_webhook_secret(rt) -> str:
     """Make a new secret; the one it replaces stays valid for 24 hours. Returns the new one."""
-    fresh = new_secret()
-    with rt.store.immediate() as conn:
-        old = rt.vault.get(conn, CURRENT)
-        if old is not None:
-            rt.vault.put(conn, PREVIOUS, old)
-            rt.store.set_setting(PREVIOUS_EXPIRES, clock() + GRACE_SECONDS, conn=conn)
-        rt.vault.put(conn, CURRENT, fresh)
+    fresh = SECRET.rotate(rt)
     _forget(rt)
     return fresh
 
@@ -99,10 +82,7 @@ def _cached(rt) -> tuple[str | None, str | None, float | None]:
     now = time.monotonic()
     if entry is not None and now - entry[0] < CACHE_SECONDS:
         return entry[1], entry[2], entry[3]
-    with rt.store.engine.connect() as conn:
-        current = rt.vault.get(conn, CURRENT)
-        previous = rt.vault.get(conn, PREVIOUS)
-        expires = rt.store.get_setting(PREVIOUS_EXPIRES, conn=conn)
+    current, previous, expires = SECRET.read(rt, create=False)
     with _cache_lock:
         _cache[key] = (now, current, previous, expires)
     return current, previous, expires

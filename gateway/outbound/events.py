@@ -30,6 +30,7 @@ from .. import runtime
 from ..errors import RequestError
 from ..security import csrf, limiter, refused
 from ..store import metadata
+from ..vault import RotatingSecret
 
 bp = Blueprint("events", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)  # signed by HMAC, not by a session: CSRF does not apply
@@ -37,9 +38,6 @@ csrf.exempt(bp)  # signed by HMAC, not by a session: CSRF does not apply
 TOLERANCE_SECONDS = 300
 MAX_EVENTS = 500
 MAX_BODY = 128 * 1024
-SECRET_NAME = "events.secret"
-PREVIOUS_SECRET_NAME = "events.secret.previous"
-PREVIOUS_EXPIRES_SETTING = "events.secret.previous_expires_at"
 PREVIOUS_VALID_SECONDS = 24 * 3600
 EVENT_MODULES = {"customer.updated": "Contacts", "order.updated": "Deals"}
 
@@ -145,40 +143,22 @@ def _new_secret() -> str:
     return "whsec_" + base64.b64encode(pysecrets.token_bytes(32)).decode()
 
 
+SECRET = RotatingSecret("events.secret", _new_secret, PREVIOUS_VALID_SECONDS)
+
+
 def events_secret(rt) -> str:
     """The current events secret (`whsec_<base64>`), made on first use."""
-    with rt.store.engine.connect() as conn:
-        current = rt.vault.get(conn, SECRET_NAME)
-    if current:
-        return current
-    with rt.store.immediate() as conn:
-        current = rt.vault.get(conn, SECRET_NAME)
-        if not current:
-            current = _new_secret()
-            rt.vault.put(conn, SECRET_NAME, current)
-    return current
+    return SECRET.read(rt)[0]
 
 
 def rotate_events_secret(rt) -> str:
     """A new events secret; the previous one stays valid for 24 hours. Returns the new one."""
-    new = _new_secret()
-    with rt.store.immediate() as conn:
-        old = rt.vault.get(conn, SECRET_NAME)
-        rt.vault.put(conn, SECRET_NAME, new)
-        if old:
-            rt.vault.put(conn, PREVIOUS_SECRET_NAME, old)
-            rt.store.set_setting(PREVIOUS_EXPIRES_SETTING, time.time() + PREVIOUS_VALID_SECONDS, conn=conn)
-    return new
+    return SECRET.rotate(rt)
 
 
 def valid_secrets(rt) -> list[str]:
-    found = [events_secret(rt)]
-    if (rt.store.get_setting(PREVIOUS_EXPIRES_SETTING) or 0) > time.time():
-        with rt.store.engine.connect() as conn:
-            previous = rt.vault.get(conn, PREVIOUS_SECRET_NAME)
-        if previous:
-            found.append(previous)
-    return found
+    current, previous, _expires = SECRET.read(rt)
+    return [current] + ([previous] if previous else [])
 
 
 # -- replay protection -------------------------------------------------------------------------------
