@@ -120,6 +120,20 @@ def retry_all(rt) -> Outcome:
     return Outcome(True, f"{moved} dead job{'s' if moved != 1 else ''} back in the queue.", f"{moved} jobs")
 
 
+def retry_failed_deliveries(rt) -> Outcome:
+    from ..inbound import inbox
+
+    try:
+        moved = inbox.retry_failed(rt)
+    except Exception as exc:
+        return _failed("retry the failed deliveries", exc)
+    if not moved:
+        return Outcome(True, "There were no failed deliveries to retry.", "0 deliveries")
+    return Outcome(True, f"{moved} failed deliver{'ies' if moved != 1 else 'y'} back in line; they are written to "
+                         "OnPrintShop shortly, in order (see Latest deliveries).",
+                   f"{moved} {'delivery' if moved == 1 else 'deliveries'}")
+
+
 def push(rt, kind: str, record_id: int) -> Outcome:
     """Queue one customer or order for Zoho now (sent even if unchanged), if OnPrintShop has it."""
     from ..ops import reads

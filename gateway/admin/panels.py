@@ -69,6 +69,7 @@ class Page:
     pushes_today: Panel
     inbox: Panel
     inbox_pending: Panel
+    inbox_failed: Panel
     webhook_secrets: Panel
     webhook_urls: Panel
     events_secret: Panel
@@ -88,6 +89,7 @@ def gather(rt, base_url: str) -> Page:
         pushes_today=read_panel("Pushes today", "gateway.outbound.queue", "pushes_today", rt),
         inbox=read_panel("The latest deliveries", "gateway.inbound.inbox", "recent", rt, limit=50),
         inbox_pending=read_panel("Pending deliveries", "gateway.inbound.inbox", "pending_count", rt),
+        inbox_failed=read_panel("Failed deliveries", "gateway.inbound.inbox", "failed_count", rt),
         webhook_secrets=read_panel("The webhook secret", "gateway.inbound.secrets", "webhook_secrets", rt),
         webhook_urls=read_panel("The webhook URLs", "gateway.inbound.secrets", "webhook_urls", base_url),
         events_secret=read_panel("The events secret", "gateway.outbound.events", "events_secret", rt),
@@ -115,6 +117,10 @@ def attention(page: Page) -> list[tuple[str, str]]:
     if page.inbox_pending.ok and page.inbox_pending.data:
         count = page.inbox_pending.data
         items.append(("inbound", f"{count} update{'s' if count != 1 else ''} from Zoho waiting for the OnPrintShop database."))
+    if page.inbox_failed.ok and page.inbox_failed.data:
+        count = page.inbox_failed.data
+        items.append(("deliveries", f"{count} update{'s' if count != 1 else ''} from Zoho refused by OnPrintShop: "
+                                    "see the latest deliveries."))
     for panel in (page.connection, page.queue, page.inbox, page.webhook_secrets):
         if not panel.ok:
             items.append(("status", panel.problem))

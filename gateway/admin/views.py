@@ -194,6 +194,12 @@ def retry_all():
     return _show(actions.retry_all(runtime.current()), "retry all dead jobs")
 
 
+@bp.post("/deliveries/retry-failed")
+@login_required
+def retry_failed_deliveries():
+    return _show(actions.retry_failed_deliveries(runtime.current()), "retry failed deliveries")
+
+
 @bp.post("/push")
 @login_required
 def push():

@@ -577,6 +577,31 @@ def recent(rt, limit: int = 50) -> list[dict]:
     ]
 
 
+def failed_count(rt) -> int:
+    """Deliveries given up after MAX_ATTEMPTS refusals by OnPrintShop (shown with a retry button)."""
+    with rt.store.engine.connect() as conn:
+        return int(conn.execute(
+            sa.select(sa.func.count()).select_from(inbox_table)
+            .where(inbox_table.c.state == "done", inbox_table.c.outcome == "failed")
+        ).scalar())
+
+
+def retry_failed(rt) -> int:
+    """Put the failed deliveries back in line (after the cause was fixed, e.g. the mapping or a
+    trigger in OnPrintShop); the re-applier takes them in modified_time order per record, with
+    the usual rules, so one that a newer update overtook meanwhile ends as stale. Returns how many."""
+    with _decision_txn(rt.store) as conn:
+        moved = conn.execute(
+            inbox_table.update()
+            .where(inbox_table.c.state == "done", inbox_table.c.outcome == "failed")
+            .values(state="pending", outcome=None, attempts=0, next_attempt_at=0.0, finished_at=None,
+                    reason="retried by the admin")
+        ).rowcount
+    if moved:
+        log.info("inbox: %d failed deliveries put back in line by the admin", moved)
+    return int(moved)
+
+
 def pending_count(rt) -> int:
     with rt.store.engine.connect() as conn:
         return int(conn.execute(

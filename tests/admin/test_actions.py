@@ -122,3 +122,34 @@ def test_the_call_budget_is_shown_beside_the_calls_made(make_app):
     admin.login()
     text = page_text(admin)
     assert "<dt>Zoho API calls</dt>\n      <dd>0 of 5000 allowed (GATEWAY_DAILY_CALL_BUDGET)</dd>" in text
+
+
+def test_failed_deliveries_are_shown_and_can_be_put_back_in_line(page_app, admin, monkeypatch):
+    """OnPrintShop refused a Zoho update until it was given up; once the cause is fixed, the admin
+    retries it from the page and it is written."""
+    from gateway.inbound import inbox
+    from tests.inbound.conftest import Gateway
+    from tests.inbound.test_refusals import _allow_order_3, _refuse_order_3, zt
+    from tests.inbound.test_retries import _reapply_until_settled
+
+    monkeypatch.setattr(inbox, "MAX_ATTEMPTS", 2)
+    gw = Gateway(page_app)
+    _refuse_order_3(gw)
+    try:
+        assert gw.post("deals", {"id": "9501", "ops_id": "3", "stage": "Shipped", "modified_time": zt()}).status_code == 202
+        _reapply_until_settled(gw.rt)
+    finally:
+        _allow_order_3(gw)
+    assert inbox.failed_count(gw.rt) == 1
+    text = page_text(admin)
+    assert "1 update from Zoho refused by OnPrintShop: see the latest deliveries." in text
+    assert "Retry failed deliveries" in text
+
+    response = admin.post("/admin/deliveries/retry-failed", {})
+    assert response.status_code == 302
+    assert "1 failed delivery back in line" in " ".join(flashes(page_text(admin)))
+    assert inbox.failed_count(gw.rt) == 0 and inbox.pending_count(gw.rt) == 1
+    _reapply_until_settled(gw.rt)
+    assert gw.order(3)["orders_status_id"] == 4  # Shipped: written once the cause was gone
+    assert [row["outcome"] for row in inbox.recent(gw.rt)] == ["applied"]
+    assert ("retry failed deliveries", "1 delivery") in [(r["action"], r["detail"]) for r in audit.recent(rt_of(page_app), 5)]

@@ -224,7 +224,8 @@ def test_attention_puts_reauthorization_first_and_names_each_problem():
         queue=panels.Panel({"paused": True, "paused_reason": "Zoho needs re-authorization", "dead": 2}),
         dead_jobs=panels.Panel([]), calls_today=panels.Panel(0), pushes_today=panels.Panel(0),
         inbox=panels.Panel(None, "The latest deliveries could not be read just now (OperationalError); the log has the details"),
-        inbox_pending=panels.Panel(1), webhook_secrets=panels.Panel({}), webhook_urls=panels.Panel({}),
+        inbox_pending=panels.Panel(1), inbox_failed=panels.Panel(2),
+        webhook_secrets=panels.Panel({}), webhook_urls=panels.Panel({}),
         events_secret=panels.Panel(""), notify_enabled=panels.Panel(False), notify_channel=panels.Panel(None),
         audit=panels.Panel([]),
     )
@@ -233,6 +234,7 @@ def test_attention_puts_reauthorization_first_and_names_each_problem():
         ("queue", "Pushes are paused: Zoho needs re-authorization"),
         ("dead-jobs", "2 pushes failed for good: see the dead jobs."),
         ("inbound", "1 update from Zoho waiting for the OnPrintShop database."),
+        ("deliveries", "2 updates from Zoho refused by OnPrintShop: see the latest deliveries."),
         ("status", "The latest deliveries could not be read just now (OperationalError); the log has the details"),
     ]
 
