@@ -168,18 +168,26 @@ def _stale_against_row(ops, update: Update, last_modified) -> Result | None:
     return None
 
 
-# -- contacts → customers ---------------------------------------------------------------------------
-def _apply_contact(ops, oconn, sconn, update: Update, linked) -> Result:
-    row, found_by, problem = _find_and_lock(ops, oconn, sconn, update, "customers", linked)
+def _locate(ops, oconn, sconn, update: Update, table_key: str, id_column: str, linked):
+    """The record's row, locked, with its id and how it was found; or the answer that ends here
+    (conflict, not found, stale) as the last item."""
+    row, found_by, problem = _find_and_lock(ops, oconn, sconn, update, table_key, linked)
     if problem:
-        return Result("conflict", problem, parameter="ops_id")
+        return None, None, None, Result("conflict", problem, parameter="ops_id")
     if row is None:
-        return _not_found(update)
-    ops_id = int(row["customers_id"])
+        return None, None, None, _not_found(update)
+    ops_id = int(row[id_column])
     stale = _stale_against_row(ops, update, row["last_modified"])
     if stale:
         stale.ops_id, stale.found_by = ops_id, found_by
-        return stale
+    return row, ops_id, found_by, stale
+
+
+# -- contacts → customers ---------------------------------------------------------------------------
+def _apply_contact(ops, oconn, sconn, update: Update, linked) -> Result:
+    row, ops_id, found_by, refusal = _locate(ops, oconn, sconn, update, "customers", "customers_id", linked)
+    if refusal:
+        return refusal
 
     email = update.fields.get("email")
     if email is not None:
@@ -210,16 +218,9 @@ def _apply_contact(ops, oconn, sconn, update: Update, linked) -> Result:
 
 # -- deals → orders ---------------------------------------------------------------------------------
 def _apply_deal(ops, oconn, sconn, update: Update, linked) -> Result:
-    row, found_by, problem = _find_and_lock(ops, oconn, sconn, update, "orders", linked)
-    if problem:
-        return Result("conflict", problem, parameter="ops_id")
-    if row is None:
-        return _not_found(update)
-    ops_id = int(row["orders_id"])
-    stale = _stale_against_row(ops, update, row["last_modified"])
-    if stale:
-        stale.ops_id, stale.found_by = ops_id, found_by
-        return stale
+    row, ops_id, found_by, refusal = _locate(ops, oconn, sconn, update, "orders", "orders_id", linked)
+    if refusal:
+        return refusal
 
     changed: dict = {}
     status = None
