@@ -137,7 +137,6 @@ REAPPLY_LEASE = "inbox.reapplier"
 UNAVAILABLE_PAUSE = 2.0     # after a failed connection, answer 202 at once for this long
 BUSY_RETRY_SECONDS = 2.0    # a record locked in OnPrintShop is tried again after this (not counted)
 
-_wake = threading.Event()   # set when rows are left pending with the database up
 
 
 @dataclass
@@ -381,7 +380,6 @@ def _decide_and_apply(rt, sconn, inbox_id: int, row=None, oconn=None) -> Outcome
                                               "id": _NOT_STORED if row.id is None else row.id,
                                               "modified_time": row.modified_time}).one()
     if found.earlier is not None:
-        _wake.set()
         return Outcome("accepted", "stored; an earlier update of this record is applied first",
                        inbox_id=_insert_pending(sconn, row))
 
@@ -555,7 +553,6 @@ def run_reapplier(rt, stop) -> None:
             wait = backoff
             backoff = min(REAPPLY_MAX_BACKOFF, backoff * 2)
         if wait:
-            _wake.clear()
             stop.wait(wait)
 
 

@@ -34,9 +34,8 @@ STATUS_CACHE_SECONDS = 30
 #   (SQLite's "database is locked" is the whole database's lock: "unavailable");
 # - "refused": the database answered and refused this statement (a trigger's SIGNAL, a CHECK
 #   constraint, an unknown column): a counted attempt for that record only.
-# Every error class that can come from the database (UNAVAILABLE_ERRORS is the old name).
+# Every error class that can come from the database; `failure_kind` tells them apart.
 DATABASE_ERRORS = (sa.exc.DBAPIError, sa.exc.DisconnectionError, sa.exc.TimeoutError)
-UNAVAILABLE_ERRORS = DATABASE_ERRORS
 # MySQL/MariaDB error numbers: the client cannot connect or lost the connection (2002, 2003,
 # 2005, 2006, 2013, 2055), too many connections (1040), server shutting down (1053), connection
 # killed (1927). PyMySQL raises OperationalError for these and for many per-statement errors.
