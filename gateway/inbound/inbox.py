@@ -42,7 +42,7 @@ import sqlalchemy as sa
 
 from .. import links
 from ..ops.database import DATABASE_ERRORS
-from ..store import make_engine, metadata, new_holder_id
+from ..store import is_lock_conflict, make_engine, metadata, new_holder_id
 from . import loopguard
 from .apply import apply_update
 from .parse import Update
@@ -212,20 +212,6 @@ def _read_committed_engine(store) -> sa.Engine:
     return engine
 
 
-def _is_deadlock(exc: BaseException | None) -> bool:
-    """A deadlock or lock timeout anywhere in the exception's chain (the database rolled the
-    whole transaction back, so the only safe move is to run it again from the start)."""
-    seen = 0
-    while exc is not None and seen < 10:
-        orig = getattr(exc, "orig", exc)
-        args = getattr(orig, "args", ())
-        if (args and args[0] in (1213, 1205)) or getattr(orig, "sqlstate", None) in ("40P01", "40001"):
-            return True
-        exc = exc.__cause__ or exc.__context__
-        seen += 1
-    return False
-
-
 class OpsError(Exception):
     """The OnPrintShop database refused a statement for this record (a trigger, a constraint; not a
     connection problem): kept pending, a counted attempt, given up as 'failed' after MAX_ATTEMPTS."""
@@ -245,7 +231,7 @@ def receive(rt, module: str, update: Update, source: str = "webhook") -> Outcome
         try:
             return _receive_once(rt, module, update, source)
         except sa.exc.DBAPIError as exc:
-            if attempt == 4 or not _is_deadlock(exc):
+            if attempt == 4 or not is_lock_conflict(exc):
                 raise
             time.sleep(0.005 * (attempt + 1))  # a deadlock in the state store: the whole transaction is retried
     raise AssertionError("unreachable")
@@ -439,7 +425,7 @@ def _apply_in_ops(rt, sconn, update: Update, linked, oconn=None):
         except sa.exc.OperationalError as exc:
             # A lock wait (1205) is not run again here: it already waited LOCK_WAIT_SECONDS, and
             # the row is still held; the record is postponed instead ("busy").
-            if attempt == 2 or not _is_deadlock(exc) or getattr(exc.orig, "args", (None,))[:1] == (1205,):
+            if attempt == 2 or not is_lock_conflict(exc) or getattr(exc.orig, "args", (None,))[:1] == (1205,):
                 raise
             time.sleep(0.005 * (attempt + 1))
     raise AssertionError("unreachable")
