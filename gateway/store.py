@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import random
+import threading
 import time
 import uuid
 
@@ -171,6 +172,23 @@ class Store:
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
         self.dialect = self.engine.dialect.name  # 'sqlite', 'postgresql', 'mysql'
+        self._engine_kwargs = engine_kwargs
+        self._write_engine: sa.Engine | None = None
+        self._write_engine_lock = threading.Lock()
+
+    @property
+    def write_engine(self) -> sa.Engine:
+        """The engine for contended writes. On MariaDB/MySQL a second pool whose connections are
+        READ COMMITTED from the start (row locks only, no gap locks; set once per connection, not
+        a round trip per transaction); elsewhere the one engine (PostgreSQL is READ COMMITTED
+        already, SQLite has one writer)."""
+        if self.dialect != "mysql":
+            return self.engine
+        if self._write_engine is None:
+            with self._write_engine_lock:
+                if self._write_engine is None:
+                    self._write_engine = make_engine(self.url, isolation_level="READ COMMITTED", **self._engine_kwargs)
+        return self._write_engine
 
     # -- transactions -------------------------------------------------------------------
     def begin(self):
@@ -196,10 +214,8 @@ class Store:
         """
         for attempt in range(6):
             try:
-                with self.engine.connect() as conn:
-                    if self.dialect == "mysql":
-                        conn = conn.execution_options(isolation_level="READ COMMITTED")
-                    elif self.dialect == "sqlite":
+                with self.write_engine.connect() as conn:
+                    if self.dialect == "sqlite":
                         conn = conn.execution_options(sqlite_begin="IMMEDIATE")
                     with conn.begin():
                         return work(conn)
@@ -214,6 +230,8 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._write_engine is not None:
+            self._write_engine.dispose()
 
     # -- settings (plain values, JSON) ------------------------------------------------------
     def get_setting(self, name: str, default=None, conn=None):

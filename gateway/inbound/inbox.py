@@ -32,9 +32,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import threading
 import time
-import weakref
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -42,7 +40,7 @@ import sqlalchemy as sa
 
 from .. import links
 from ..ops.database import DATABASE_ERRORS
-from ..store import is_lock_conflict, make_engine, metadata, new_holder_id
+from ..store import is_lock_conflict, metadata, new_holder_id
 from . import loopguard
 from .apply import apply_update
 from .parse import Update
@@ -184,32 +182,13 @@ def _decision_txn(store):
         with store.immediate() as conn:
             yield conn
         return
-    with _read_committed_engine(store).connect() as conn:
+    with store.write_engine.connect() as conn:
         try:
             yield conn
         except BaseException:
             conn.rollback()
             raise
         conn.commit()
-
-
-_rc_engines: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # Store → its READ COMMITTED engine
-_rc_lock = threading.Lock()
-
-
-def _read_committed_engine(store) -> sa.Engine:
-    """A second engine on the state store whose connections are READ COMMITTED from the start
-    (set once per connection, not a `SET TRANSACTION` round trip per delivery); disposed with
-    the store's own engine."""
-    engine = _rc_engines.get(store)
-    if engine is None:
-        with _rc_lock:
-            engine = _rc_engines.get(store)
-            if engine is None:
-                engine = make_engine(store.url, isolation_level="READ COMMITTED")
-                sa.event.listen(store.engine, "engine_disposed", lambda _engine, rc=engine: rc.dispose())
-                _rc_engines[store] = engine
-    return engine
 
 
 class OpsError(Exception):

@@ -150,7 +150,7 @@ def test_a_database_blip_after_the_webhook_id_loses_no_event(make_app, state_db_
     secret = events.events_secret(rt)
     raw, headers = signed(secret, [{"type": "customer.updated", "id": 7}, {"type": "order.updated", "id": 8}],
                           webhook_id="msg_blip")
-    blip = DatabaseBlip(rt.store.engine)
+    blip = DatabaseBlip(rt.store.write_engine)  # the engine write transactions run on
     try:
         failed = post(client, raw, headers)
     finally:
