@@ -100,9 +100,14 @@ def note_login_attempt(rt, address: str, now: float | None = None, keep_seconds:
 
 
 def forget_login_attempt(rt, attempt_id: int) -> None:
-    """Withdraw an attempt recorded by `note_login_attempt`: it was not a failure."""
-    with rt.store.begin() as conn:
-        conn.execute(login_failures_table.delete().where(login_failures_table.c.id == attempt_id))
+    """Withdraw an attempt recorded by `note_login_attempt`: it was not a failure.
+
+    Through Store.transaction like the insert: on MariaDB this delete by id and a parallel
+    attempt's prune lock the same rows in opposite orders, and the deadlock that follows is
+    rerun there instead of becoming a 500."""
+    rt.store.transaction(
+        lambda conn: conn.execute(login_failures_table.delete().where(login_failures_table.c.id == attempt_id))
+    )
 
 
 def login_failures_since(rt, address: str, since: float, exclude_id: int | None = None) -> list[float]:
@@ -123,13 +128,16 @@ def login_failures_since(rt, address: str, since: float, exclude_id: int | None 
 def end_session(rt, session_id: str, until: float) -> None:
     """Remember that this admin session ended (until `until`, when it would have expired anyway)."""
     now = time.time()
-    with rt.store.begin() as conn:
+
+    def remember(conn):
         conn.execute(ended_sessions_table.delete().where(ended_sessions_table.c.until < now))
         already = conn.execute(
             sa.select(ended_sessions_table.c.session_id).where(ended_sessions_table.c.session_id == session_id)
         ).first()
         if already is None:
             conn.execute(ended_sessions_table.insert().values(session_id=session_id[:64], until=until))
+
+    rt.store.transaction(remember)  # parallel logouts prune side by side: rerun after a deadlock
 
 
 def session_ended(rt, session_id: str) -> bool:
