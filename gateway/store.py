@@ -224,6 +224,12 @@ class Store:
                     raise
                 time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
 
+    def run(self, statement) -> int:
+        """Execute one write statement as its own transaction (rerun after a deadlock, as
+        `transaction`); returns the rows it touched. For the bulk UPDATE/DELETEs on tables that
+        several processes write at once (leases, jobs, inbox, meters)."""
+        return int(self.transaction(lambda conn: conn.execute(statement).rowcount) or 0)
+
     @property
     def skip_locked(self) -> bool:
         return self.dialect in ("postgresql", "mysql")

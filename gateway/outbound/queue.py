@@ -247,24 +247,22 @@ def claim(store, holder: str, module: str, limit: int = 100, lease_seconds: floa
 def renew(store, holder: str, lease_seconds: float = LEASE_SECONDS) -> int:
     """Extend every lease `holder` has (the worker's heartbeat)."""
     t = jobs_table.c
-    with store.begin() as conn:
-        return conn.execute(
-            jobs_table.update()
-            .where(t.lease_holder == holder, t.state == "in_flight")
-            .values(lease_expires_at=time.time() + lease_seconds)
-        ).rowcount
+    return store.run(
+        jobs_table.update()
+        .where(t.lease_holder == holder, t.state == "in_flight")
+        .values(lease_expires_at=time.time() + lease_seconds)
+    )
 
 
 def reclaim_lapsed(store) -> int:
     """Jobs whose worker died (lease lapsed) go back to pending; no attempt is counted."""
     now = time.time()
     t = jobs_table.c
-    with store.begin() as conn:
-        return conn.execute(
-            jobs_table.update()
-            .where(t.state == "in_flight", t.lease_expires_at < now)
-            .values(state="pending", lease_holder=None, lease_expires_at=None, next_try_at=now, updated_at=now)
-        ).rowcount
+    return store.run(
+        jobs_table.update()
+        .where(t.state == "in_flight", t.lease_expires_at < now)
+        .values(state="pending", lease_holder=None, lease_expires_at=None, next_try_at=now, updated_at=now)
+    )
 
 
 def release(store, holder: str, job_ids=None) -> int:
@@ -276,8 +274,7 @@ def release(store, holder: str, job_ids=None) -> int:
         if not job_ids:
             return 0
         query = query.where(t.id.in_(list(job_ids)))
-    with store.begin() as conn:
-        return conn.execute(query.values(state="pending", lease_holder=None, lease_expires_at=None, updated_at=now)).rowcount
+    return store.run(query.values(state="pending", lease_holder=None, lease_expires_at=None, updated_at=now))
 
 
 def _held(holder, job_ids):
@@ -436,14 +433,12 @@ def retry_dead(rt, ids=None) -> int:
         if not ids:
             return 0
         query = query.where(t.id.in_(ids))
-    with rt.store.begin() as conn:
-        return conn.execute(query.values(state="pending", attempts=0, next_try_at=now, updated_at=now)).rowcount
+    return rt.store.run(query.values(state="pending", attempts=0, next_try_at=now, updated_at=now))
 
 
 def purge_finished(rt, older_than_epoch: float) -> int:
     t = jobs_table.c
-    with rt.store.begin() as conn:
-        return conn.execute(jobs_table.delete().where(t.state == "done", t.updated_at < older_than_epoch)).rowcount
+    return rt.store.run(jobs_table.delete().where(t.state == "done", t.updated_at < older_than_epoch))
 
 
 def calls_today(rt) -> int:

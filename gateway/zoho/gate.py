@@ -201,7 +201,8 @@ class Gate:
         t = leases_table.c
         free = sa.and_(t.name.in_(self.slots), sa.or_(t.holder.is_(None), t.expires_at < now))
         values = {"holder": holder, "expires_at": now + SLOT_LEASE_SECONDS}
-        with self.store.begin() as conn:
+
+        def take(conn):
             if self.store.dialect == "mysql":
                 taken = conn.execute(leases_table.update().where(free).values(**values).with_dialect_options(mysql_limit=1)).rowcount
                 name = conn.execute(sa.select(t.name).where(t.name.in_(self.slots), t.holder == holder)).scalar() if taken else None
@@ -213,17 +214,20 @@ class Gate:
                     leases_table.update().where(t.name == pick.scalar_subquery(), free).values(**values).returning(t.name)
                 ).scalar()
             counted = name is not None and bump(conn, "calls")  # the call is counted with its slot: one commit
+            return name, counted
+
+        # Processes race for the same slot rows: a deadlock rolls back and the race is run again.
+        name, counted = self.store.transaction(take)
         if name is not None and not counted:
             add_count(self.store, "calls")
         return name
 
     def _give_back(self, name: str, holder: str) -> None:
-        with self.store.begin() as conn:
-            conn.execute(
-                leases_table.update()
-                .where(leases_table.c.name == name, leases_table.c.holder == holder)
-                .values(holder=None, expires_at=0.0)
-            )
+        self.store.run(
+            leases_table.update()
+            .where(leases_table.c.name == name, leases_table.c.holder == holder)
+            .values(holder=None, expires_at=0.0)
+        )
 
 
 _gates_lock = threading.Lock()
