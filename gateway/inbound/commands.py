@@ -1,12 +1,15 @@
-"""Inbound commands: `webhook-secret [--rotate]`, and `catch-up` (defined beside its code)."""
+"""Inbound commands: `webhook-secret [--rotate]`, `inbox status [--json]`, `inbox retry-failed`,
+and `catch-up` (defined beside its code)."""
 from __future__ import annotations
 
+import json
+
 import click
-from flask.cli import with_appcontext
+from flask.cli import AppGroup, with_appcontext
 
 from .. import runtime
 from ..cli import one_line_errors
-from . import catchup, secrets
+from . import catchup, inbox, secrets
 
 
 @click.command("webhook-secret")
@@ -26,6 +29,39 @@ def webhook_secret_command(rotate):
         click.echo("note: GATEWAY_PUBLIC_URL is not set; the URLs above use a local address", err=True)
 
 
+inbox_cli = AppGroup("inbox", help="Deliveries from Zoho: what waits for OnPrintShop, and failed ones.")
+
+
+@inbox_cli.command("status")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object")
+@one_line_errors
+def inbox_status_command(as_json):
+    """Deliveries waiting to be written to OnPrintShop, and those given up on."""
+    figures = inbox.status(runtime.current())
+    if as_json:
+        click.echo(json.dumps(figures))
+        return
+    click.echo(f"pending: {figures['pending']}")
+    click.echo(f"failed: {figures['failed']}")
+    oldest = figures["oldest_pending_seconds"]
+    click.echo(f"oldest pending: {'none' if oldest is None else f'{oldest:.0f} s'}")
+    click.echo(f"last error: {figures['last_error'] or 'none'}")
+
+
+@inbox_cli.command("retry-failed")
+@one_line_errors
+def inbox_retry_failed_command():
+    """Put the deliveries OnPrintShop kept refusing back in line (after fixing the cause)."""
+    rt = runtime.current()
+    moved = inbox.retry_failed(rt)
+    if moved:
+        from ..admin import audit
+
+        audit.record(rt, "command line", "retry failed deliveries", f"{moved} {'delivery' if moved == 1 else 'deliveries'}")
+    click.echo(f"put {moved} failed {'delivery' if moved == 1 else 'deliveries'} back in line")
+
+
 def register(app) -> None:
     app.cli.add_command(webhook_secret_command)
+    app.cli.add_command(inbox_cli)
     catchup.register(app)

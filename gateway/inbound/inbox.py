@@ -439,9 +439,8 @@ def _count_attempt(conn, inbox_id: int, reason: str) -> None:
 
 def _postpone(rt, inbox_id: int, seconds: float) -> None:
     """Try a pending row again after `seconds`, without counting an attempt."""
-    with rt.store.begin() as conn:
-        conn.execute(inbox_table.update().where(inbox_table.c.id == inbox_id, inbox_table.c.state == "pending")
-                     .values(next_attempt_at=time.time() + seconds))
+    rt.store.run(inbox_table.update().where(inbox_table.c.id == inbox_id, inbox_table.c.state == "pending")
+                 .values(next_attempt_at=time.time() + seconds))
 
 
 def _note_attempt(rt, inbox_id: int, reason: str) -> None:
@@ -562,6 +561,31 @@ def retry_failed(rt) -> int:
     if moved:
         log.info("inbox: %d failed deliveries put back in line by the admin", moved)
     return int(moved)
+
+
+def status(rt) -> dict:
+    """What `inbox status` prints: deliveries waiting to be written to OnPrintShop (and the age of
+    the oldest), deliveries given up on (`failed`), and the newest reason one was refused or put off."""
+    t = inbox_table.c
+    now = time.time()
+    with rt.store.engine.connect() as conn:
+        pending, oldest = conn.execute(
+            sa.select(sa.func.count(), sa.func.min(t.received_at)).where(t.state == "pending")
+        ).one()
+        failed = conn.execute(
+            sa.select(sa.func.count()).where(t.state == "done", t.outcome == "failed")
+        ).scalar()
+        last = conn.execute(
+            sa.select(t.reason)
+            .where(sa.or_(t.state == "pending", t.outcome == "failed"), t.reason.is_not(None))
+            .order_by(t.received_at.desc(), t.id.desc()).limit(1)
+        ).scalar()
+    return {
+        "pending": int(pending or 0),
+        "failed": int(failed or 0),
+        "oldest_pending_seconds": None if oldest is None else round(max(0.0, now - oldest), 1),
+        "last_error": last,
+    }
 
 
 def pending_count(rt) -> int:
