@@ -72,7 +72,7 @@ class Page:
     inbox_failed: Panel
     webhook_secrets: Panel
     webhook_urls: Panel
-    events_secret: Panel
+    events_secrets: Panel
     notify_enabled: Panel
     notify_channel: Panel
     audit: Panel
@@ -92,7 +92,7 @@ def gather(rt, base_url: str) -> Page:
         inbox_failed=read_panel("Failed deliveries", "gateway.inbound.inbox", "failed_count", rt),
         webhook_secrets=read_panel("The webhook secret", "gateway.inbound.secrets", "webhook_secrets", rt),
         webhook_urls=read_panel("The webhook URLs", "gateway.inbound.secrets", "webhook_urls", base_url),
-        events_secret=read_panel("The events secret", "gateway.outbound.events", "events_secret", rt),
+        events_secrets=read_panel("The events secret", "gateway.outbound.events", "events_secrets", rt),
         notify_enabled=read_panel("Notification API mode", "gateway.inbound.notify", "enabled", rt),
         notify_channel=read_panel("The Notification API channel", "gateway.inbound.notify", "channel_status", rt),
         audit=read_panel("The audit log", "gateway.admin.audit", "recent", rt, limit=20),

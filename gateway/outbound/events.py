@@ -151,6 +151,12 @@ def events_secret(rt) -> str:
     return SECRET.read(rt)[0]
 
 
+def events_secrets(rt) -> dict:
+    """{current, previous, previous_expires_at} for the admin page (previous: None when none is valid)."""
+    current, previous, expires = SECRET.read(rt)
+    return {"current": current, "previous": previous, "previous_expires_at": expires}
+
+
 def rotate_events_secret(rt) -> str:
     """A new events secret; the previous one stays valid for 24 hours. Returns the new one."""
     return SECRET.rotate(rt)

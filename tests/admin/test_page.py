@@ -226,7 +226,7 @@ def test_attention_puts_reauthorization_first_and_names_each_problem():
         inbox=panels.Panel(None, "The latest deliveries could not be read just now (OperationalError); the log has the details"),
         inbox_pending=panels.Panel(1), inbox_failed=panels.Panel(2),
         webhook_secrets=panels.Panel({}), webhook_urls=panels.Panel({}),
-        events_secret=panels.Panel(""), notify_enabled=panels.Panel(False), notify_channel=panels.Panel(None),
+        events_secrets=panels.Panel({}), notify_enabled=panels.Panel(False), notify_channel=panels.Panel(None),
         audit=panels.Panel([]),
     )
     assert panels.attention(page) == [
@@ -297,4 +297,7 @@ def test_rotating_the_events_secret_shows_the_new_one(page_app, admin):
     new = events.events_secret(rt_of(page_app))
     assert new != old and new.startswith("whsec_")
     assert f'<code class="copy" id="events-secret">{new}</code>' in text
+    # The replaced one is still accepted for 24 hours, so the page shows it and until when.
+    assert f'<code class="copy" id="events-secret-previous">{old}</code>' in text
+    assert re.search(r"Show the previous events secret \(still accepted until [^,]+ UTC, in 2[34] h( \d+ min)?\)", text), text
     assert ("rotate events secret", "events secret rotated") in audit_actions(page_app)
