@@ -287,16 +287,32 @@ def complete(conn, holder: str, job_ids, note: str | None = None) -> None:
     if not job_ids:
         return
     now = time.time()
+    _finish(conn, holder, job_ids, final="done", final_values={"active_key": None, "last_error": note},
+            requeued_values={"attempts": 0, "last_error": None}, now=now)
+
+
+def _finish(conn, holder: str, job_ids, final: str, final_values: dict, requeued_values: dict, now: float) -> None:
+    """End a send in ONE statement: `final` (done/dead), or pending again at once when a change
+    was merged while the job was in flight (`requeue`).
+
+    One statement, not "requeued ones first, then the rest": between two statements a merge could
+    set `requeue` on a row the first skipped, and the second would then end it, losing the change.
+    A single UPDATE waits for the merge's row lock and decides on the row as the merge left it.
+    `requeue` is assigned last because MySQL's UPDATE reads columns already assigned earlier in
+    the same SET. The requeued job keeps `force_send` (a forced push merged in flight still counts).
+    """
     t = jobs_table.c
-    conn.execute(
-        jobs_table.update().where(*_held(holder, job_ids), t.requeue == sa.true())
-        .values(state="pending", requeue=False, force_send=False, attempts=0, next_try_at=now, lease_holder=None,
-                lease_expires_at=None, last_error=None, updated_at=now)
-    )
-    conn.execute(
-        jobs_table.update().where(*_held(holder, job_ids))
-        .values(state="done", active_key=None, lease_holder=None, lease_expires_at=None, last_error=note, updated_at=now)
-    )
+    requeued = t.requeue == sa.true()
+    assignments = [(t.state, sa.case((requeued, "pending"), else_=final)),
+                   (t.next_try_at, sa.case((requeued, now), else_=t.next_try_at))]
+    for name in sorted(set(final_values) | set(requeued_values)):
+        column = t[name]
+        assignments.append((column, sa.case(
+            (requeued, requeued_values[name] if name in requeued_values else column),
+            else_=final_values[name] if name in final_values else column,
+        )))
+    assignments += [(t.lease_holder, None), (t.lease_expires_at, None), (t.updated_at, now), (t.requeue, False)]
+    conn.execute(jobs_table.update().where(*_held(holder, job_ids)).ordered_values(*assignments))
 
 
 def defer(conn, holder: str, job_ids, until: float, note: str | None = None) -> None:
@@ -340,19 +356,11 @@ def bury(conn, holder: str, job_ids, error: str, attempts: int | None = None) ->
     """Dead: Zoho refused the record, or the retries ran out. A change that arrived meanwhile revives it."""
     if not job_ids:
         return
-    now = time.time()
     t = jobs_table.c
     error = error[:ERROR_MAX]
-    conn.execute(
-        jobs_table.update().where(*_held(holder, job_ids), t.requeue == sa.true())
-        .values(state="pending", requeue=False, attempts=0, next_try_at=now, lease_holder=None, lease_expires_at=None,
-                last_error=error, updated_at=now)
-    )
-    conn.execute(
-        jobs_table.update().where(*_held(holder, job_ids))
-        .values(state="dead", lease_holder=None, lease_expires_at=None, last_error=error, updated_at=now,
-                attempts=(t.attempts + 1) if attempts is None else attempts)
-    )
+    _finish(conn, holder, job_ids, final="dead",
+            final_values={"attempts": (t.attempts + 1) if attempts is None else attempts, "last_error": error},
+            requeued_values={"attempts": 0, "last_error": error}, now=time.time())
 
 
 def note_error(store, message: str) -> None:

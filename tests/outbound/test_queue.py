@@ -51,6 +51,37 @@ def test_one_job_per_record_changes_merge_in_flight_requeues_dead_revives(rt):
         queue.enqueue(rt, "Leads", [1])
 
 
+@pytest.mark.parametrize("ending", ["complete", "bury"])
+def test_a_change_merged_while_the_batch_settles_is_not_lost(rt, ending):
+    """A change (here a forced push from the admin page) arrives for a record whose job is in
+    flight, and its merge still holds the row when the sender settles the batch: the settle waits
+    for it and sends the record again, forced, instead of ending the job and losing the change."""
+    queue.enqueue(rt, "Contacts", range(1, 101))
+    holder = new_holder_id()
+    ids = [job.id for job in queue.claim(rt.store, holder, "Contacts")]
+    merged = threading.Event()
+
+    def merge_and_hold(conn):
+        queue.enqueue_in(conn, rt.store, "Contacts", [42], force=True)
+        merged.set()
+        time.sleep(0.8)  # the settle below starts while this transaction holds the row
+
+    merger = threading.Thread(target=rt.store.transaction, args=(merge_and_hold,))
+    merger.start()
+    assert merged.wait(10)
+    if ending == "complete":
+        rt.store.transaction(lambda conn: queue.complete(conn, holder, ids))
+    else:
+        rt.store.transaction(lambda conn: queue.bury(conn, holder, ids, "Zoho INVALID_DATA: invalid data (field Email)"))
+    merger.join(10)
+
+    status = queue.status(rt)
+    assert (status["pending"], status["in_flight"]) == (1, 0)
+    assert status["done" if ending == "complete" else "dead"] == 99
+    again = queue.claim(rt.store, new_holder_id(), "Contacts")
+    assert [(job.ops_id, job.force, job.attempts) for job in again] == [(42, True, 0)]
+
+
 def test_concurrent_claims_never_share_a_job(rt):
     queue.enqueue(rt, "Deals", range(1, 301))
     claimed: list[int] = []
