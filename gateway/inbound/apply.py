@@ -6,7 +6,9 @@ against the row's own `last_modified`, an e-mail of another customer, an unknown
 writes only the parameters present plus `last_modified` (the delivery's `modified_time`, so
 "last writer wins" compares like with like); a changed order status also gets an
 `orders_status_history` row saying it came from Zoho. It never commits: `inbox` does, and
-records the origin for the loop guard from `Result.written`.
+records the origin for the loop guard from `Result.written` (also set when nothing changed but
+the row carries this delivery's time: the same delivery applied again after the state store
+failed to record it). A database refusal other than a duplicate e-mail is raised, not answered.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from .. import links
+from . import loopguard
 from .parse import Update
 
 CONTACT_COLUMNS = {
@@ -183,6 +186,41 @@ def _locate(ops, oconn, sconn, update: Update, table_key: str, id_column: str, l
     return row, ops_id, found_by, stale
 
 
+def _no_change(ops, update: Update, table_key: str, ops_id: int, found_by, row_last_modified) -> Result:
+    """OnPrintShop already has the values. If its `last_modified` is this delivery's time, it is
+    most likely the gateway's own earlier write of this same delivery (whose state-store commit
+    failed: a deadlock rerun, or Zoho's retry after our 503), so its loop-guard row is recorded
+    again; else the outbound poller would push Zoho's own values back to Zoho."""
+    written = None
+    if row_last_modified is not None and (
+            loopguard.stamp(row_last_modified) == loopguard.stamp(ops.local_from_epoch(update.modified_time))):
+        written = (table_key, ops_id, row_last_modified)
+    return Result("applied", "no change: OnPrintShop already has these values", ops_id=ops_id, found_by=found_by,
+                  written=written)
+
+
+_MYSQL_DUPLICATE_KEY = (1062, 1586)  # ER_DUP_ENTRY, ER_DUP_ENTRY_WITH_KEY_NAME
+
+
+def _duplicate_email(ops, exc: sa.exc.IntegrityError, email) -> bool:
+    """Is this error a duplicate key on the customers' e-mail column (not NOT NULL, a foreign
+    key, a trigger's refusal or another unique key)? Drivers name the column (SQLite, PostgreSQL's
+    detail) or the key and the duplicate value (MySQL/MariaDB: "Duplicate entry 'x' for key 'k'")."""
+    orig = getattr(exc, "orig", None)
+    args = getattr(orig, "args", ()) or ()
+    text = " ".join(str(a) for a in args).casefold()
+    diag = getattr(orig, "diag", None)
+    detail = str(getattr(diag, "message_detail", "") or "").casefold()
+    column = ops.tables["customers"].c.customers_email_address.name.casefold()
+    if args and isinstance(args[0], int):  # PyMySQL: (errno, message)
+        if args[0] not in _MYSQL_DUPLICATE_KEY:
+            return False
+        return column in text or (email is not None and f"'{str(email).casefold()}'" in text)
+    if getattr(orig, "sqlstate", None) == "23505":  # PostgreSQL unique_violation
+        return f"({column})" in detail or column in text
+    return "unique constraint failed" in text and f".{column}" in text  # SQLite
+
+
 # -- contacts → customers ---------------------------------------------------------------------------
 def _apply_contact(ops, oconn, sconn, update: Update, linked) -> Result:
     row, ops_id, found_by, refusal = _locate(ops, oconn, sconn, update, "customers", "customers_id", linked)
@@ -204,14 +242,19 @@ def _apply_contact(ops, oconn, sconn, update: Update, linked) -> Result:
     values = {CONTACT_COLUMNS[name]: value for name, value in update.fields.items()}
     changed = {key: value for key, value in values.items() if row[key] != value}
     if not changed:
-        return Result("applied", "no change: OnPrintShop already has these values", ops_id=ops_id, found_by=found_by)
+        return _no_change(ops, update, "customers", ops_id, found_by, row["last_modified"])
     last_modified = ops.local_from_epoch(update.modified_time)
     try:
         with oconn.begin_nested():
             _update_row(ops, oconn, "customers", ops_id, {"last_modified": last_modified, **changed})
-    except sa.exc.IntegrityError:
-        return Result("conflict", f"the e-mail {email} already belongs to another OnPrintShop customer",
-                      ops_id=ops_id, found_by=found_by, parameter="email")
+    except sa.exc.IntegrityError as exc:
+        # Only a duplicate key on the e-mail (a customer given that address since our check) is
+        # Zoho's conflict to resolve; any other refusal (NOT NULL, a trigger, another unique key)
+        # is OnPrintShop's: raised, so the inbox keeps the delivery and retries it (then 'failed').
+        if "customers_email_address" in changed and _duplicate_email(ops, exc, email):
+            return Result("conflict", f"the e-mail {email} already belongs to another OnPrintShop customer",
+                          ops_id=ops_id, found_by=found_by, parameter="email")
+        raise
     return Result("applied", "applied: " + ", ".join(sorted(update.fields)), ops_id=ops_id, found_by=found_by,
                   written=("customers", ops_id, last_modified))
 
@@ -238,7 +281,7 @@ def _apply_deal(ops, oconn, sconn, update: Update, linked) -> Result:
     if "payment_status" in update.fields and row["payment_status"] != update.fields["payment_status"]:
         changed["payment_status"] = update.fields["payment_status"]
     if not changed:
-        return Result("applied", "no change: OnPrintShop already has these values", ops_id=ops_id, found_by=found_by)
+        return _no_change(ops, update, "orders", ops_id, found_by, row["last_modified"])
 
     last_modified = ops.local_from_epoch(update.modified_time)
     _update_row(ops, oconn, "orders", ops_id, {"last_modified": last_modified, **changed})

@@ -25,7 +25,8 @@ elsewhere by a `FOR UPDATE` lock on the record's `gw_inbox_applied` row; the OnP
 transaction runs inside that and commits first (on SQLite its connection is opened before the
 lock is taken, so an OnPrintShop host slow to answer does not hold every state-store writer).
 If the state store then fails to commit, the caller gets a 503 (the update is in OnPrintShop; a retry by Zoho is answered "applied" again
-as a no-op), so a 2xx still always means "recorded".
+as a no-op, and records the loop-guard row the failed commit lost, as `receive`'s own rerun after a
+state-store deadlock does), so a 2xx still always means "recorded".
 """
 from __future__ import annotations
 

@@ -229,3 +229,73 @@ def test_a_row_locked_by_onprintshop_gets_202_then_is_applied(make_app, ops_db_u
     inbox.reapply_pending(gw.rt)
     assert gw.order(1)["orders_status_id"] == 4
     assert inbox.recent(gw.rt)[0]["outcome"] == "applied"
+
+
+# -- the loop guard survives a state store that failed after OnPrintShop committed -------------------
+GUARDED = {
+    "deals": ("orders", {"id": "9320", "ops_id": "1", "stage": "Shipped"}, lambda gw: gw.order(1)["orders_status_id"] == 4),
+    "contacts": ("customers", {"id": "5320", "ops_id": "2", "last_name": "Murray Hopper"},
+                 lambda gw: gw.customer(2)["customers_lastname"] == "Murray Hopper"),
+}
+
+
+def _fail_first_loop_guard_write(monkeypatch, error) -> list:
+    real = loopguard.record
+    calls = []
+
+    def flaky(*args):
+        calls.append(args)
+        if len(calls) == 1:
+            raise error
+        return real(*args)
+
+    monkeypatch.setattr(loopguard, "record", flaky)
+    return calls
+
+
+@pytest.mark.parametrize("module", sorted(GUARDED))
+@pytest.mark.parametrize("failure", ["deadlock, rerun at once", "503, retried by Zoho"])
+def test_a_delivery_applied_again_after_a_state_store_failure_keeps_its_loop_guard(
+        make_app, ops_db_url, state_db_url, monkeypatch, module, failure):
+    """OnPrintShop committed, then the state store failed to record the outcome and the loop guard:
+    the same delivery applied again finds nothing to change, yet records the guard, so the change
+    poller does not push Zoho's own values back to Zoho."""
+    from gateway.outbound import poller, queue
+
+    gw = Gateway(make_app(OPS_DATABASE_URL=ops_db_url, DATABASE_URL=state_db_url))
+    rt = gw.rt
+    table, params, written = GUARDED[module]
+    start = rt.ops.now_local() - dt.timedelta(minutes=5)
+    for key in ("customers", "orders"):
+        poller.set_watermark(rt, key, start, 0)
+    params = {**params, "modified_time": str((int(time.time()) - 30) * 1000)}
+
+    if failure.startswith("deadlock"):
+        calls = _fail_first_loop_guard_write(monkeypatch, _deadlock())
+        r = gw.post(module, params)
+        assert len(calls) == 2  # the whole transaction ran again, and recorded the guard that time
+    else:
+        _fail_first_loop_guard_write(
+            monkeypatch, sa.exc.OperationalError("INSERT INTO gw_loopguard …", {}, Exception("disk I/O error")))
+        assert gw.post(module, params).status_code == 503
+        r = gw.post(module, params)  # Zoho's retry
+    assert r.status_code == 200 and r.get_json() == {"status": "applied"}
+    assert written(gw)
+    ops_id = int(params["ops_id"])
+    last_modified = (gw.order(ops_id) if table == "orders" else gw.customer(ops_id))["last_modified"]
+    with rt.store.engine.connect() as conn:
+        assert loopguard.written_by_gateway(conn, table, ops_id, last_modified)
+    assert poller.poll_once(rt, settle=0) == {"customers": 0, "orders": 0}
+    assert queue.pending_ids(rt, "Deals" if table == "orders" else "Contacts", [ops_id]) == set()
+
+
+def test_a_no_change_delivery_at_another_time_records_no_loop_guard(gw):
+    """OnPrintShop changed the order itself (its own time) to the values Zoho then sends: nothing
+    is written, and the store's change is not taken for the gateway's."""
+    own = gw.rt.ops.now_local().replace(microsecond=0) - dt.timedelta(seconds=40)
+    with gw.rt.ops.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE orders SET orders_status_id = 4, last_modified = :t WHERE orders_id = 1"), {"t": own})
+    r = gw.post("deals", {"id": "9321", "ops_id": "1", "stage": "Shipped", "modified_time": str((int(time.time()) - 30) * 1000)})
+    assert r.get_json() == {"status": "applied"}
+    with gw.rt.store.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(loopguard.loopguard_table)).scalar() == 0

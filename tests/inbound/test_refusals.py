@@ -163,3 +163,92 @@ def test_an_order_row_locked_in_onprintshop_holds_back_only_that_record(make_app
     assert gw.order(1)["orders_status_id"] == 4 and gw.order(2)["orders_status_id"] == 4
     with gw.rt.store.engine.connect() as sconn:
         assert sconn.execute(sa.select(inbox.inbox_table.c.attempts).where(inbox.inbox_table.c.zoho_id == "9407")).scalar() == 0
+
+
+# -- a customer UPDATE OnPrintShop refuses is not an e-mail conflict ----------------------------------
+def _refuse_empty_phone(gw, how: str) -> None:
+    """OnPrintShop's database refuses a customer without a telephone, as an IntegrityError: a
+    trigger (SQLite's RAISE(ABORT); on MariaDB a SIGNAL with MySQL's "cannot be null" error 1048),
+    or on MariaDB a real NOT NULL column (strict mode: error 1048 too)."""
+    with gw.rt.ops.engine.begin() as conn:
+        if how == "not_null":
+            conn.exec_driver_sql("UPDATE customers SET customers_telephone = '' WHERE customers_telephone IS NULL")
+            conn.exec_driver_sql("ALTER TABLE customers MODIFY customers_telephone VARCHAR(32) NOT NULL")
+        elif gw.rt.ops.dialect == "mysql":
+            conn.exec_driver_sql("DROP TRIGGER IF EXISTS gw_test_phone")
+            conn.exec_driver_sql(
+                "CREATE TRIGGER gw_test_phone BEFORE UPDATE ON customers FOR EACH ROW "
+                "BEGIN IF NEW.customers_telephone IS NULL OR NEW.customers_telephone = '' THEN "
+                "SIGNAL SQLSTATE '23000' SET MYSQL_ERRNO = 1048, MESSAGE_TEXT = 'a customer needs a telephone'; "
+                "END IF; END")
+        else:
+            conn.exec_driver_sql(
+                "CREATE TRIGGER gw_test_phone BEFORE UPDATE ON customers "
+                "WHEN NEW.customers_telephone IS NULL OR NEW.customers_telephone = '' "
+                "BEGIN SELECT RAISE(ABORT, 'a customer needs a telephone'); END")
+
+
+def _stored(gw, zoho_id: str) -> list[tuple]:
+    t = inbox.inbox_table.c
+    with gw.rt.store.engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(
+            sa.select(t.state, t.outcome, t.reason).where(t.zoho_id == zoho_id).order_by(t.id)).all()]
+
+
+@pytest.mark.parametrize("how", ["trigger", "not_null"])
+def test_a_customer_update_onprintshop_refuses_is_retried_not_answered_as_an_email_conflict(
+        make_app, ops_db_url, monkeypatch, how):
+    if how == "not_null" and not ops_db_url.startswith("mysql"):
+        pytest.skip("SQLite cannot make an existing column NOT NULL; the trigger case covers it")
+    monkeypatch.setattr(inbox, "MAX_ATTEMPTS", 3)
+    gw = Gateway(make_app(OPS_DATABASE_URL=ops_db_url))
+    _refuse_empty_phone(gw, how)
+    before = gw.customer(2)
+    r = gw.post("contacts", {"id": "5901", "ops_id": "2", "phone": "", "modified_time": zt()})  # no e-mail sent
+    assert r.status_code == 202, r.get_json()
+    assert r.get_json() == {"status": "accepted"}
+    assert not gw.rt.ops.recently_unavailable()
+    [(state, outcome, reason)] = _stored(gw, "5901")
+    assert (state, outcome) == ("pending", None) and "refused the change" in reason
+    _reapply_until_settled(gw.rt)
+    [(state, outcome, reason)] = _stored(gw, "5901")
+    assert (state, outcome) == ("done", "failed") and "gave up after 3 attempts" in reason
+    assert "e-mail" not in reason and "telephone" in reason.lower()
+    assert gw.customer(2)["customers_telephone"] == before["customers_telephone"]
+    # the same customer's other changes still go through once OnPrintShop takes them
+    r = gw.post("contacts", {"id": "5901", "ops_id": "2", "last_name": "Murray Hopper", "modified_time": zt(5)})
+    assert r.get_json() == {"status": "applied"} and gw.customer(2)["customers_lastname"] == "Murray Hopper"
+
+
+def test_a_duplicate_on_another_unique_key_is_not_an_email_conflict(make_app, ops_db_url, monkeypatch):
+    """The store keeps telephones unique: a Zoho change that gives customer 2 customer 1's number
+    (and a new, free e-mail) is refused by OnPrintShop, not blamed on the e-mail."""
+    monkeypatch.setattr(inbox, "MAX_ATTEMPTS", 2)
+    gw = Gateway(make_app(OPS_DATABASE_URL=ops_db_url))
+    with gw.rt.ops.engine.begin() as conn:
+        conn.exec_driver_sql("CREATE UNIQUE INDEX uq_test_phone ON customers (customers_telephone)")
+    taken = gw.customer(1)["customers_telephone"]
+    r = gw.post("contacts", {"id": "5902", "ops_id": "2", "email": "grace.hopper@example.com", "phone": taken,
+                             "modified_time": zt()})
+    assert r.status_code == 202 and r.get_json() == {"status": "accepted"}
+    _reapply_until_settled(gw.rt)
+    [(state, outcome, reason)] = _stored(gw, "5902")
+    assert (state, outcome) == ("done", "failed") and "email" not in reason
+    assert gw.customer(2)["customers_email_address"] == "grace@example.com"
+
+
+def test_an_email_taken_between_the_check_and_the_write_is_still_a_conflict(make_app, ops_db_url):
+    """OnPrintShop gives another customer the e-mail after the gateway checked it (the check is
+    made to find nothing here): the database's duplicate key on the e-mail is answered 409."""
+    gw = Gateway(make_app(OPS_DATABASE_URL=ops_db_url))
+    gw.rt.ops._statements["email taken"] = sa.select(sa.literal(1)).where(
+        sa.bindparam("email") == sa.bindparam("ops_id"))  # never true: the race's check saw nothing
+    before = gw.snapshot()
+    r = gw.post("contacts", {"id": "5903", "ops_id": "2", "email": "ada@example.com", "first_name": "Grace",
+                             "modified_time": zt()})
+    assert r.status_code == 409, r.get_json()
+    body = r.get_json()
+    assert body["status"] == "conflict" and body["parameter"] == "email" and "ada@example.com" in body["error"]
+    assert "(id " not in body["error"]  # the database said so, not the check
+    assert [(s, o) for s, o, _reason in _stored(gw, "5903")] == [("done", "conflict")]
+    assert gw.snapshot() == before
