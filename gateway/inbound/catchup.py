@@ -97,10 +97,11 @@ def params_from_record(module: str, record: dict, mapping) -> dict:
 
 # -- reading records ------------------------------------------------------------------------------
 def _data(response) -> list[dict]:
-    """The records of a read; 204 (and Zoho's 'no such record' answers) mean none."""
+    """The records of a read; 204, 304 (a listing with `If-Modified-Since` when nothing changed
+    since) and Zoho's 'no such record' answers mean none."""
     from ..zoho.errors import ZohoError
 
-    if response.status_code == 204:
+    if response.status_code in (204, 304):
         return []
     try:
         body = response.json()

@@ -5,8 +5,9 @@
   most one week ahead, else (omitted or longer) one hour). Live channels are in `fake.channels`.
 - `GET /crm/v8/{Module}/{id}` and `GET /crm/v8/{Module}?ids=a,b`: record reads (204 when none).
 - `GET /crm/v8/{Module}` listing: `fields` required (v8), `If-Modified-Since`, `sort_by` /
-  `sort_order`, `page` + `per_page` (≤ 200) up to 2,000 records, `page_token` beyond; 204 when
-  nothing matches.
+  `sort_order`, `page` + `per_page` (≤ 200) up to 2,000 records, `page_token` beyond; 304 Not
+  Modified (no body) when `If-Modified-Since` is given and no record changed after it, 204 when
+  nothing else matches (a page past the end, a listing without `If-Modified-Since` of no records).
 - `fake.fire_notification(module, ids, operation="update")` POSTs Zoho's callback body to every
   live channel watching that module's edits and returns the answers; `fake.notify_transport` may
   be replaced (e.g. by a Flask test client's post) when the gateway is not served over HTTP.
@@ -346,6 +347,8 @@ def install(fake) -> None:
                 return (int(r["id"]),)
             return (parse_time(r.get(sort_by) or "") or 0, int(r["id"]))
 
+        if since is not None and not rows:
+            return Response(304)  # as Zoho: nothing modified since then (its SDKs' NOT_MODIFIED_STATUS_CODE)
         rows.sort(key=key, reverse=descending)
         chunk = rows[offset:offset + per_page]
         if not chunk:

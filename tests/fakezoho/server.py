@@ -156,13 +156,17 @@ class FakeZoho:
                 finally:
                     with fake.lock:
                         fake.in_flight -= 1
-                payload = b"" if resp.body is None else json.dumps(resp.body).encode()
+                # 204 and 304 have no body, and no Content-Length (a 304's would describe the
+                # representation not sent); clients know the message ends with the headers.
+                bodiless = resp.status in (204, 304)
+                payload = b"" if resp.body is None or bodiless else json.dumps(resp.body).encode()
                 self.send_response(resp.status)
                 if payload:
                     self.send_header("Content-Type", "application/json;charset=UTF-8")
                 for key, value in resp.headers.items():
                     self.send_header(key, str(value))
-                self.send_header("Content-Length", str(len(payload)))
+                if not bodiless:
+                    self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
 

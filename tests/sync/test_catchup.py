@@ -192,6 +192,37 @@ def test_catch_up_command_prints_the_counts(sync_app, fake_zoho):
     assert "Contacts: " in down.output and "Traceback" not in down.output
 
 
+def test_a_quiet_pass_is_not_a_problem(sync_app, fake_zoho):
+    """Zoho answers 304 Not Modified to a listing with If-Modified-Since when nothing changed."""
+    app = sync_app()
+    rt = rt_of(app)
+    answers = []
+    original = fake_zoho.dispatch
+
+    def spy(req):
+        answer = original(req)
+        if req.method == "GET" and req.path.startswith("/crm/v8/"):
+            answers.append(answer.status)
+        return answer
+
+    fake_zoho.dispatch = spy
+    fake_zoho.put_record("Contacts", ZC[0], Email="ada@example.com", Last_Name="King",
+                         Modified_Time=iso(fake_zoho.now() - 7200))  # before the pass looks
+    rt.store.set_setting(catchup.WATERMARK_SETTING, {"Contacts": fake_zoho.now() - 600, "Deals": fake_zoho.now() - 600})
+    before = rt.store.get_setting(catchup.WATERMARK_SETTING)
+    result = catchup.catch_up(rt, now=fake_zoho.now())
+    assert answers == [304, 304]
+    assert result.problems == [] and result["failed"] == 0 and sum(result.values()) == 0
+    assert catchup.last_pass(rt)["problems"] == []
+    assert rt.store.get_setting(catchup.WATERMARK_SETTING) == before
+    assert ops_row(app, "customers", 1)["customers_lastname"] != "King"
+
+    out = app.test_cli_runner().invoke(args=["catch-up"])
+    assert out.exit_code == 0, out.output
+    assert out.output.strip() == "applied 0, duplicate 0, stale 0, not found 0"
+    assert answers[2:] == [304, 304]
+
+
 def test_catch_up_command_without_a_zoho_connection(make_app):
     out = make_app().test_cli_runner().invoke(args=["catch-up"])
     assert out.exit_code == 1 and "not connected" in out.output

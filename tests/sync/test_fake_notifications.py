@@ -126,6 +126,24 @@ def test_listing_pages_by_number_then_by_token(api, fake_zoho, monkeypatch):
     assert answers == 4
     too_far = api("GET", "/crm/v8/Deals", params={"fields": "Stage", "per_page": 2, "page": 3})
     assert too_far.status_code == 400
-    assert api("GET", "/crm/v8/Deals", params={"fields": "Stage"},
-               headers={"If-Modified-Since": fake_notifications.zoho_time(fake_zoho.now() + 60)}).status_code == 204
     assert api("GET", "/crm/v8/Deals").status_code == 400  # v8 wants fields=
+
+
+def test_listing_answers_304_when_nothing_changed_since_and_204_for_other_empty_answers(api, fake_zoho):
+    fake_zoho.put_record("Deals", "60", Stage="Pending")
+    later = {"If-Modified-Since": fake_notifications.zoho_time(fake_zoho.now() + 60)}
+    quiet = api("GET", "/crm/v8/Deals", params={"fields": "Stage"}, headers=later)
+    assert quiet.status_code == 304 and quiet.content == b"" and "Content-Length" not in quiet.headers
+    # the connection is still usable after a body-less answer (keep-alive through a session)
+    with requests.Session() as session:
+        auth = {"Authorization": f"Zoho-oauthtoken {TOKEN}"}
+        for _ in range(2):
+            again = session.get(fake_zoho.url + "/crm/v8/Deals", params={"fields": "Stage"}, headers={**auth, **later}, timeout=10)
+            assert again.status_code == 304
+        assert session.get(fake_zoho.url + "/crm/v8/Deals", params={"fields": "Stage"}, headers=auth,
+                           timeout=10).json()["data"][0]["id"] == "60"
+    earlier = {"If-Modified-Since": fake_notifications.zoho_time(fake_zoho.now() - 60)}
+    past_the_end = api("GET", "/crm/v8/Deals", params={"fields": "Stage", "page": 2}, headers=earlier)
+    assert past_the_end.status_code == 204  # records changed, just none on that page
+    assert api("GET", "/crm/v8/Contacts", params={"fields": "Email"}).status_code == 204  # no If-Modified-Since
+    assert api("GET", "/crm/v8/Contacts", params={"ids": "99", "fields": "Email"}).status_code == 204
