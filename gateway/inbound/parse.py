@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from ..errors import RequestError
+from ..ops.database import read_wall_clock
 from ..ops.mapping import Mapping, storable
 
 MAX_BODY = 64 * 1024
@@ -50,18 +51,25 @@ PAYMENT_STATUSES = ("Paid", "Unpaid")
 # GATEWAY_ZOHO_TIMEZONE (Zoho's wall clock east of the setting) looks like. So it is refused.
 MAX_FUTURE_SECONDS = 10 * 60
 EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc).timestamp()
+clock = time.time  # the time of receipt; tests set it
 
-_ZOHO_ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
-_OPS_ID = re.compile(r"^[0-9]{1,18}$")
-_EPOCH_MS = re.compile(r"^[0-9]{11,14}$")
-_EMAIL_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
-_EMAIL_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+# Every pattern is used with fullmatch: `$` also matches before a final newline, so "123\n"
+# would pass for an id of its own.
+_ZOHO_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
+_OPS_ID = re.compile(r"[0-9]{1,18}")
+_EPOCH_MS = re.compile(r"[0-9]{11,14}")
+_EMAIL_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_EMAIL_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 # Dates with day and month first and an optional time: 27/11/2026 14:05, 27.11.2026 2:05 PM,
 # 11-27-2026 14:05:09. Which of the two leading numbers is the day is GATEWAY_ZOHO_DATE_ORDER's say.
 _NUMERIC_DATE = re.compile(
-    r"^(?P<a>\d{1,2})[/.-](?P<b>\d{1,2})[/.-](?P<y>\d{4})"
-    r"(?:[ T,]+(?P<H>\d{1,2}):(?P<M>\d{2})(?::(?P<S>\d{2}))?\s*(?P<ampm>[AaPp][Mm])?)?$"
+    r"(?P<a>\d{1,2})[/.-](?P<b>\d{1,2})[/.-](?P<y>\d{4})"
+    r"(?:[ T,]+(?P<H>\d{1,2}):(?P<M>\d{2})(?::(?P<S>\d{2}))?\s*(?P<ampm>[AaPp][Mm])?)?"
 )
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")  # a prefix: fromisoformat checks the rest
+# Parameters that are record ids: exact or refused. A JSON number with a fraction or an exponent
+# is a float, and a float keeps about 16 digits: 5.725767000003000064e18 is 5725767000003000320.
+ID_PARAMETERS = ("id", "ops_id")
 
 
 @dataclass(frozen=True)
@@ -163,14 +171,22 @@ def _read_multipart(content_type: str, raw: bytes, options: dict) -> dict[str, o
     return _collect(pairs)
 
 
+class _JsonObject(dict):
+    """A JSON object that keeps its pairs as sent: json.loads would keep only a repeated key's last value."""
+
+    def __init__(self, pairs):
+        super().__init__(pairs)
+        self.pairs = pairs
+
+
 def _read_json(raw: bytes) -> dict[str, object]:
     try:
-        data = json.loads(raw.decode("utf-8-sig"))
+        data = json.loads(raw.decode("utf-8-sig"), object_pairs_hook=_JsonObject)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise RequestError("the body is not valid JSON", status=422, parameter="body") from None
     if not isinstance(data, dict):
         raise RequestError("the JSON body must be an object of parameters", status=422, parameter="body")
-    return data
+    return _collect(data.pairs)  # a parameter given twice: 422, as in form data
 
 
 def _collect(pairs) -> dict[str, object]:
@@ -184,31 +200,33 @@ def _collect(pairs) -> dict[str, object]:
 
 
 # -- the values -----------------------------------------------------------------------------------
-def validate(module: str, params: dict, mapping: Mapping, zoho_tz, *, statuses=None, now: float | None = None,
-             date_order: str = "dmy") -> Update:
+def validate(module: str, params: dict, mapping: Mapping, zoho_tz, *, statuses=None, refresh_statuses=None,
+             now: float | None = None, date_order: str = "dmy") -> Update:
     """Check every parameter of one delivery and return the `Update`; RequestError(422) names the bad one.
 
     `zoho_tz` is the time zone of offset-less datetimes (GATEWAY_ZOHO_TIMEZONE, a name or a
     tzinfo); `date_order` ("dmy" or "mdy", GATEWAY_ZOHO_DATE_ORDER) says whether 11/05/2026 is
     11 May or 5 November. `statuses`, when given, are the known OnPrintShop status names: a stage must be
     one of them (after aliases, case-insensitive); without it the stage is checked when applied.
-    Unknown parameters are ignored.
+    `refresh_statuses()`, when given, is asked once for the names read afresh before a stage not
+    among `statuses` is refused (a status just added in OnPrintShop); None from it: checked when
+    applied. Unknown parameters are ignored.
     """
     if module not in MODULES:
         raise ValueError(f"module must be one of {MODULES}, not {module!r}")
-    now = time.time() if now is None else now
+    now = clock() if now is None else now
     tz = ZoneInfo(zoho_tz) if isinstance(zoho_tz, str) else zoho_tz
 
     zoho_id = _scalar(params, "id")
     if zoho_id is None or zoho_id == "":
         raise RequestError("id is required: map it to the record's Id merge field", status=422, parameter="id")
-    if not _ZOHO_ID.match(zoho_id):
+    if not _ZOHO_ID.fullmatch(zoho_id):
         raise RequestError("id must be a Zoho record id (digits, at most 64 characters)", status=422, parameter="id")
 
     ops_id = None
     raw_ops_id = _scalar(params, "ops_id")
     if raw_ops_id not in (None, ""):
-        if not _OPS_ID.match(raw_ops_id) or int(raw_ops_id) == 0:
+        if not _OPS_ID.fullmatch(raw_ops_id) or int(raw_ops_id) == 0:
             raise RequestError("ops_id must be a positive whole number (the OnPrintShop id)", status=422, parameter="ops_id")
         ops_id = int(raw_ops_id)
 
@@ -216,7 +234,7 @@ def validate(module: str, params: dict, mapping: Mapping, zoho_tz, *, statuses=N
     if raw_time in (None, ""):
         modified_time, given = now, False
     else:
-        modified_time, given = parse_modified_time(raw_time, tz, date_order=date_order), True
+        modified_time, given = parse_modified_time(raw_time, tz, date_order=date_order, now=now), True
         if modified_time > now + MAX_FUTURE_SECONDS:
             ahead = modified_time - now
             said = f"{ahead / 3600:.1f} hours" if ahead >= 3600 else f"{ahead / 60:.0f} minutes"
@@ -245,7 +263,7 @@ def validate(module: str, params: dict, mapping: Mapping, zoho_tz, *, statuses=N
         elif name == "payment_status":
             value = _payment_status(value)
         elif name == "stage":
-            value = _stage(value, mapping, statuses)
+            value = _stage(value, mapping, statuses, refresh_statuses)
         fields[name] = value
     return Update(module=module, zoho_id=zoho_id, modified_time=modified_time, fields=fields, ops_id=ops_id,
                   modified_time_given=given)
@@ -258,9 +276,14 @@ def _scalar(params: dict, name: str) -> str | None:
     value = params[name]
     if value is None:
         return ""
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+    if isinstance(value, bool):
+        raise RequestError(f"{name} must be text or a whole number, not true or false", status=422, parameter=name)
+    if not isinstance(value, (str, int, float)):
         raise RequestError(f"{name} must be a single value, not a list or an object", status=422, parameter=name)
     if isinstance(value, float):
+        if name in ID_PARAMETERS:
+            raise RequestError(f"{name} must be text or a whole number without a decimal point or exponent: "
+                               "a JSON number written that way loses digits", status=422, parameter=name)
         if value != value or value in (float("inf"), float("-inf")) or not value.is_integer():
             raise RequestError(f"{name} must be text or a whole number", status=422, parameter=name)
         value = int(value)
@@ -288,11 +311,11 @@ def _check_email(value: str) -> str:
         problem = "has no @ between a name and a domain"
     elif len(local) > 64:
         problem = "has a name part longer than 64 characters"
-    elif not _EMAIL_LOCAL.match(local):
+    elif not _EMAIL_LOCAL.fullmatch(local):
         problem = "has characters not allowed before the @"
     else:
         labels = domain.split(".")
-        if len(labels) < 2 or not all(_EMAIL_LABEL.match(label) for label in labels) or labels[-1].isdigit():
+        if len(labels) < 2 or not all(_EMAIL_LABEL.fullmatch(label) for label in labels) or labels[-1].isdigit():
             problem = "has no valid domain after the @"
     if problem:
         raise RequestError(f"email is not an e-mail address: it {problem}", status=422, parameter="email")
@@ -306,28 +329,33 @@ def _payment_status(value: str) -> str:
     raise RequestError("payment_status must be Paid or Unpaid", status=422, parameter="payment_status")
 
 
-def _stage(value: str, mapping: Mapping, statuses) -> str:
+def _stage(value: str, mapping: Mapping, statuses, refresh_statuses=None) -> str:
     name = mapping.resolve_stage(value)
     if statuses is None:
         return name
     for known in statuses:
         if known.casefold() == name.casefold():
             return known
+    if refresh_statuses is not None:
+        return _stage(value, mapping, refresh_statuses())
     raise RequestError(
         f"stage {value!r} is not an OnPrintShop order status (nor an alias in the mapping)", status=422, parameter="stage"
     )
 
 
-def parse_modified_time(text: str, zoho_tz, date_order: str = "dmy") -> float:
+def parse_modified_time(text: str, zoho_tz, date_order: str = "dmy", now: float | None = None) -> float:
     """Every `modified_time` form of §7 → epoch seconds; offset-less forms are read in `zoho_tz`.
 
     `date_order` "dmy" reads 11/05/2026 as 11 May, "mdy" as 5 November; a date that only fits
     the other order is refused naming GATEWAY_ZOHO_DATE_ORDER, never read the other way.
+    An offset-less time in the hour repeated when clocks go back is the latest reading not after
+    `now` (the time of receipt, default the clock) plus MAX_FUTURE_SECONDS: Zoho sends a change as
+    it is made, so 01:10 received at 01:10 of the second pass is that one, not an hour earlier.
     """
     if date_order not in ("dmy", "mdy"):
         raise ValueError(f"date_order must be 'dmy' or 'mdy', not {date_order!r}")
     text = text.strip()
-    if _EPOCH_MS.match(text):
+    if _EPOCH_MS.fullmatch(text):
         moment = int(text) / 1000.0
     else:
         parsed = _parse_datetime(text, date_order)
@@ -348,8 +376,8 @@ def parse_modified_time(text: str, zoho_tz, date_order: str = "dmy") -> float:
                 status=422, parameter="modified_time",
             )
         if parsed.tzinfo is None:
-            # fold=0: in the repeated hour at the end of summer time, the first one.
-            parsed = parsed.replace(tzinfo=zoho_tz)
+            now = clock() if now is None else now
+            parsed = read_wall_clock(parsed, zoho_tz, now + MAX_FUTURE_SECONDS)
         moment = parsed.timestamp()
     if moment < EARLIEST:
         raise RequestError("modified_time is before the year 2000", status=422, parameter="modified_time")
@@ -357,12 +385,12 @@ def parse_modified_time(text: str, zoho_tz, date_order: str = "dmy") -> float:
 
 
 def _parse_datetime(text: str, date_order: str) -> dt.datetime | None:
-    if re.match(r"^\d{4}-\d{2}-\d{2}", text):
+    if _ISO_DATE.match(text):
         try:
             return dt.datetime.fromisoformat(text)
         except ValueError:
             return None
-    match = _NUMERIC_DATE.match(text)
+    match = _NUMERIC_DATE.fullmatch(text)
     if not match:
         return None
     parts = match.groupdict()

@@ -79,7 +79,11 @@ def receive_delivery(module: str):
             raise _unauthorized(missing=token in (None, ""))
 
     ops = rt.ops
+    # A stage the cached statuses (30 s) do not know is looked up once more before it is refused:
+    # a status just added in OnPrintShop is taken at once. If the database cannot be asked, the
+    # cached names decide (an unknown stage stays a 422), or with none cached it is checked when applied.
     update = parse.validate(module, params, ops.mapping, rt.config["GATEWAY_ZOHO_TIMEZONE"], statuses=ops.status_names(),
+                            refresh_statuses=lambda: ops.status_names(refresh=True),
                             date_order=rt.config["GATEWAY_ZOHO_DATE_ORDER"])
     outcome = inbox.receive(rt, module, update, source="webhook")
     return jsonify(outcome.body()), outcome.http_status

@@ -26,6 +26,7 @@ CONNECT_TIMEOUT = 3  # seconds: an unreachable OnPrintShop database must not hol
 QUERY_TIMEOUT = 10   # seconds, per read or write on a MySQL connection
 LOCK_WAIT_SECONDS = 3  # MySQL: give up waiting for a row OnPrintShop's application holds ("busy", error 1205)
 STATUS_CACHE_SECONDS = 30
+clock = time.time  # now, for reading OnPrintShop's own times; tests set it
 
 # What an error from the OnPrintShop database means (`OpsDatabase.failure_kind`):
 # - "unavailable": the database cannot be reached or used now; every record waits (retried
@@ -49,6 +50,20 @@ def zone(name: str, setting: str) -> ZoneInfo:
         return ZoneInfo(str(name))
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"{setting}={name!r} is not an IANA time zone name (e.g. UTC, Europe/Berlin)") from None
+
+
+def read_wall_clock(naive: dt.datetime, tz, not_after: float) -> dt.datetime:
+    """A naive wall-clock time in `tz` as an aware datetime.
+
+    In the hour repeated when clocks go back (01:30 happens twice), the later reading unless it
+    is after `not_after` (epoch seconds: a time cannot be of a change still to come), else the
+    earlier. A time in the hour skipped when clocks go forward (02:30) never happened on that
+    clock; it is read with the offset from before the change (fold=0: 03:30 summer time).
+    """
+    first = naive.replace(tzinfo=tz, fold=0)
+    second = naive.replace(tzinfo=tz, fold=1)
+    # fold=1 is the later instant only in a repeated hour; in a skipped one it is the earlier.
+    return second if first.timestamp() < second.timestamp() <= not_after else first
 
 
 class OpsDatabase:
@@ -185,13 +200,14 @@ class OpsDatabase:
             self._status_cache = (now, result)
         return result
 
-    def status_names(self) -> list[str] | None:
-        """The known status names, or None when the database cannot be asked now."""
+    def status_names(self, refresh: bool = False) -> list[str] | None:
+        """The known status names (`refresh`: read now, not from the cache); when the database
+        cannot be asked now, the cached ones, or None if there are none."""
         cached = self._status_cache
         if self.recently_unavailable():
             return [name for _sid, name in cached[1].values()] if cached else None
         try:
-            return [name for _sid, name in self.statuses().values()]
+            return [name for _sid, name in self.statuses(refresh=refresh).values()]
         except sa.exc.SQLAlchemyError:
             self.mark_unavailable()
             return [name for _sid, name in cached[1].values()] if cached else None
@@ -203,17 +219,27 @@ class OpsDatabase:
             raise ValueError("to_local needs an aware datetime")
         return aware.astimezone(self.timezone).replace(tzinfo=None, microsecond=0)
 
-    def from_local(self, naive: dt.datetime) -> dt.datetime:
-        """A naive OnPrintShop datetime (OPS_TIMEZONE) → an aware UTC datetime."""
+    def from_local(self, naive: dt.datetime, now: float | None = None) -> dt.datetime:
+        """A naive OnPrintShop datetime (OPS_TIMEZONE) → an aware UTC datetime.
+
+        In the hour repeated when clocks go back, the later reading that is not after `now`
+        (default: the clock). Why: this is the record's last change for "last writer wins". Read
+        as the earlier instant, a store edit at 01:30 of the second pass would look an hour older
+        and a Zoho change made before it, delivered after it, would overwrite it without a trace;
+        read as the later one, the worst case is a Zoho change answered "stale" (and shown as such),
+        and only if it is applied more than an hour after the row's first-pass change. A reading
+        still ahead of `now` cannot be a change already made, so a first-pass time read during
+        the first pass keeps its earlier (right) reading.
+        """
         if naive.tzinfo is not None:
             return naive.astimezone(dt.timezone.utc)
-        return naive.replace(tzinfo=self.timezone).astimezone(dt.timezone.utc)
+        return read_wall_clock(naive, self.timezone, clock() if now is None else now).astimezone(dt.timezone.utc)
 
     def local_from_epoch(self, epoch: float) -> dt.datetime:
         return self.to_local(dt.datetime.fromtimestamp(epoch, dt.timezone.utc))
 
-    def epoch_from_local(self, naive: dt.datetime) -> float:
-        return self.from_local(naive).timestamp()
+    def epoch_from_local(self, naive: dt.datetime, now: float | None = None) -> float:
+        return self.from_local(naive, now).timestamp()
 
     def now_local(self) -> dt.datetime:
         return self.to_local(dt.datetime.now(dt.timezone.utc))

@@ -220,3 +220,87 @@ def test_raw_utf8_form_body_is_read_and_invalid_bytes_are_refused():
         with pytest.raises(RequestError) as info:
             read_body("application/x-www-form-urlencoded", bad)
         assert info.value.status == 422 and info.value.parameter == "body" and "UTF-8" in info.value.message
+
+
+# -- a parameter given twice in a JSON body ----------------------------------------------------------
+@pytest.mark.parametrize("ctype", ["application/json", "text/plain"])
+def test_a_json_key_given_twice_is_refused_as_in_form_data(ctype):
+    for body in (b'{"id": "1", "stage": "Shipped", "stage": "Cancelled"}', b'{"id": "1", "id": "2"}'):
+        with pytest.raises(RequestError) as info:
+            read_body(ctype, body)
+        name = "stage" if b"stage" in body else "id"
+        assert (info.value.status, info.value.parameter, info.value.message) == (422, name, f"{name} is given more than once")
+    # a repeat inside a nested value is no parameter of ours: only the top level counts
+    assert read_body("application/json", b'{"id": "1", "junk": {"a": 1, "a": 2}}')["id"] == "1"
+
+
+# -- ids: the whole value, exactly -----------------------------------------------------------------
+@pytest.mark.parametrize("name, value", [
+    ("id", "5725767000003000064\n"), ("id", "77\n"), ("ops_id", "42\n"),
+])
+def test_an_id_with_a_trailing_newline_is_refused(name, value):
+    params = {"id": "1", name: value}
+    assert refused("Deals", **params).parameter == name
+
+
+@pytest.mark.parametrize("name, value", [
+    ("id", 5.725767000003000064e18), ("id", 77.0), ("ops_id", 42.0), ("ops_id", 4.2e1), ("ops_id", True), ("id", False),
+])
+def test_a_json_float_or_boolean_id_is_refused_naming_it(name, value):
+    error = refused("Deals", **{"id": "1", name: value})
+    assert error.parameter == name and name in error.message
+
+
+def test_a_json_number_id_as_zoho_sends_it_keeps_every_digit():
+    params = read_body("application/json", b'{"id": 5725767000003000064, "ops_id": 42}')
+    update = validate("Deals", params, M, "UTC", now=NOW)
+    assert update.zoho_id == "5725767000003000064" and update.ops_id == 42
+    params = read_body("application/json", b'{"id": 5.725767000003000064e18}')
+    with pytest.raises(RequestError) as info:
+        validate("Deals", params, M, "UTC", now=NOW)
+    assert info.value.parameter == "id"
+
+
+# -- a stage just added in OnPrintShop -------------------------------------------------------------
+def test_an_unknown_stage_asks_for_fresh_statuses_once_before_refusing():
+    calls = []
+
+    def fresh():
+        calls.append(1)
+        return ["Pending", "Proofing"]
+
+    check = lambda stage: validate("Deals", {"id": "9", "stage": stage}, M, "UTC", statuses=["Pending"],
+                                   refresh_statuses=fresh, now=NOW)
+    assert check("pending").fields["stage"] == "Pending" and calls == []  # known: nothing asked
+    assert check("proofing").fields["stage"] == "Proofing" and calls == [1]
+    with pytest.raises(RequestError) as info:
+        check("Qualification")
+    assert info.value.parameter == "stage" and calls == [1, 1]
+    # fresh statuses that cannot be read (None): the stage is checked when applied, as without any
+    assert validate("Deals", {"id": "9", "stage": "Proofing"}, M, "UTC", statuses=["Pending"],
+                    refresh_statuses=lambda: None, now=NOW).fields["stage"] == "Proofing"
+
+
+# -- the repeated hour when clocks go back (America/New_York, 1 November 2026, 02:00 EDT → 01:00 EST) --
+NY_FIRST_0150 = dt.datetime(2026, 11, 1, 5, 50, tzinfo=dt.timezone.utc).timestamp()   # 01:50 EDT
+NY_SECOND_0110 = dt.datetime(2026, 11, 1, 6, 10, tzinfo=dt.timezone.utc).timestamp()  # 01:10 EST
+
+
+@pytest.mark.parametrize("text, received, expected", [
+    # received in the first pass of the hour: the second reading is still ahead, so the first
+    ("2026-11-01 01:50:00", NY_FIRST_0150 + 5, NY_FIRST_0150),
+    ("01/11/2026 01:50", NY_FIRST_0150 + 5, NY_FIRST_0150),
+    # received in the second pass: the latest reading not after the receipt
+    ("2026-11-01 01:10:00", NY_SECOND_0110 + 5, NY_SECOND_0110),
+    ("01/11/2026 01:10 AM", NY_SECOND_0110 + 5, NY_SECOND_0110),
+    ("2026-11-01 01:50:00", NY_SECOND_0110 + 5, NY_FIRST_0150),  # 01:50 EST is still 40 minutes ahead
+    # within the 10 minutes' tolerance for clock skew, the second reading is taken
+    ("2026-11-01 01:15:00", NY_SECOND_0110 - 1, NY_SECOND_0110 + 300),
+    # an offset says which one it is: never second-guessed
+    ("2026-11-01T01:10:00-04:00", NY_SECOND_0110 + 5, NY_SECOND_0110 - 3600),
+    # a time in the spring-forward gap (02:30 does not exist on 8 March) reads as before: 03:30 EDT
+    ("2026-03-08 02:30:00", NY_SECOND_0110, dt.datetime(2026, 3, 8, 7, 30, tzinfo=dt.timezone.utc).timestamp()),
+])
+def test_a_time_in_the_repeated_hour_is_the_latest_reading_not_after_receipt(text, received, expected):
+    update = validate("Deals", {"id": "1", "modified_time": text}, M, "America/New_York", now=received)
+    assert update.modified_time == expected

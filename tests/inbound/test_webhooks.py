@@ -436,3 +436,109 @@ def test_a_raw_utf8_form_body_is_applied(gw_sqlite):
                        content_type="application/x-www-form-urlencoded", headers={"X-Webhook-Token": gw.secret})
     assert r.status_code == 422 and r.get_json()["parameter"] == "body"
     assert gw.customer(2)["customers_firstname"] == "Müller"
+
+
+# -- a parameter given twice, ids taken whole ---------------------------------------------------------
+def test_a_json_parameter_given_twice_is_422_and_changes_nothing(gw):
+    before = gw.snapshot()
+    r = gw.client.post("/webhooks/zoho/deals", content_type="application/json", headers={"X-Webhook-Token": gw.secret},
+                       data='{"id": "9500", "ops_id": "1", "stage": "Shipped", "stage": "Cancelled"}')
+    assert r.status_code == 422
+    assert r.get_json() == {"error": "stage is given more than once", "parameter": "stage"}
+    assert gw.snapshot() == before and inbox.recent(gw.rt) == []
+
+
+def test_an_id_with_a_trailing_newline_or_sent_as_a_json_float_is_422_and_links_nothing(gw):
+    before = gw.snapshot()
+    for params, as_json in (({"id": "9501\n", "ops_id": "1", "stage": "Shipped"}, False),
+                            ({"id": "9501", "ops_id": "1\n", "stage": "Shipped"}, False),
+                            ({"id": 5.725767000003000064e18, "ops_id": 1, "stage": "Shipped"}, True),
+                            ({"id": "9501", "ops_id": 1.0, "stage": "Shipped"}, True)):
+        r = gw.post("deals", params, as_json=as_json)
+        assert r.status_code == 422, (params, r.get_json())
+        assert r.get_json()["parameter"] == ("id" if "\n" in str(params["id"]) or isinstance(params["id"], float) else "ops_id")
+    assert gw.snapshot() == before and inbox.recent(gw.rt) == []
+    with gw.rt.store.engine.connect() as conn:
+        assert ops_id_for(conn, "Deals", "9501\n") is None and ops_id_for(conn, "Deals", "5725767000003000320") is None
+
+
+# -- a status just added in OnPrintShop -----------------------------------------------------------------
+def _add_status(gw, sid: int, name: str) -> None:
+    with gw.rt.ops.engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO orders_status (orders_status_id, orders_status_name) VALUES (:i, :n)"),
+                     {"i": sid, "n": name})
+
+
+def test_a_status_just_added_in_onprintshop_is_taken_at_once(gw):
+    assert gw.post("deals", {"id": "9502", "ops_id": "1", "stage": "Shipped", "modified_time": zt()}).status_code == 200
+    _add_status(gw, 7, "Proofing")  # the status cache (30 s) does not know it yet
+    r = gw.post("deals", {"id": "9502", "stage": "proofing", "modified_time": zt(1)})
+    assert r.status_code == 200 and r.get_json() == {"status": "applied"}, r.get_json()
+    assert gw.order(1)["orders_status_id"] == 7
+    assert gw.history(1)[-1][:2] == (7, "Zoho CRM: Deal 9502 moved to stage Proofing")
+    r = gw.post("deals", {"id": "9502", "stage": "Qualification", "modified_time": zt(2)})
+    assert r.status_code == 422 and r.get_json()["parameter"] == "stage"  # still unknown after asking: refused
+
+
+def test_an_unknown_stage_while_onprintshop_is_unreachable_is_still_422_from_the_cached_statuses(gw_sqlite, monkeypatch):
+    gw = gw_sqlite
+    assert gw.rt.ops.status_names()  # cached
+    before = gw.snapshot()
+
+    def gone(conn=None, refresh=False):
+        raise sa.exc.OperationalError("SELECT", {}, Exception("server has gone away"))
+
+    monkeypatch.setattr(gw.rt.ops, "statuses", gone)
+    r = gw.post("deals", {"id": "9503", "ops_id": "1", "stage": "Qualification", "modified_time": zt()})
+    assert r.status_code == 422 and r.get_json()["parameter"] == "stage"
+    assert gw.rt.ops.recently_unavailable()
+    r = gw.post("deals", {"id": "9503", "ops_id": "1", "stage": "Qualification", "modified_time": zt()})
+    assert r.status_code == 422 and r.get_json()["parameter"] == "stage"  # not asked again while "down"
+    assert gw.snapshot() == before
+
+
+# -- the repeated hour when clocks go back ---------------------------------------------------------------
+# America/New_York, 1 November 2026: 02:00 EDT becomes 01:00 EST, so 01:00-01:59 happens twice.
+def _at(monkeypatch, utc: str) -> None:
+    """The gateway's clock (reading times; OnPrintShop's last change) at this UTC moment."""
+    from gateway.inbound import parse
+    from gateway.ops import database
+
+    moment = dt.datetime.fromisoformat(utc).replace(tzinfo=dt.timezone.utc).timestamp()
+    monkeypatch.setattr(parse, "clock", lambda: moment)
+    monkeypatch.setattr(database, "clock", lambda: moment)
+
+
+def _new_york_gateway(make_app, ops_db_url) -> Gateway:
+    gw = Gateway(make_app(OPS_DATABASE_URL=ops_db_url, GATEWAY_ZOHO_TIMEZONE="America/New_York",
+                          OPS_TIMEZONE="America/New_York"))
+    with gw.rt.ops.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE orders SET last_modified = :t WHERE orders_id = 1"),
+                     {"t": dt.datetime(2026, 10, 31, 12, 0)})
+    return gw
+
+
+def test_a_zoho_change_in_the_second_pass_of_the_repeated_hour_is_applied(make_app, ops_db_url, monkeypatch):
+    gw = _new_york_gateway(make_app, ops_db_url)
+    _at(monkeypatch, "2026-11-01 05:50:30")  # 01:50:30 EDT
+    r = gw.post("deals", {"id": "9504", "ops_id": "1", "stage": "Shipped", "modified_time": "2026-11-01 01:50:00"})
+    assert r.get_json() == {"status": "applied"}
+    _at(monkeypatch, "2026-11-01 06:10:30")  # 01:10:30 EST, twenty minutes later
+    r = gw.post("deals", {"id": "9504", "stage": "Cancelled", "modified_time": "2026-11-01 01:10:00"})
+    assert r.status_code == 200 and r.get_json() == {"status": "applied"}, r.get_json()
+    order = gw.order(1)
+    assert order["orders_status_id"] == 6 and as_dt(order["last_modified"]) == dt.datetime(2026, 11, 1, 1, 10)
+
+
+def test_a_store_edit_in_the_second_pass_is_not_overwritten_by_an_older_zoho_change(make_app, ops_db_url, monkeypatch):
+    gw = _new_york_gateway(make_app, ops_db_url)
+    # OnPrintShop's own edit at 01:30 EST (06:30 UTC); it keeps naive local times
+    with gw.rt.ops.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE orders SET orders_status_id = 3, last_modified = :t WHERE orders_id = 1"),
+                     {"t": dt.datetime(2026, 11, 1, 1, 30)})
+    before = gw.snapshot()
+    _at(monkeypatch, "2026-11-01 06:40:00")
+    # made in Zoho at 06:10 UTC, before the store's edit, delivered after it
+    r = gw.post("deals", {"id": "9505", "ops_id": "1", "stage": "Cancelled", "modified_time": "2026-11-01T06:10:00Z"})
+    assert r.status_code == 200 and r.get_json() == {"status": "stale"}, r.get_json()
+    assert gw.snapshot() == before
