@@ -5,8 +5,9 @@
   not sent again; `upsert_body` wraps up to 100 records with `duplicate_check_fields` and
   `trigger: []` (no Zoho workflow fires on a push, so none calls our webhook back).
 - `prepare` reads the rows for a batch and sorts them: to send (linked ones carry their Zoho
-  `id`, so a changed e-mail updates the same Contact), unchanged, gone from OnPrintShop, and
-  Deals whose customer has no Contact in Zoho yet (they wait; their customer is queued).
+  `id`, so a changed e-mail updates the same Contact), unchanged, gone from OnPrintShop,
+  Deals whose customer has no Contact in Zoho yet (they wait; their customer is queued), and
+  Deals whose customer row is not in OnPrintShop at all (no Contact can ever be made for them).
 - `send` makes the call and reads every record's own result, in order (`RecordResult`).
 
 The worker (gateway.outbound.worker) decides what each outcome does to the jobs; the
@@ -118,6 +119,7 @@ class Outgoing:
     ops_id: int
     record: dict
     hash: str
+    customer_id: int | None = None  # a Deal's customer, whose Contact is its Contact_Name
 
 
 @dataclasses.dataclass
@@ -127,6 +129,7 @@ class Prepared:
     unchanged: list[int] = dataclasses.field(default_factory=list)
     missing: list[int] = dataclasses.field(default_factory=list)  # no longer in OnPrintShop
     waiting: dict[int, int] = dataclasses.field(default_factory=dict)  # orders_id -> customers_id without a Contact
+    no_customer: dict[int, int] = dataclasses.field(default_factory=dict)  # orders_id -> customers_id not in OnPrintShop
 
 
 def linked_ids(store, module: str, ids) -> dict[int, tuple[str, str | None]]:
@@ -188,7 +191,13 @@ def prepare(rt, module: str, ops_ids, *, account_id: str, force=False, dry_run: 
         if linked and linked[1] == digest and ops_id not in forced:
             result.unchanged.append(ops_id)
             continue
-        result.send.append(Outgoing(ops_id, record, digest))
+        result.send.append(Outgoing(ops_id, record, digest, None if module == "Contacts" else int(row["customers_id"])))
+    if result.waiting:
+        # Waiting for a Contact only helps when the customer exists to make one from.
+        present = reads.customers_by_ids(rt.ops, set(result.waiting.values()))
+        for order_id, customer_id in list(result.waiting.items()):
+            if customer_id not in present:
+                result.no_customer[order_id] = result.waiting.pop(order_id)
     return result
 
 

@@ -12,12 +12,19 @@ What happens to a batch (`process_batch`):
   field (the rest of a 207 still succeeds); other per-record errors → a counted attempt.
 - Timeouts, network errors, 5xx → a counted attempt, retried per RetryPolicy (full jitter,
   about a day in all), then dead.
-- 429 → no attempt counted; the whole queue pauses until Retry-After, or for a growing backoff.
-- 401 INVALID_TOKEN → the client refreshes once and retries; nothing counted here.
+- 429 → no attempt counted; the whole queue pauses until Retry-After, or for a growing backoff
+  (the 429s of senders in flight together make one pause; a pause in force is only ever
+  lengthened, and one that waits for the admin is never turned into one that ends by itself).
+- 401 INVALID_TOKEN → the client refreshes once and retries; nothing counted here. A token
+  refreshed moments ago is not refreshed again (gateway.zoho.tokens): the queue pauses as below.
 - Revoked refresh token / not connected → the queue pauses (no attempt burnt) until the admin
   connects again; a 401 that a fresh token does not cure (e.g. a missing scope) pauses it for
   five minutes at a time. Daily budget spent → the queue pauses until calls age out of the 24 hours.
-- A Deal whose customer has no Contact in Zoho yet waits (its customer is queued first).
+- A Deal whose customer has no Contact in Zoho yet waits (its customer is queued first); one
+  whose customer is not in the OnPrintShop database at all is dead, saying so.
+- A Deal Zoho refuses for its Contact_Name (the customer's Contact was deleted in Zoho): the
+  customer's link is forgotten, the customer pushed again, then the Deal. Refused again with a
+  Contact pushed moments ago, the Deal is dead with Zoho's message (no endless relinking).
 """
 from __future__ import annotations
 
@@ -38,8 +45,10 @@ log = logging.getLogger("gateway.outbound.worker")
 IDLE_SECONDS = 1.0          # how often an idle sender looks for due jobs
 PAUSE_CHECK_SECONDS = 5.0   # how often a paused sender looks whether the pause is over
 WAIT_FOR_CONTACT_SECONDS = 5.0
-BLOCKED_RETRY_SECONDS = 300.0
-REFUSED_PAUSE_SECONDS = 300.0  # Zoho refused our authorization itself (scope): look again this often  # a Deal whose customer's Contact push is dead looks again this often
+BLOCKED_RETRY_SECONDS = 300.0  # a Deal whose customer's Contact push is dead looks again this often
+REFUSED_PAUSE_SECONDS = 300.0  # Zoho refused our authorization itself (scope): look again this often
+# A Deal refused for a Contact pushed less than this ago is dead: relinking once more would not help.
+CONTACT_RELINK_GUARD_SECONDS = 300.0
 OPS_RETRY_SECONDS = 30.0    # the OnPrintShop database did not answer: try the batch again then
 MODULE_SETTING = {"Contacts": "contacts", "Deals": "deals"}
 
@@ -135,13 +144,14 @@ def paused_now(rt) -> bool:
     pause = queue.current_pause(rt.store)
     if pause is None:
         return False
-    if pause.get("kind") in ("reauthorization", "not_configured"):
+    if pause.get("kind") in queue.UNTIL_CONNECTED:
         from ..zoho import connection
 
         if connection.state(rt) == connection.CONNECTED and connection.account_id(rt):
-            queue.resume(rt.store)
-            log.info("Zoho is connected again: the queue resumes")
-            return False
+            if queue.resume(rt.store, kinds=queue.UNTIL_CONNECTED):
+                log.info("Zoho is connected again: the queue resumes")
+            # Only that pause ends: one another sender set meanwhile (its own 429, say) stays.
+            return queue.current_pause(rt.store) is not None
     return True
 
 
@@ -150,32 +160,27 @@ def paused_now(rt) -> bool:
 _throttled_here = threading.Event()
 
 
-def _pause_for(rt, exc: Exception) -> None:
+def _pause_for(rt, exc: Exception) -> dict | None:
+    """Pause the queue for this failure; returns the pause in force afterwards (perhaps an earlier,
+    longer one: see queue.pause)."""
     from ..zoho import gate
 
     if isinstance(exc, zerr.Throttled):
         _throttled_here.set()
-        streak = queue.throttle_streak(rt.store) + 1
-        wait = exc.retry_after if exc.retry_after is not None else queue.THROTTLE_POLICY.next_delay(streak) + 1.0
-        until = time.time() + wait
-        queue.pause(rt.store, "throttled",
-                    f"Zoho asked us to slow down (HTTP 429); sending resumes at "
-                    f"{time.strftime('%H:%M:%S', time.gmtime(until))} UTC", until=until, streak=streak)
-    elif isinstance(exc, zerr.BudgetExhausted):
+        return queue.pause_throttled(rt.store, exc.retry_after)
+    if isinstance(exc, zerr.BudgetExhausted):
         budget = rt.config.get("GATEWAY_DAILY_CALL_BUDGET") or 0
         until = gate.budget_frees_at(rt.store, budget)
-        queue.pause(rt.store, "budget", f"the daily Zoho call budget ({budget} calls per 24 hours, "
-                    "GATEWAY_DAILY_CALL_BUDGET) is spent; sending resumes as calls age out of the last 24 hours",
-                    until=until)
-    elif isinstance(exc, zerr.ApiRefused):
+        return queue.pause(rt.store, "budget", f"the daily Zoho call budget ({budget} calls per 24 hours, "
+                           "GATEWAY_DAILY_CALL_BUDGET) is spent; sending resumes as calls age out of the last 24 hours",
+                           until=until)
+    if isinstance(exc, zerr.ApiRefused):
         until = time.time() + REFUSED_PAUSE_SECONDS
-        queue.pause(rt.store, "refused", f"{exc}; sending tries again at {time.strftime('%H:%M:%S', time.gmtime(until))} UTC",
-                    until=until)
-    elif isinstance(exc, zerr.ReauthorizationNeeded):
-        queue.pause(rt.store, "reauthorization", f"Zoho needs re-authorization: {exc} "
-                    "(save the Zoho settings on the admin page with a new grant token; the queue resumes then)")
-    else:
-        queue.pause(rt.store, "not_configured", f"{exc}")
+        return queue.pause(rt.store, "refused", f"{exc}; sending tries again at {queue.clock_time(until)} UTC", until=until)
+    if isinstance(exc, zerr.ReauthorizationNeeded):
+        return queue.pause(rt.store, "reauthorization", f"Zoho needs re-authorization: {exc} "
+                           "(save the Zoho settings on the admin page with a new grant token; the queue resumes then)")
+    return queue.pause(rt.store, "not_configured", f"{exc}")
 
 
 # -- one batch ----------------------------------------------------------------------------------------
@@ -220,7 +225,7 @@ def process_batch(rt, holder: str, module: str, jobs: list[queue.Job], policy: q
         blocked = queue.dead_errors(rt, "Contacts", customers)
         if customers - set(blocked):
             queue.enqueue(rt, "Contacts", customers - set(blocked))
-    if prepared.unchanged or prepared.missing or prepared.waiting:
+    if prepared.unchanged or prepared.missing or prepared.waiting or prepared.no_customer:
         def settle_unsent(conn):
             queue.complete(conn, holder, [by_id[i].id for i in prepared.unchanged])
             queue.complete(conn, holder, [by_id[i].id for i in prepared.missing],
@@ -231,9 +236,15 @@ def process_batch(rt, holder: str, module: str, jobs: list[queue.Job], policy: q
                 if customer_id in blocked:
                     queue.defer(conn, holder, [by_id[order_id].id], time.time() + BLOCKED_RETRY_SECONDS,
                                 note=f"waiting for customer {customer_id}, whose Contact push is dead: {blocked[customer_id]}")
+            for order_id, customer_id in prepared.no_customer.items():
+                queue.bury(conn, holder, [by_id[order_id].id], no_customer_error(order_id, customer_id))
 
         settle(store, settle_unsent)
-    counts.update(unchanged=len(prepared.unchanged), missing=len(prepared.missing), waiting=len(prepared.waiting))
+        if prepared.no_customer:
+            order_id, customer_id = next(iter(prepared.no_customer.items()))
+            queue.note_error(store, f"Deals {order_id}: {no_customer_error(order_id, customer_id)}")
+    counts.update(unchanged=len(prepared.unchanged), missing=len(prepared.missing), waiting=len(prepared.waiting),
+                  dead=len(prepared.no_customer))
     if not prepared.send:
         return counts
 
@@ -246,28 +257,30 @@ def process_batch(rt, holder: str, module: str, jobs: list[queue.Job], policy: q
         results = push.send(rt, module, outgoing)
     except (zerr.Throttled, zerr.BudgetExhausted, zerr.ReauthorizationNeeded, zerr.NotConfigured, zerr.ApiRefused) as exc:
         # Nothing wrong with these records: the whole queue waits, no attempt is counted.
-        _pause_for(rt, exc)
+        pause = _pause_for(rt, exc) or {}
         queue.note_error(store, str(exc))
         log.warning("push of %d %s paused the queue: %s", len(outgoing), module, exc)
-        until = queue.current_pause(store) or {}
-        settle(store, lambda conn: queue.defer(conn, holder, sent_ids, until.get("until") or time.time()))
+        settle(store, lambda conn: queue.defer(conn, holder, sent_ids, pause.get("until") or time.time()))
         return counts
     except (zerr.ZohoError, push.BatchRefused) as exc:
         # Unavailable (timeouts, 5xx), a 4xx without per-record results: a counted attempt.
         queue.note_error(store, str(exc))
         dead = store.transaction(lambda conn: queue.fail(conn, holder, sent_jobs, str(exc), policy))
         counts["retry"] = len(sent_jobs) - len(dead)
-        counts["dead"] = len(dead)
+        counts["dead"] += len(dead)
         log.warning("push of %d %s failed (%d dead): %s", len(outgoing), module, len(dead), exc)
         return counts
 
     ok_ids: list[int] = []
+    relink_customers: set[int] = set()
+    settled = {"dead": 0, "retry": 0}
 
     def record_results(conn):
         ok_ids.clear()
+        relink_customers.clear()
         relink_ids = []
         linked = []
-        counts["dead"] = counts["retry"] = 0
+        settled.update(dead=0, retry=0)
         for sent, result in zip(outgoing, results):
             job = by_id[result.ops_id]
             if result.ok:
@@ -277,12 +290,24 @@ def process_batch(rt, holder: str, module: str, jobs: list[queue.Job], policy: q
                 # The linked Zoho record is gone (deleted in Zoho): forget the link, upsert afresh.
                 links.forget(conn, module, result.ops_id)
                 relink_ids.append(job.id)
+            elif module == "Deals" and result.code == "INVALID_DATA" and result.field == "Contact_Name":
+                verdict, why = _refused_contact(conn, sent)
+                if verdict == "bury":
+                    queue.bury(conn, holder, [job.id], f"{result.describe()}; {why}")
+                    settled["dead"] += 1
+                else:
+                    if verdict == "relink":
+                        # The customer's Contact is gone in Zoho: forget it, push the customer again,
+                        # and the Deal waits for the new Contact (as for a first push).
+                        links.forget(conn, "Contacts", sent.customer_id)
+                        relink_customers.add(sent.customer_id)
+                    relink_ids.append(job.id)
             elif result.refused:
                 queue.bury(conn, holder, [job.id], result.describe())
-                counts["dead"] += 1
+                settled["dead"] += 1
             else:
                 dead = queue.fail(conn, holder, [job], result.describe(), policy)
-                counts["dead" if dead else "retry"] += 1
+                settled["dead" if dead else "retry"] += 1
         links.save_many(conn, module, linked)
         queue.complete(conn, holder, ok_ids)
         queue.defer(conn, holder, relink_ids, time.time())
@@ -291,15 +316,50 @@ def process_batch(rt, holder: str, module: str, jobs: list[queue.Job], policy: q
     counted = [False]
     settle(store, record_results)
     counts["ok"] = len(ok_ids)
+    counts["dead"] += settled["dead"]
+    counts["retry"] += settled["retry"]
+    if relink_customers:
+        # Also found by the Deal's next round (its customer has no Contact now); queued here to be prompt.
+        queue.enqueue(rt, "Contacts", relink_customers)
+        log.warning("Zoho refused the Contact of %d Deals (deleted in Zoho?): customers %s are pushed again",
+                    len(relink_customers), sorted(relink_customers))
     if not counted[0]:
         gate.add_count(store, "pushes", len(ok_ids))
-    if counts["dead"] or counts["retry"]:
+    if settled["dead"] or settled["retry"]:
         first = next(r for r in results if not r.ok)
         queue.note_error(store, f"{module} {first.ops_id}: {first.describe()}")
     if _throttled_here.is_set() and queue.current_pause(store) is None:
         _throttled_here.clear()
-        if queue.throttle_streak(store):
-            queue.resume(store)  # a call went through: the next 429 starts the backoff afresh
+        queue.end_throttle_streak(store)  # a call went through: the next 429 starts the backoff afresh
     log.info("pushed %d %s: %d ok, %d dead, %d to retry in %.0f ms", len(outgoing), module, counts["ok"], counts["dead"],
              counts["retry"], (time.perf_counter() - started) * 1000)
     return counts
+
+
+def no_customer_error(order_id: int, customer_id: int) -> str:
+    return (f"customer {customer_id} of order {order_id} is not in the OnPrintShop database, so its Deal has no Contact "
+            "to link to; once the order has an existing customer, a change to the order (or retry-dead) sends it")
+
+
+def _refused_contact(conn, sent: push.Outgoing) -> tuple[str, str]:
+    """Zoho refused a Deal's Contact_Name: what to do, and why when giving up.
+
+    'relink': the customer's link is the Contact sent and was made a while ago (the Contact was
+    probably deleted in Zoho since); 'resend': the link changed meanwhile (another batch relinked
+    it), so the Deal goes again as things are now; 'bury': the Contact was pushed moments ago and
+    Zoho still refuses it, so relinking again would only loop.
+    """
+    if sent.customer_id is None:
+        return "bury", "the Deal's customer is unknown"
+    t = links.links_table.c
+    row = conn.execute(
+        sa.select(t.zoho_id, t.updated_at).where(t.module == "Contacts", t.ops_id == sent.customer_id)
+    ).first()
+    contact = (sent.record.get("Contact_Name") or {}).get("id")
+    if row is None or row.zoho_id != contact:
+        return "resend", ""
+    age = max(0.0, time.time() - float(row.updated_at))
+    if age < CONTACT_RELINK_GUARD_SECONDS:
+        return "bury", (f"customer {sent.customer_id}'s Contact {contact} was pushed to Zoho {age:.0f} s ago "
+                        "and Zoho still refuses it for this Deal")
+    return "relink", ""

@@ -12,6 +12,13 @@ Failures: the accounts server's throttle answer records "blocked until" in the s
 up to 10 minutes) so nobody retries at once; a network failure blocks briefly; `invalid_code`
 (the refresh token was revoked) marks the connection needs_reauthorization and raises
 ReauthorizationNeeded, so the queue pauses instead of burning attempts.
+
+A 401 for a token refreshed less than REJECTED_REFRESH_COOLDOWN ago refreshes nothing: Zoho
+rejecting a fresh token points at something a refresh does not cure (the API of another data
+center, a revoked client), and refreshing on every such call would spend Zoho's 10 refreshes per
+10 minutes in seconds, blocking refreshes for the whole deployment. It raises ApiRefused (the
+queue waits and tries again later); the time of the last refresh is in the state store, so
+every process keeps the cooldown.
 """
 from __future__ import annotations
 
@@ -24,7 +31,7 @@ from ..store import new_holder_id
 from ..vault import last4
 from . import connection, oauth
 from .datacenters import accounts_url
-from .errors import NotConfigured, OAuthRejected, ReauthorizationNeeded, Throttled, Unavailable, ZohoError
+from .errors import ApiRefused, NotConfigured, OAuthRejected, ReauthorizationNeeded, Throttled, Unavailable, ZohoError
 
 log = logging.getLogger("gateway.zoho.tokens")
 
@@ -37,6 +44,9 @@ POLL_SECONDS = 0.05
 THROTTLE_BACKOFF = 60.0     # first wait after the accounts throttle; doubles, at most 10 minutes
 THROTTLE_BACKOFF_MAX = 600.0
 NETWORK_BACKOFF = 5.0       # a failed network call is not repeated by every waiting thread
+# A rejected token this young is not refreshed again: at most 5 refreshes per 10 minutes for
+# rejected tokens, half of what Zoho allows, leaving room for the regular ones.
+REJECTED_REFRESH_COOLDOWN = 120.0
 
 
 class TokenService:
@@ -59,7 +69,11 @@ class TokenService:
         return self._refresh(stale=token)
 
     def invalidate(self, failed_token: str) -> str:
-        """Zoho rejected `failed_token`: a new token, refreshing only if it is still the stored one."""
+        """Zoho rejected `failed_token`: a new token, refreshing only if it is still the stored one.
+
+        Raises ApiRefused, refreshing nothing, when the stored token was itself refreshed less
+        than REJECTED_REFRESH_COOLDOWN ago (see the module docstring).
+        """
         return self._refresh(stale=failed_token, rejected=True)
 
     def api_domain(self) -> tuple[str | None, str | None]:
@@ -94,6 +108,8 @@ class TokenService:
                 info, token = self._read()
                 if self._fresh(info, token, stale, margin=0 if rejected else REFRESH_MARGIN):
                     return token  # someone refreshed while we waited
+                if rejected:
+                    self._check_cooldown(info)
                 blocked = (info.get("refresh_blocked_until") or 0) - self.clock()
                 if blocked > 0:
                     return self._fallback(info, token, rejected, self._blocked_error(info, blocked))
@@ -102,6 +118,8 @@ class TokenService:
                         info, token = self._read()  # another process may have finished just before
                         if self._fresh(info, token, stale, margin=0 if rejected else REFRESH_MARGIN):
                             return token
+                        if rejected:
+                            self._check_cooldown(info)
                         try:
                             return self._do_refresh(info)
                         except (ReauthorizationNeeded, NotConfigured):
@@ -116,6 +134,26 @@ class TokenService:
                 time.sleep(POLL_SECONDS)
         finally:
             self._lock.release()
+
+    def _check_cooldown(self, info: dict) -> None:
+        """Refuse to refresh a rejected token that was refreshed moments ago (ApiRefused).
+
+        Only the service's own refreshes count (`token_refreshed_at`), not the grant of a new
+        connection: after the admin saves the settings, one refresh may still find out whether
+        the refresh token works.
+        """
+        refreshed_at = info.get("token_refreshed_at")
+        if refreshed_at is None:
+            return
+        age = max(0.0, self.clock() - float(refreshed_at))
+        if age >= REJECTED_REFRESH_COOLDOWN:
+            return
+        message = (f"token refresh skipped: Zoho rejected (HTTP 401 INVALID_TOKEN) an access token refreshed {age:.0f} s ago, "
+                   f"and a new one is asked for at most every {REJECTED_REFRESH_COOLDOWN:.0f} s (Zoho allows 10 refreshes "
+                   "per 10 minutes); check the Zoho data center and ZOHO_API_URL, then save the Zoho settings again")
+        connection.record_error(self.store, message)
+        log.warning("zoho %s", message)
+        raise ApiRefused(message, status=401, code="INVALID_TOKEN")
 
     def _blocked_error(self, info: dict, blocked: float) -> ZohoError:
         """Why no refresh is tried now: the same type as the failure that started the pause."""
@@ -177,6 +215,7 @@ class TokenService:
         stored = connection.update_fields(self.store, generation, {
             "access_expires_at": now + answer.expires_in,
             "last_refresh_at": now,
+            "token_refreshed_at": now,  # the rejected-token cooldown's clock (a grant does not set it)
             "access_token_last4": last4(answer.access_token),
             "refresh_blocked_until": None,
             "refresh_blocked_reason": None,

@@ -13,8 +13,8 @@ import time
 import pytest
 import requests
 
-from gateway.zoho import connection
-from gateway.zoho.errors import ReauthorizationNeeded, Throttled, Unavailable
+from gateway.zoho import connection, tokens
+from gateway.zoho.errors import ApiRefused, ReauthorizationNeeded, Throttled, Unavailable
 from tests.fakezoho.server import Response
 
 ACCOUNT = "5725767000000412345"
@@ -141,7 +141,10 @@ def test_a_rejected_token_that_is_no_longer_current_is_not_refreshed(sqlite_zoho
     assert new != old and fake_zoho.calls["oauth.refresh"] == 1
     assert rt.tokens.invalidate(old) == new  # someone else's stale token: no refresh
     assert fake_zoho.calls["oauth.refresh"] == 1
-    assert rt.tokens.invalidate(new) != new  # the current one: refreshed
+    with pytest.raises(ApiRefused):  # the current one, refreshed a moment ago: not again so soon
+        rt.tokens.invalidate(new)
+    rt.tokens.clock = lambda: time.time() + tokens.REJECTED_REFRESH_COOLDOWN + 1
+    assert rt.tokens.invalidate(new) != new  # the current one, after the cooldown: refreshed
     assert fake_zoho.calls["oauth.refresh"] == 2
 
 
@@ -258,3 +261,36 @@ def test_an_unreachable_accounts_server_pauses_refreshes_briefly(sqlite_zoho_app
     rt.tokens.clock = lambda: time.time() + 6  # the pause is over; the accounts server answers again
     assert rt.tokens.access_token() in fake_zoho.access_tokens
     assert connection.status(rt)["last_error"] is None
+
+
+def test_zoho_rejecting_fresh_tokens_costs_one_refresh_per_cooldown_in_every_process(zoho_app, fake_zoho, make_app,
+                                                                                       zoho_settings):
+    rt = zoho_app.extensions["gateway"]
+    connect(zoho_app, fake_zoho)
+    add_probe(fake_zoho)
+    other = make_app(DATABASE_URL=rt.store.url, **zoho_settings).extensions["gateway"]  # a second process's service
+    rejected = Response(401, {"code": "INVALID_TOKEN", "details": {}, "message": "invalid oauth token", "status": "error"})
+    fake_zoho.check_auth = lambda req: rejected  # every token is refused (e.g. the API of another data center)
+
+    outcomes = []
+    for n in range(12):  # a dozen callbacks and pushes within seconds, in two processes
+        with pytest.raises(ApiRefused) as caught:
+            (rt if n % 2 else other).zoho.request("GET", "/crm/v8/Probe")
+        outcomes.append(str(caught.value))
+    # The grant's token was rejected: one refresh; the refreshed one was rejected too, and nobody
+    # refreshes again within the cooldown (Zoho allows 10 refreshes per 10 minutes).
+    assert fake_zoho.calls["oauth.refresh"] == 1
+    assert fake_zoho.calls.get("oauth.throttled", 0) == 0
+    assert all("check that the client has the scope" in text for text in outcomes[:1])
+    skipped = outcomes[1:]
+    assert all(text.startswith("token refresh skipped: Zoho rejected (HTTP 401 INVALID_TOKEN) an access token refreshed ")
+               for text in skipped), skipped[0]
+    assert "check the Zoho data center" in skipped[0]
+    status = connection.status(rt)
+    assert status["state"] == "connected" and status["last_error"].startswith("token refresh skipped")
+
+    # Once the cooldown is over, one more refresh is allowed (Zoho may have dropped the token).
+    rt.tokens.clock = lambda: time.time() + tokens.REJECTED_REFRESH_COOLDOWN + 1
+    with pytest.raises(ApiRefused):
+        rt.zoho.request("GET", "/crm/v8/Probe")
+    assert fake_zoho.calls["oauth.refresh"] == 2

@@ -53,7 +53,7 @@ def test_a_429_without_retry_after_backs_off_growing(gw_sqlite):
         waits.append(pause["until"] - before)
         assert {r.next_try_at for r in due_times(gw)} == {pause["until"]}  # the jobs wait as long as the queue
         # Pretend the wait is over (instead of sleeping through it).
-        queue.pause(gw.rt.store, "throttled", "test: the wait is over", until=time.time() - 1, streak=pause["streak"])
+        gw.rt.store.set_setting(queue.PAUSE_SETTING, {**pause, "until": time.time() - 1})
         with gw.rt.store.begin() as conn:
             conn.execute(queue.jobs_table.update().values(next_try_at=0))
     assert 1 <= waits[0] <= 1 + queue.THROTTLE_POLICY.ceiling(1) + 0.5
@@ -121,3 +121,23 @@ def test_a_401_a_fresh_token_does_not_cure_pauses_the_queue_without_burning_atte
     status = queue.status(gw.rt)
     assert status["paused"] and "scope" in status["paused_reason"]
     assert (status["pending"], status["dead"]) == (2, 0) and set(attempts(gw)) == {0}
+
+
+def test_zoho_rejecting_every_fresh_token_pauses_the_queue_without_refreshing_again_and_again(gw_sqlite):
+    from tests.fakezoho.server import Response
+
+    gw = gw_sqlite
+    queue.enqueue(gw.rt, "Contacts", gw.add_customers(2))
+    rejected = Response(401, {"code": "INVALID_TOKEN", "details": {}, "message": "invalid oauth token", "status": "error"})
+    gw.fake.check_auth = lambda req: rejected  # e.g. ZOHO_API_URL names another data center's API
+    refreshes = gw.fake.calls["oauth.refresh"]
+    for _ in range(3):
+        gw.drain()
+        status = queue.status(gw.rt)
+        assert status["paused"] and (status["pending"], status["dead"]) == (2, 0) and set(attempts(gw)) == {0}
+        # The refused pause is over (instead of waiting its five minutes): the next batch goes.
+        gw.rt.store.set_setting(queue.PAUSE_SETTING, {**queue.current_pause(gw.rt.store), "until": time.time() - 1})
+        with gw.rt.store.begin() as conn:
+            conn.execute(queue.jobs_table.update().values(next_try_at=0))
+    assert gw.fake.calls["oauth.refresh"] == refreshes + 1  # one refresh, then the cooldown: not one per batch
+    assert "token refresh skipped" in status["paused_reason"]
