@@ -240,11 +240,18 @@ class Store:
             self._write_engine.dispose()
 
     # -- settings (plain values, JSON) ------------------------------------------------------
-    def get_setting(self, name: str, default=None, conn=None):
+    def get_setting(self, name: str, default=None, conn=None, for_update: bool = False):
+        """A setting's value; `for_update` (with `conn`) locks its row until the transaction ends,
+        so a read-then-write of it cannot interleave with another (PostgreSQL, MariaDB; SQLite's
+        BEGIN IMMEDIATE already holds the one write lock)."""
         import json
 
+        query = sa.select(settings_table.c.value).where(settings_table.c.name == name)
+        if for_update and self.dialect != "sqlite":
+            query = query.with_for_update()
+
         def read(c):
-            row = c.execute(sa.select(settings_table.c.value).where(settings_table.c.name == name)).first()
+            row = c.execute(query).first()
             return default if row is None else json.loads(row[0])
 
         if conn is not None:

@@ -72,8 +72,13 @@ class Vault:
         if not updated:
             conn.execute(secrets_table.insert().values(name=name, token=token, updated_at=now))
 
-    def get(self, conn, name: str) -> str | None:
-        row = conn.execute(sa.select(secrets_table.c.token).where(secrets_table.c.name == name)).first()
+    def get(self, conn, name: str, for_update: bool = False) -> str | None:
+        """The secret `name`, decrypted; `for_update` locks its row for the rest of the transaction
+        (PostgreSQL, MariaDB: a read-then-write that must not interleave with another)."""
+        query = sa.select(secrets_table.c.token).where(secrets_table.c.name == name)
+        if for_update and conn.dialect.name != "sqlite":
+            query = query.with_for_update()
+        row = conn.execute(query).first()
         return None if row is None else self.decrypt(row[0], name)
 
     def delete(self, conn, name: str) -> None:
@@ -81,8 +86,11 @@ class Vault:
 
     def rotate_all(self, store) -> int:
         """Re-encrypt every stored secret under the newest key, in one transaction; returns how many."""
+        query = sa.select(secrets_table.c.name, secrets_table.c.token)
+        if store.dialect != "sqlite":
+            query = query.with_for_update()  # a save committing meanwhile must wait, not be undone
         with store.immediate() as conn:
-            rows = conn.execute(sa.select(secrets_table.c.name, secrets_table.c.token)).all()
+            rows = conn.execute(query).all()
             rotated = [(name, self.rotate_token(token, name)) for name, token in rows]  # all or nothing
             for name, token in rotated:
                 conn.execute(
@@ -94,42 +102,71 @@ class Vault:
 class RotatingSecret:
     """A secret the admin copies into another system (Zoho's webhooks, OnPrintShop's event sender).
 
-    Kept in the vault, made on first use. A rotation keeps the previous one valid for `grace`
-    seconds (its expiry in the settings), so the other side can be updated without a refused
-    delivery. `clock` is called each time, so tests may move it.
+    Kept in the vault, made on first use. A rotation keeps the one it replaces valid for `grace`
+    seconds, so the other side can be updated without a refused delivery. Every replaced secret
+    keeps its own grace (up to MAX_PREVIOUS of them): a second rotation within the day (a double
+    click, a second try) must not cut short the first one's, or the secret Zoho still sends would
+    stop working at once. The previous ones are stored as one encrypted JSON list, newest first.
+    `clock` is called each time, so tests may move it.
     """
+
+    MAX_PREVIOUS = 5
 
     def __init__(self, name: str, make, grace: float = 24 * 3600, clock=time.time):
         self.current_name = f"{name}.current"
         self.previous_name = f"{name}.previous"
-        self.expires_setting = f"{name}.previous_expires_at"
+        self.expires_setting = f"{name}.previous_expires_at"  # the one expiry of the older, single-previous format
         self.make = make
         self.grace = grace
         self.clock = clock
 
-    def read(self, rt, create: bool = True) -> tuple[str | None, str | None, float | None]:
-        """(current, previous, previous_expires_at); previous only while its grace lasts."""
+    def read(self, rt, create: bool = True) -> tuple[str | None, list[tuple[str, float]]]:
+        """(current, [(previous, expires_at), ...] newest first, only those whose grace lasts)."""
         with rt.store.engine.connect() as conn:
             current = rt.vault.get(conn, self.current_name)
-            previous = rt.vault.get(conn, self.previous_name)
-            expires = rt.store.get_setting(self.expires_setting, conn=conn)
+            previous = self._previous(rt, conn)
         if current is None and create:
             with rt.store.immediate() as conn:
                 current = rt.vault.get(conn, self.current_name)  # another process may have made it
                 if current is None:
                     current = self.make()
                     rt.vault.put(conn, self.current_name, current)
-        if previous is None or expires is None or expires <= self.clock():
-            previous, expires = None, None
-        return current, previous, expires
+        return current, previous
+
+    @staticmethod
+    def shown(current: str | None, previous: list[tuple[str, float]]) -> dict:
+        """The state as the admin page shows it: {current, previous, previous_expires_at (the
+        newest replaced one still valid), previous_all: [{secret, expires_at}] newest first}."""
+        newest = previous[0] if previous else (None, None)
+        return {"current": current, "previous": newest[0], "previous_expires_at": newest[1],
+                "previous_all": [{"secret": secret, "expires_at": expires} for secret, expires in previous]}
 
     def rotate(self, rt) -> str:
-        """Make a new secret; the one it replaces stays valid for the grace period. Returns the new one."""
+        """Make a new secret; the one it replaces stays valid for the grace period, as do those
+        replaced before whose grace still lasts. Returns the new one."""
+        import json
+
         fresh = self.make()
         with rt.store.immediate() as conn:
-            old = rt.vault.get(conn, self.current_name)
+            old = rt.vault.get(conn, self.current_name, for_update=True)
             if old is not None:
-                rt.vault.put(conn, self.previous_name, old)
-                rt.store.set_setting(self.expires_setting, self.clock() + self.grace, conn=conn)
+                kept = [(old, self.clock() + self.grace)] + self._previous(rt, conn, for_update=True)
+                rt.vault.put(conn, self.previous_name, json.dumps(
+                    [{"secret": secret, "expires_at": expires} for secret, expires in kept[:self.MAX_PREVIOUS]]))
+                rt.store.set_setting(self.expires_setting, None, conn=conn)
             rt.vault.put(conn, self.current_name, fresh)
         return fresh
+
+    def _previous(self, rt, conn, for_update: bool = False) -> list[tuple[str, float]]:
+        import json
+
+        stored = rt.vault.get(conn, self.previous_name, for_update=for_update)
+        if stored is None:
+            return []
+        if stored.startswith("["):
+            entries = [(entry["secret"], float(entry["expires_at"])) for entry in json.loads(stored)]
+        else:  # written before the list: one secret, its expiry in the settings
+            expires = rt.store.get_setting(self.expires_setting, conn=conn)
+            entries = [] if expires is None else [(stored, float(expires))]
+        now = self.clock()
+        return [(secret, expires) for secret, expires in entries if expires > now]

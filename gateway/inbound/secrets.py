@@ -1,8 +1,8 @@
 """The webhook secret Zoho sends in `X-Webhook-Token`: creation, rotation with grace, the check.
 
 Zoho does not sign webhooks, so a shared secret is the whole authentication. It lives only in
-the vault (`webhook.secret.current`, `webhook.secret.previous`); the previous one stays valid
-for `GRACE_SECONDS` after a rotation (`previous_expires_at` in the settings), so the admin can
+the vault (`webhook.secret.current`, `webhook.secret.previous`); a replaced one stays valid
+for `GRACE_SECONDS` after its rotation (each its own, see vault.RotatingSecret), so the admin can
 update the two Zoho webhooks without losing deliveries. The check is constant-time.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ MAX_TOKEN_LENGTH = 256
 # rotation made in another process is seen within this time (the old secret stays valid anyway).
 CACHE_SECONDS = 5.0
 
-_cache: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # Store → (loaded, current, previous, expires)
+_cache: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # Store → (loaded, current, [(previous, expires)])
 _cache_lock = threading.Lock()
 
 ENDPOINTS = ("contacts", "deals")
@@ -43,12 +43,14 @@ SECRET = RotatingSecret("webhook.secret", new_secret, GRACE_SECONDS, clock=lambd
 
 
 def webhook_secrets(rt) -> dict:
-    """{current, previous, previous_expires_at}; creates the first secret when there is none."""
-    current, previous, expires = SECRET.read(rt)
+    """{current, previous, previous_expires_at, previous_all}; creates the first secret when there
+    is none. `previous` is the newest replaced one still valid; `previous_all` lists every one
+    still valid as {secret, expires_at}, newest first."""
+    current, previous = SECRET.read(rt)
     entry = _cache.get(rt.store)
     if entry is not None and entry[1] != current:  # just made here: checks must not wait for the cache
         _forget(rt)
-    return {"current": current, "previous": previous, "previous_expires_at": expires}
+    return SECRET.shown(current, previous)
 
 
 def rotate_webhook_secret(rt) -> str:
@@ -66,26 +68,27 @@ def check_webhook_token(rt, given: str | None) -> bool:
         candidate = given.encode("utf-8")
     except UnicodeEncodeError:
         return False
-    current, previous, expires = _cached(rt)
+    current, previous = _cached(rt)
     ok = False
-    # Compare against both whatever happens, so timing does not tell which one matched.
+    # Compare against every one whatever happens, so timing does not tell which one matched.
     if current is not None:
         ok |= hmac.compare_digest(candidate, current.encode("utf-8"))
-    if previous is not None:
-        ok |= hmac.compare_digest(candidate, previous.encode("utf-8")) and expires is not None and clock() < expires
+    now = clock()
+    for secret, expires in previous:
+        ok |= hmac.compare_digest(candidate, secret.encode("utf-8")) and now < expires
     return bool(ok)
 
 
-def _cached(rt) -> tuple[str | None, str | None, float | None]:
+def _cached(rt) -> tuple[str | None, list[tuple[str, float]]]:
     key = rt.store
     entry = _cache.get(key)
     now = time.monotonic()
     if entry is not None and now - entry[0] < CACHE_SECONDS:
-        return entry[1], entry[2], entry[3]
-    current, previous, expires = SECRET.read(rt, create=False)
+        return entry[1], entry[2]
+    current, previous = SECRET.read(rt, create=False)
     with _cache_lock:
-        _cache[key] = (now, current, previous, expires)
-    return current, previous, expires
+        _cache[key] = (now, current, previous)
+    return current, previous
 
 
 def _forget(rt) -> None:

@@ -152,9 +152,8 @@ def events_secret(rt) -> str:
 
 
 def events_secrets(rt) -> dict:
-    """{current, previous, previous_expires_at} for the admin page (previous: None when none is valid)."""
-    current, previous, expires = SECRET.read(rt)
-    return {"current": current, "previous": previous, "previous_expires_at": expires}
+    """{current, previous, previous_expires_at, previous_all} for the admin page (as the webhook secret's)."""
+    return SECRET.shown(*SECRET.read(rt))
 
 
 def rotate_events_secret(rt) -> str:
@@ -163,8 +162,8 @@ def rotate_events_secret(rt) -> str:
 
 
 def valid_secrets(rt) -> list[str]:
-    current, previous, _expires = SECRET.read(rt)
-    return [current] + ([previous] if previous else [])
+    current, previous = SECRET.read(rt)
+    return [current] + [secret for secret, _expires in previous]
 
 
 # -- replay protection -------------------------------------------------------------------------------

@@ -123,9 +123,9 @@ def validate_data_center(value) -> str:
 
 # -- reading ----------------------------------------------------------------------------------
 
-def load(store, conn=None) -> dict | None:
+def load(store, conn=None, for_update: bool = False) -> dict | None:
     """The stored connection's non-secret fields (a dict), or None when there is none."""
-    return store.get_setting(SETTING, None, conn=conn)
+    return store.get_setting(SETTING, None, conn=conn, for_update=for_update)
 
 
 def load_with_access_token(store, vault) -> tuple[dict | None, str | None]:
@@ -151,9 +151,12 @@ def refresh_credentials(store, vault) -> tuple[dict | None, dict]:
 
 
 def update_fields(store, generation: str, changes: dict, *, vault=None, access_token: str | None = None) -> bool:
-    """Change the stored connection's fields if it is still `generation`; False when it was replaced."""
+    """Change the stored connection's fields if it is still `generation`; False when it was replaced.
+
+    The row is read locked: a save that commits a new generation meanwhile waits for this
+    transaction, or this one sees the new generation, never a mix of the two."""
     with store.immediate() as conn:
-        info = load(store, conn)
+        info = load(store, conn, for_update=True)
         if info is None or info.get("generation") != generation:
             return False
         info.update(changes)
@@ -324,7 +327,7 @@ def configure(rt, *, data_center, client_id, client_secret, grant_token, account
         "access_token_last4": last4(answer.access_token),
     }
     with rt.store.immediate() as conn:
-        old = load(rt.store, conn)
+        old = load(rt.store, conn, for_update=True)
         old_refresh = rt.vault.get(conn, SECRET_REFRESH_TOKEN) if old else None
         old_accounts = accounts_url(rt.config, old["data_center"], old.get("accounts_server")) if old else None
         rt.vault.put(conn, SECRET_CLIENT_ID, client_id)
@@ -379,7 +382,7 @@ def update(rt, *, account_id=None, modules=None) -> Result:
 def disconnect(rt) -> Result:
     """Forget the connection and its tokens, and revoke the refresh token at Zoho."""
     with rt.store.immediate() as conn:
-        info = load(rt.store, conn)
+        info = load(rt.store, conn, for_update=True)
         refresh_token = rt.vault.get(conn, SECRET_REFRESH_TOKEN) if info else None
         for name in LIVE_SECRETS + PENDING_SECRETS:
             rt.vault.delete(conn, name)

@@ -280,6 +280,41 @@ def test_previous_secret_works_within_grace_and_not_after(gw_sqlite, monkeypatch
     assert secrets.webhook_secrets(gw.rt)["previous"] is None
 
 
+def test_a_second_rotation_does_not_cut_short_the_first_ones_grace(gw_sqlite, monkeypatch):
+    """The admin rotates, pastes the new secret into one Zoho webhook, and rotates again an hour
+    later (or double-clicks): the secret each Zoho webhook still sends keeps working for its day."""
+    gw = gw_sqlite
+    first = gw.secret
+    now = [time.time()]
+    monkeypatch.setattr(secrets, "clock", lambda: now[0])
+    second = secrets.rotate_webhook_secret(gw.rt)
+    now[0] += 3600
+    third = secrets.rotate_webhook_secret(gw.rt)
+    for token in (first, second, third):
+        assert gw.post("deals", {"id": "9014", "ops_id": "1", "payment_status": "Paid"}, token=token).status_code == 200
+    shown = secrets.webhook_secrets(gw.rt)
+    assert shown["current"] == third and shown["previous"] == second
+    assert [old["secret"] for old in shown["previous_all"]] == [second, first]
+    now[0] += 23 * 3600 + 60  # the first rotation's day is over, the second's is not
+    assert gw.post("deals", {"id": "9014", "payment_status": "Unpaid"}, token=first).status_code == 401
+    assert gw.post("deals", {"id": "9014", "payment_status": "Unpaid"}, token=second).status_code == 200
+    assert [old["secret"] for old in secrets.webhook_secrets(gw.rt)["previous_all"]] == [second]
+
+
+def test_a_previous_secret_stored_before_the_list_format_still_works(gw_sqlite, monkeypatch):
+    """Deployments upgraded in the middle of a grace period keep their previous secret."""
+    gw = gw_sqlite
+    old = "an-older-secret-from-before-the-upgrade-0123456789"
+    with gw.rt.store.begin() as conn:
+        gw.rt.vault.put(conn, "webhook.secret.previous", old)
+        gw.rt.store.set_setting("webhook.secret.previous_expires_at", time.time() + 3600, conn=conn)
+    secrets._forget(gw.rt)
+    assert gw.post("deals", {"id": "9015", "ops_id": "1", "payment_status": "Paid"}, token=old).status_code == 200
+    newest = secrets.rotate_webhook_secret(gw.rt)
+    kept = [entry["secret"] for entry in secrets.webhook_secrets(gw.rt)["previous_all"]]
+    assert kept == [gw.secret, old] and newest not in kept
+
+
 def test_secret_is_stored_encrypted(gw_sqlite):
     with gw_sqlite.rt.store.engine.connect() as conn:
         stored = conn.execute(sa.text("SELECT token FROM gw_secrets")).scalars().all()

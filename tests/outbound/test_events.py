@@ -87,9 +87,13 @@ def test_a_rotated_secret_keeps_the_previous_one_valid_for_a_day(app, client):
     old = events.events_secret(rt)
     new = events.rotate_events_secret(rt)
     assert new != old and events.events_secret(rt) == new
-    for n, secret in enumerate((old, new)):
+    newest = events.rotate_events_secret(rt)  # a second rotation the same day: the first one's grace holds
+    for n, secret in enumerate((old, new, newest)):
         raw, headers = signed(secret, {"type": "customer.updated", "id": 1}, webhook_id=f"r{n}")
         assert post(client, raw, headers).status_code == 202
+    raw, headers = signed("whsec_" + base64.b64encode(b"x" * 32).decode(), {"type": "customer.updated", "id": 1},
+                          webhook_id="r-wrong")
+    assert post(client, raw, headers).status_code == 401
 
 
 def test_remembered_ids_are_purged_once_no_request_can_reuse_them(app, client):
