@@ -35,6 +35,10 @@ def readyz():
         from .zoho import connection
 
         parts["zoho"] = connection.state(rt)
+        if parts["zoho"] != connection.NOT_CONFIGURED:
+            problem = connection.unreadable_secrets(rt)
+            if problem:  # e.g. an old Fernet key dropped before rotate-keys: every refresh would fail
+                parts["zoho_error"] = problem
     except Exception as exc:
         parts["zoho"] = "not_configured"
         parts["zoho_error"] = exc.__class__.__name__

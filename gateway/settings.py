@@ -175,8 +175,24 @@ def _read_instance_config(instance_path: str) -> dict:
         with open(path) as fh:
             exec(compile(fh.read(), path, "exec"), namespace)
     except Exception as exc:  # a broken config file must say where, in one line
-        raise ConfigError(f"{path}: {exc.__class__.__name__}: {exc}") from None
+        raise ConfigError(f"{path}: {_config_error(exc, path)}") from None
     return {k: v for k, v in namespace.items() if k in DEFAULTS}
+
+
+def _config_error(exc: Exception, path: str) -> str:
+    """The kind of error in instance/config.py and its line, never its message: the file holds
+    secrets, and `SECRET_KEY = kP3x…` without quotes fails as "name 'kP3x…' is not defined"."""
+    if isinstance(exc, SyntaxError):
+        return f"{exc.__class__.__name__} on line {exc.lineno} (a value not in quotes, a missing bracket?)"
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == path:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    where = f" on line {line}" if line else ""
+    hint = " (a value not in quotes?)" if isinstance(exc, NameError) else ""
+    return f"{exc.__class__.__name__}{where}{hint}"
 
 
 def _as_int(name: str, value: object) -> int | None:

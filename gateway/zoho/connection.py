@@ -150,6 +150,18 @@ def refresh_credentials(store, vault) -> tuple[dict | None, dict]:
         }
 
 
+def unreadable_secrets(rt) -> str | None:
+    """None when the stored refresh token decrypts with GATEWAY_FERNET_KEYS, else why not (no secret in it)."""
+    from ..vault import VaultError
+
+    try:
+        with rt.store.engine.connect() as conn:
+            rt.vault.get(conn, SECRET_REFRESH_TOKEN)
+    except VaultError as exc:
+        return str(exc)
+    return None
+
+
 def update_fields(store, generation: str, changes: dict, *, vault=None, access_token: str | None = None) -> bool:
     """Change the stored connection's fields if it is still `generation`; False when it was replaced.
 

@@ -117,3 +117,22 @@ def test_an_empty_environment_variable_overrides_instance_config_with_the_defaul
     with pytest.raises(ConfigError, match="production needs these settings in the environment: SECRET_KEY"):
         load(str(instance), environ={"SECRET_KEY": ""})
     assert load(str(instance), environ={})["SECRET_KEY"] == "k" * 48
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("GATEWAY_POLL_SECONDS = 30\nSECRET_KEY = kP3xTheRealSecretValue123\n",
+     "NameError on line 2 (a value not in quotes?)"),
+    ("SECRET_KEY = 'kP3xTheRealSecretValue123\n", "SyntaxError on line 1"),
+    ("SECRET_KEY = 'kP3xTheRealSecretValue123' + 1\n", "TypeError on line 1"),
+])
+def test_a_broken_instance_config_says_where_without_echoing_a_secret(tmp_path, text, expected):
+    from gateway.settings import load
+
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    (instance / "config.py").write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load(str(instance), environ={})
+    message = str(caught.value)
+    assert expected in message and "config.py" in message
+    assert "kP3x" not in message

@@ -249,3 +249,18 @@ def test_configure_command_runs_as_a_real_process(tmp_path, fake_zoho):
     assert again.returncode != 0
     assert again.stderr.strip().splitlines() == ["Error: invalid_code: the grant token has expired or was already used; make a new one"]
     assert secret not in done.stdout + done.stderr + again.stdout + again.stderr
+
+
+def test_readyz_says_when_the_stored_tokens_cannot_be_decrypted(make_app, zoho_settings, fake_zoho, tmp_path):
+    """An operator dropped the old Fernet key before running rotate-keys: the probe says so."""
+    from cryptography.fernet import Fernet
+
+    state = f"sqlite:///{tmp_path}/shared-state.db"
+    app = make_app(DATABASE_URL=state, **zoho_settings)
+    client_id, secret = fake_zoho.add_client()
+    assert save(app, fake_zoho, client_id, secret).ok
+    assert "zoho_error" not in app.test_client().get("/readyz").get_json()
+    other_keys = {**zoho_settings, "GATEWAY_FERNET_KEYS": Fernet.generate_key().decode()}
+    body = make_app(DATABASE_URL=state, **other_keys).test_client().get("/readyz").get_json()
+    assert body["zoho"] == "connected" and body["status"] == "ready"
+    assert body["zoho_error"].startswith("cannot decrypt") and "rotate-keys" in body["zoho_error"]
