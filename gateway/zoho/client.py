@@ -121,7 +121,7 @@ class ZohoClient:
                 continue
             raise ApiRefused(
                 f"Zoho refused the request's authorization (HTTP 401 {code or ''}: {_message(response) or 'no message'}); "
-                "check that the client has the scope ZohoCRM.modules.ALL, then save the Zoho settings again",
+                "check that the grant had the scope ZohoCRM.modules.ALL,ZohoCRM.notifications.ALL, then save the Zoho settings again",
                 status=401, code=code,
             )
         if response.status_code == 429:

@@ -18,7 +18,9 @@ from .errors import OAuthRejected, Throttled, Unavailable, ZohoError
 
 log = logging.getLogger("gateway.zoho.oauth")
 
-SCOPE = "ZohoCRM.modules.ALL"
+# Records (pushes, reads) and the Notification API's watch (ZohoCRM.notifications.*, per
+# Zoho's "Enable Notifications" page): a grant without the second cannot switch that mode on.
+SCOPE = "ZohoCRM.modules.ALL,ZohoCRM.notifications.ALL"
 TIMEOUT = 15.0  # seconds; a grant token lives only minutes, an answer slower than this is a failure
 
 # What to do about each error Zoho's token endpoint names (the code is shown before the words).

@@ -106,7 +106,7 @@ def test_revoke_sends_the_token_as_a_query_parameter():
 
 def test_authorization_url_asks_for_offline_access_with_consent():
     url = oauth.authorization_url(ACCOUNTS, client_id="1000.CID", redirect_uri="https://gw.example/admin/zoho/callback", state="abc")
-    assert url == ("https://accounts.zoho.eu/oauth/v2/auth?scope=ZohoCRM.modules.ALL&client_id=1000.CID&response_type=code"
+    assert url == ("https://accounts.zoho.eu/oauth/v2/auth?scope=ZohoCRM.modules.ALL%2CZohoCRM.notifications.ALL&client_id=1000.CID&response_type=code"
                    "&access_type=offline&prompt=consent&redirect_uri=https%3A%2F%2Fgw.example%2Fadmin%2Fzoho%2Fcallback&state=abc")
 
 

@@ -49,7 +49,7 @@ def test_connect_through_zoho_in_another_data_center(setup, fake_zoho):
     query = parse_qs(urlsplit(auth_url).query)
     assert urlsplit(auth_url).path == "/oauth/v2/auth"
     assert {k: v[0] for k, v in query.items() if k != "state"} == {
-        "scope": "ZohoCRM.modules.ALL", "client_id": client_id, "response_type": "code", "access_type": "offline",
+        "scope": "ZohoCRM.modules.ALL,ZohoCRM.notifications.ALL", "client_id": client_id, "response_type": "code", "access_type": "offline",
         "prompt": "consent", "redirect_uri": "http://localhost/admin/zoho/callback"}
     assert len(query["state"][0]) >= 32
     assert back.path == "/admin/zoho/callback"
