@@ -4,7 +4,8 @@ What ZOHO_NOTES says the real one does, on the fake's clock (`fake.now()` / `fak
 - clients: `fake.add_client(dc="us")` -> (client_id, client_secret); an unknown client or a
   wrong secret, or a client of another data center, is answered `{"error": "invalid_client"}`.
 - grant codes: `fake.new_grant_code(client_id, ttl=180, user="admin@example.com",
-  redirect_uri=None)`; single use, expire after `ttl` s; a used, expired or unknown code is
+  redirect_uri=None, scope=FULL_SCOPE)`; the scope goes with the refresh token and every access
+  token made from it (`fake.token_scopes`; the watch endpoints need `ZohoCRM.notifications.*`); single use, expire after `ttl` s; a used, expired or unknown code is
   `{"error": "invalid_code"}`; a code made for a redirect URI needs the same `redirect_uri`.
 - errors come with HTTP `fake.oauth_error_status` (200, as Zoho mostly does).
 - refresh: at most 10 access tokens per refresh token per 10 minutes (the grant's own counts),
@@ -31,6 +32,7 @@ from urllib.parse import urlencode
 from .server import Response
 
 GRANT_TTL = 180.0
+FULL_SCOPE = "ZohoCRM.modules.ALL,ZohoCRM.notifications.ALL"
 ACCESS_TTL = 3600.0
 ACCESS_PER_WINDOW = 10
 WINDOW = 600.0
@@ -67,11 +69,12 @@ def install(fake) -> None:
             fake.clients[client_id] = {"secret": client_secret, "dc": dc}
         return client_id, client_secret
 
-    def new_grant_code(client_id: str, ttl: float = GRANT_TTL, user: str | None = None, redirect_uri: str | None = None) -> str:
+    def new_grant_code(client_id: str, ttl: float = GRANT_TTL, user: str | None = None, redirect_uri: str | None = None,
+                       scope: str = FULL_SCOPE) -> str:
         code = _token("1000")
         with fake.lock:
             fake.grant_codes[code] = {"client_id": client_id, "expires": fake.now() + ttl, "used": False,
-                                      "user": user or fake.auth_user, "redirect_uri": redirect_uri}
+                                      "user": user or fake.auth_user, "redirect_uri": redirect_uri, "scope": scope}
         return code
 
     def live_refresh_tokens(user: str | None = None) -> list[str]:
@@ -106,6 +109,7 @@ def install(fake) -> None:
         issued.append(now)
         access = _token("1000")
         fake.access_tokens[access] = now + ACCESS_TTL
+        fake.token_scopes[access] = entry["scope"]
         entry["access"].append(access)
         while len(entry["access"]) > MAX_LIVE_ACCESS:
             fake.access_tokens.pop(entry["access"].popleft(), None)
@@ -148,7 +152,7 @@ def install(fake) -> None:
                 refresh_token = _token("1000")
                 fake.refresh_tokens[refresh_token] = {
                     "client_id": params["client_id"], "user": code["user"], "dc": dc, "alive": True,
-                    "issued": deque(), "access": deque(),
+                    "issued": deque(), "access": deque(), "scope": code["scope"],
                 }
                 users = fake.user_refresh.setdefault(code["user"], deque())
                 users.append(refresh_token)
@@ -193,7 +197,7 @@ def install(fake) -> None:
         fake.calls["oauth.auth"] += 1
         fake.last_auth_query = dict(q)
         location = fake.auth_location
-        code = new_grant_code(q["client_id"], redirect_uri=q["redirect_uri"])
+        code = new_grant_code(q["client_id"], redirect_uri=q["redirect_uri"], scope=q.get("scope", ""))
         server = fake.url if location == "us" else f"{fake.url}/{location}"
         target = q["redirect_uri"] + ("&" if "?" in q["redirect_uri"] else "?") + urlencode(
             {"code": code, "location": location, "accounts-server": server, "state": q.get("state", "")})

@@ -182,7 +182,7 @@ def install(fake) -> None:
         }
 
     def write_watch(req, replace_only: bool):
-        denied = fake.check_auth(req)
+        denied = fake.check_auth(req, scope="ZohoCRM.notifications.")
         if denied:
             return denied
         if fake.api_down:
@@ -227,7 +227,7 @@ def install(fake) -> None:
 
     @fake.route("DELETE", r"/crm/v8/actions/watch", name="watch_delete")
     def watch_delete(req):
-        denied = fake.check_auth(req)
+        denied = fake.check_auth(req, scope="ZohoCRM.notifications.")
         if denied:
             return denied
         if fake.api_down:

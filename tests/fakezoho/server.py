@@ -68,6 +68,7 @@ class FakeZoho:
         # access tokens the accounts server issued: token -> expiry (fake clock); records.py and
         # notifications.py call check_auth(), which answers 401 INVALID_TOKEN for any other.
         self.access_tokens: dict[str, float] = {}
+        self.token_scopes: dict[str, str] = {}  # access token -> the scopes its grant had (comma-separated)
         # CRM records by module and id, each a dict of API field names incl. "id" and "Modified_Time".
         self.records: dict[str, dict[str, dict]] = {"Contacts": {}, "Deals": {}, "Accounts": {}}
         self._server: ThreadingHTTPServer | None = None
@@ -89,8 +90,9 @@ class FakeZoho:
         self.clock_offset += seconds
 
     # -- auth ---------------------------------------------------------------------------------
-    def check_auth(self, req: Request) -> Response | None:
-        """None when the request carries a live access token, else Zoho's 401 answer."""
+    def check_auth(self, req: Request, scope: str | None = None) -> Response | None:
+        """None when the request carries a live access token (whose grant had a scope starting with
+        `scope`, when given: e.g. "ZohoCRM.notifications." for the watch endpoints), else Zoho's 401."""
         header = req.headers.get("authorization", "")
         token = header[len("Zoho-oauthtoken "):] if header.startswith("Zoho-oauthtoken ") else None
         with self.lock:
@@ -98,6 +100,13 @@ class FakeZoho:
         if expires is None or expires <= self.now():
             self.calls["401 INVALID_TOKEN"] += 1
             return Response(401, {"code": "INVALID_TOKEN", "details": {}, "message": "invalid oauth token", "status": "error"})
+        if scope is not None:
+            with self.lock:
+                granted = self.token_scopes.get(token, "")
+            if not any(s.strip().startswith(scope) for s in granted.split(",")):
+                self.calls["401 OAUTH_SCOPE_MISMATCH"] += 1
+                return Response(401, {"code": "OAUTH_SCOPE_MISMATCH", "details": {},
+                                      "message": "invalid oauth scope to access this URL", "status": "error"})
         return None
 
     # -- routing ------------------------------------------------------------------------------

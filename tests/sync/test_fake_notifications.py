@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from tests.fakezoho import notifications as fake_notifications
+from tests.fakezoho.accounts import FULL_SCOPE
 
 TOKEN = "1000.test.access"
 
@@ -17,6 +18,7 @@ TOKEN = "1000.test.access"
 @pytest.fixture
 def api(fake_zoho):
     fake_zoho.access_tokens[TOKEN] = fake_zoho.now() + 3600
+    fake_zoho.token_scopes[TOKEN] = FULL_SCOPE
 
     def call(method, path, **kwargs):
         headers = {"Authorization": f"Zoho-oauthtoken {TOKEN}", **kwargs.pop("headers", {})}

@@ -101,6 +101,24 @@ def test_a_refused_subscription_keeps_the_mode_off(sync_app, fake_zoho):
     assert fake_zoho.channels == {}
 
 
+def test_a_grant_without_the_notifications_scope_is_refused_in_plain_words(sync_app, fake_zoho):
+    """The admin made the grant token with ZohoCRM.modules.ALL only: pushes work, but Zoho
+    refuses the watch; the page says which scope the grant lacked and the mode stays off."""
+    from gateway.zoho import connection
+
+    app = sync_app()
+    client_id, client_secret = fake_zoho.add_client()
+    code = fake_zoho.new_grant_code(client_id, scope="ZohoCRM.modules.ALL")
+    with app.app_context():
+        saved = connection.configure(rt_of(app), data_center="us", client_id=client_id, client_secret=client_secret,
+                                     grant_token=code, account_id=connection.account_id(rt_of(app)))
+        assert saved.ok, saved.message
+        result = notify.set_enabled(rt_of(app), True)
+    assert not result.ok and "stays off" in result.message
+    assert "OAUTH_SCOPE_MISMATCH" in result.message and "ZohoCRM.notifications.ALL" in result.message
+    assert fake_zoho.channels == {} and not notify.enabled(rt_of(app))
+
+
 def test_the_channel_is_renewed_before_it_lapses(sync_app, fake_zoho):
     app = sync_app()
     switch_on(app)
