@@ -138,8 +138,10 @@ def apply_record(rt, module: str, record: dict, source: str) -> str:
 
     params = params_from_record(module, record, rt.ops.mapping)
     try:
+        deals = module == "Deals"
         update = parse.validate(module, params, rt.ops.mapping, rt.config["GATEWAY_ZOHO_TIMEZONE"],
-                                statuses=rt.ops.status_names() if module == "Deals" else None)
+                                statuses=rt.ops.status_names() if deals else None,
+                                refresh_statuses=(lambda: rt.ops.status_names(refresh=True)) if deals else None)
     except RequestError as exc:
         # A value OnPrintShop cannot take (unknown stage, too long, …): say which record and why.
         log.warning("%s %s from Zoho not applied (%s): %s%s", module, params["id"], source, exc.message,

@@ -159,6 +159,19 @@ def test_a_record_with_a_value_onprintshop_cannot_take_is_counted_not_fatal(sync
     assert ops_row(app, "orders", 1)["orders_status_id"] == 1
 
 
+def test_a_status_added_in_onprintshop_moments_ago_is_taken_by_the_catch_up(sync_app, fake_zoho):
+    app = sync_app()
+    rt = rt_of(app)
+    link(app, "Deals", 1, ZD[0])
+    assert "Finishing" not in rt.ops.status_names()  # read, and now cached for 30 s
+    with rt.ops.engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO orders_status (orders_status_id, orders_status_name) VALUES (7, 'Finishing')"))
+    fake_zoho.put_record("Deals", ZD[0], Stage="Finishing")
+    result = catchup.catch_up(rt, since=fake_zoho.now() - 60, now=fake_zoho.now())
+    assert result["applied"] == 1 and result["invalid"] == 0
+    assert ops_row(app, "orders", 1)["orders_status_id"] == 7
+
+
 def test_a_failed_pass_keeps_the_watermark(sync_app, fake_zoho):
     app = sync_app()
     rt = rt_of(app)
