@@ -33,6 +33,23 @@ COMMAND_MODULES = (
 ADMIN_PASSWORD_SETTING = "admin.password_hash"
 
 
+def echo_status(figures: dict, as_json: bool, counts, extra=()) -> None:
+    """What `queue status` and `inbox status` print: one JSON object, or `key: value` lines for
+    `counts`, then `extra` lines, the oldest pending age and the last error."""
+    import json
+
+    if as_json:
+        click.echo(json.dumps(figures))
+        return
+    for key in counts:
+        click.echo(f"{key}: {figures[key]}")
+    for line in extra:
+        click.echo(line)
+    oldest = figures["oldest_pending_seconds"]
+    click.echo(f"oldest pending: {'none' if oldest is None else f'{oldest:.0f} s'}")
+    click.echo(f"last error: {figures['last_error'] or 'none'}")
+
+
 def one_line_errors(func):
     """Turn the errors a person can act on into one `Error: …` line and a non-zero exit."""
 

@@ -2,13 +2,11 @@
 and `catch-up` (defined beside its code)."""
 from __future__ import annotations
 
-import json
-
 import click
 from flask.cli import AppGroup, with_appcontext
 
 from .. import runtime
-from ..cli import one_line_errors
+from ..cli import echo_status, one_line_errors
 from . import catchup, inbox, secrets
 
 
@@ -37,15 +35,7 @@ inbox_cli = AppGroup("inbox", help="Deliveries from Zoho: what waits for OnPrint
 @one_line_errors
 def inbox_status_command(as_json):
     """Deliveries waiting to be written to OnPrintShop, and those given up on."""
-    figures = inbox.status(runtime.current())
-    if as_json:
-        click.echo(json.dumps(figures))
-        return
-    click.echo(f"pending: {figures['pending']}")
-    click.echo(f"failed: {figures['failed']}")
-    oldest = figures["oldest_pending_seconds"]
-    click.echo(f"oldest pending: {'none' if oldest is None else f'{oldest:.0f} s'}")
-    click.echo(f"last error: {figures['last_error'] or 'none'}")
+    echo_status(inbox.status(runtime.current()), as_json, ("pending", "failed"))
 
 
 @inbox_cli.command("retry-failed")

@@ -13,7 +13,7 @@ import click
 from flask.cli import AppGroup, with_appcontext
 
 from .. import runtime
-from ..cli import one_line_errors
+from ..cli import echo_status, one_line_errors
 from ..ops import reads
 from . import push, queue
 
@@ -133,15 +133,8 @@ queue_cli = AppGroup("queue", help="The push queue: status and dead jobs.")
 def queue_status_command(as_json):
     """Counts of jobs by state, pause, oldest pending age, last error."""
     figures = queue.status(runtime.current())
-    if as_json:
-        click.echo(json.dumps(figures))
-        return
-    for key in ("pending", "in_flight", "done", "dead"):
-        click.echo(f"{key}: {figures[key]}")
-    click.echo(f"paused: {'yes: ' + figures['paused_reason'] if figures['paused'] else 'no'}")
-    oldest = figures["oldest_pending_seconds"]
-    click.echo(f"oldest pending: {'none' if oldest is None else f'{oldest:.0f} s'}")
-    click.echo(f"last error: {figures['last_error'] or 'none'}")
+    echo_status(figures, as_json, ("pending", "in_flight", "done", "dead"),
+                [f"paused: {'yes: ' + figures['paused_reason'] if figures['paused'] else 'no'}"])
 
 
 @queue_cli.command("retry-dead")
