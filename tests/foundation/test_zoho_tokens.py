@@ -281,7 +281,7 @@ def test_zoho_rejecting_fresh_tokens_costs_one_refresh_per_cooldown_in_every_pro
     # refreshes again within the cooldown (Zoho allows 10 refreshes per 10 minutes).
     assert fake_zoho.calls["oauth.refresh"] == 1
     assert fake_zoho.calls.get("oauth.throttled", 0) == 0
-    assert all("check that the client has the scope" in text for text in outcomes[:1])
+    assert all("check that the grant had the scope" in text for text in outcomes[:1])
     skipped = outcomes[1:]
     assert all(text.startswith("token refresh skipped: Zoho rejected (HTTP 401 INVALID_TOKEN) an access token refreshed ")
                for text in skipped), skipped[0]
