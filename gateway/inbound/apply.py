@@ -82,10 +82,11 @@ def _same_text(ops, column, value):
 
 
 # The columns a decision reads (the rest of OnPrintShop's row is not fetched: every column costs
-# the driver a descriptor to parse and a value to convert, on every delivery).
+# the driver a descriptor to parse and a value to convert, on every delivery). A row looked up by
+# its id does not read the id back: it is the value looked up.
 READ_COLUMNS = {
-    "customers": ("customers_id", *CONTACT_COLUMNS.values(), "last_modified"),
-    "orders": ("orders_id", "orders_status_id", "payment_status", "last_modified"),
+    "customers": (*CONTACT_COLUMNS.values(), "last_modified"),
+    "orders": ("orders_status_id", "payment_status", "last_modified"),
 }
 
 
@@ -105,7 +106,7 @@ def _by_id(ops, table_key: str):
 def _by_email(ops):
     def build(tables):
         table = tables["customers"]
-        return (sa.select(*_read_columns(table, "customers"))
+        return (sa.select(table.c.customers_id, *_read_columns(table, "customers"))
                 .where(_same_text(ops, table.c.customers_email_address, sa.bindparam("email"))).with_for_update())
 
     return ops.statement("lock customer by email", build)
@@ -117,11 +118,11 @@ def _find_and_lock(ops, oconn, sconn, update: Update, table_key: str, linked) ->
     by_id = _by_id(ops, table_key)
     if linked is not None:
         linked = int(linked)
-        row = _locked_row(oconn, table_key, by_id, {"ops_id": linked})
+        row = _locked_row(oconn, table_key, by_id, linked)
         if row is not None:
             return row, "link", None
     if update.ops_id is not None:
-        row = _locked_row(oconn, table_key, by_id, {"ops_id": update.ops_id})
+        row = _locked_row(oconn, table_key, by_id, update.ops_id)
         if row is not None:
             other = _linked_zoho_id(sconn, update.module, update.ops_id)
             if other is not None and other != update.zoho_id:
@@ -130,19 +131,24 @@ def _find_and_lock(ops, oconn, sconn, update: Update, table_key: str, linked) ->
                 )
             return row, "ops_id", None
     if update.module == "Contacts" and update.fields.get("email"):
-        row = _locked_row(oconn, table_key, _by_email(ops), {"email": update.fields["email"]})
-        if row is not None:
+        found = oconn.execute(_by_email(ops), {"email": update.fields["email"]}).first()
+        if found is not None:
+            row = dict(zip(("customers_id", *READ_COLUMNS["customers"]), found))
             other = _linked_zoho_id(sconn, update.module, int(row["customers_id"]))
             if other is None or other == update.zoho_id:
                 return row, "email", None
     return None, None, None
 
 
-def _locked_row(oconn, table_key: str, statement, params: dict) -> dict | None:
-    """The row, locked until commit (FOR UPDATE; SQLite's BEGIN IMMEDIATE already holds the lock),
-    keyed by reference column names whatever the store calls them."""
-    row = oconn.execute(statement, params).first()
-    return None if row is None else dict(zip(READ_COLUMNS[table_key], row))
+def _locked_row(oconn, table_key: str, statement, ops_id: int) -> dict | None:
+    """The row with this id, locked until commit (FOR UPDATE; SQLite's BEGIN IMMEDIATE already
+    holds the lock), keyed by reference column names whatever the store calls them."""
+    row = oconn.execute(statement, {"ops_id": ops_id}).first()
+    if row is None:
+        return None
+    found = dict(zip(READ_COLUMNS[table_key], row))
+    found[ID_COLUMNS[table_key]] = ops_id
+    return found
 
 
 def _update_row(ops, oconn, table_key: str, ops_id: int, values: dict) -> None:
@@ -244,17 +250,24 @@ def _apply_contact(ops, oconn, sconn, update: Update, linked) -> Result:
     if not changed:
         return _no_change(ops, update, "customers", ops_id, found_by, row["last_modified"])
     last_modified = ops.local_from_epoch(update.modified_time)
-    try:
-        with oconn.begin_nested():
-            _update_row(ops, oconn, "customers", ops_id, {"last_modified": last_modified, **changed})
-    except sa.exc.IntegrityError as exc:
-        # Only a duplicate key on the e-mail (a customer given that address since our check) is
-        # Zoho's conflict to resolve; any other refusal (NOT NULL, a trigger, another unique key)
-        # is OnPrintShop's: raised, so the inbox keeps the delivery and retries it (then 'failed').
-        if "customers_email_address" in changed and _duplicate_email(ops, exc, email):
-            return Result("conflict", f"the e-mail {email} already belongs to another OnPrintShop customer",
-                          ops_id=ops_id, found_by=found_by, parameter="email")
-        raise
+    written = {"last_modified": last_modified, **changed}
+    if "customers_email_address" not in changed:
+        # No savepoint (two round trips fewer) when the e-mail is left alone: any refusal then is
+        # OnPrintShop's (NOT NULL, a trigger, a unique key), raised so the inbox keeps the delivery
+        # and retries it (then 'failed'); the OnPrintShop transaction is rolled back whole.
+        _update_row(ops, oconn, "customers", ops_id, written)
+    else:
+        try:
+            with oconn.begin_nested():
+                _update_row(ops, oconn, "customers", ops_id, written)
+        except sa.exc.IntegrityError as exc:
+            # Only a duplicate key on the e-mail (a customer given that address since our check) is
+            # Zoho's conflict to resolve (the savepoint keeps the transaction usable: PostgreSQL
+            # aborts it at an error); any other refusal is OnPrintShop's: raised, as above.
+            if _duplicate_email(ops, exc, email):
+                return Result("conflict", f"the e-mail {email} already belongs to another OnPrintShop customer",
+                              ops_id=ops_id, found_by=found_by, parameter="email")
+            raise
     return Result("applied", "applied: " + ", ".join(sorted(update.fields)), ops_id=ops_id, found_by=found_by,
                   written=("customers", ops_id, last_modified))
 

@@ -89,19 +89,52 @@ applied_table = sa.Table(
 # Built once, run with bind parameters (building a Core statement costs more than running it).
 _INSERT_INBOX = inbox_table.insert()
 _FINISH_INBOX = inbox_table.update().where(inbox_table.c.id == sa.bindparam("where_id"))
-_MARKER = sa.select(applied_table).where(applied_table.c.module == sa.bindparam("module"),
-                                         applied_table.c.zoho_id == sa.bindparam("zoho_id"))
-_MARKER_LOCKED = _MARKER.with_for_update()
+_INBOX_ROW = sa.select(inbox_table).where(inbox_table.c.id == sa.bindparam("id"))
 _INSERT_MARKER = applied_table.insert()
 _UPDATE_MARKER = applied_table.update().where(applied_table.c.module == sa.bindparam("where_module"),
                                               applied_table.c.zoho_id == sa.bindparam("where_zoho_id"))
 _NOT_STORED = 2 ** 62  # stands in for the id of a delivery not inserted yet (after every stored row)
-_EARLIER_PENDING = sa.select(inbox_table.c.id).where(
-    inbox_table.c.module == sa.bindparam("module"), inbox_table.c.zoho_id == sa.bindparam("zoho_id"),
-    inbox_table.c.state == "pending", inbox_table.c.id != sa.bindparam("id"),
-    sa.or_(inbox_table.c.modified_time < sa.bindparam("modified_time"),
-           sa.and_(inbox_table.c.modified_time == sa.bindparam("modified_time"), inbox_table.c.id < sa.bindparam("id"))),
-).limit(1)
+
+
+def _earlier_pending(module, zoho_id):
+    """An earlier pending row of the record (one is enough): `module`/`zoho_id` are bind
+    parameters, or the locked marker row's columns (correlated)."""
+    return sa.select(inbox_table.c.id).where(
+        inbox_table.c.module == module, inbox_table.c.zoho_id == zoho_id,
+        inbox_table.c.state == "pending", inbox_table.c.id != sa.bindparam("id"),
+        sa.or_(inbox_table.c.modified_time < sa.bindparam("modified_time"),
+               sa.and_(inbox_table.c.modified_time == sa.bindparam("modified_time"),
+                       inbox_table.c.id < sa.bindparam("id"))),
+    ).limit(1)
+
+
+def _link_of(module, zoho_id):
+    """The gateway's link for the record (apply's first lookup)."""
+    return sa.select(links.links_table.c.ops_id).where(links.links_table.c.module == module,
+                                                       links.links_table.c.zoho_id == zoho_id)
+
+
+_MARKER_COLUMNS = (applied_table.c.modified_time, applied_table.c.fingerprint, applied_table.c.ops_id)
+_BY_KEY = (applied_table.c.module == sa.bindparam("module"), applied_table.c.zoho_id == sa.bindparam("zoho_id"))
+
+# The record's marker row, locked, read together with what the decision needs once it is locked
+# (an earlier pending row of the record, and the gateway's link for it): one round trip.
+# MariaDB/MySQL: the subqueries are plain reads correlated with the locked row, so they are run
+# after the lock is granted, each reading what is committed then (READ COMMITTED: a fresh
+# snapshot per read), and they lock nothing. SQLite: BEGIN IMMEDIATE already holds the one write
+# lock. PostgreSQL reads a whole statement in the snapshot taken at its start, before any wait
+# for the lock, so there the two reads stay two statements (`_MARKER_LOCKED`, then `_EARLIER_AND_LINK`).
+_LOCK_AND_READ = sa.select(
+    *_MARKER_COLUMNS,
+    _earlier_pending(applied_table.c.module, applied_table.c.zoho_id).scalar_subquery().label("earlier"),
+    _link_of(applied_table.c.module, applied_table.c.zoho_id).scalar_subquery().label("linked"),
+).where(*_BY_KEY)
+_LOCK_AND_READ_LOCKED = _LOCK_AND_READ.with_for_update()
+_MARKER_LOCKED = sa.select(*_MARKER_COLUMNS).where(*_BY_KEY).with_for_update()
+_EARLIER_AND_LINK = sa.select(
+    _earlier_pending(sa.bindparam("module"), sa.bindparam("zoho_id")).scalar_subquery().label("earlier"),
+    _link_of(sa.bindparam("module"), sa.bindparam("zoho_id")).scalar_subquery().label("linked"),
+)
 
 # A finished delivery of the record with this time and these values, applied (or found a
 # duplicate) before: a retry by Zoho after a later change at the same (minute-precision) time
@@ -112,15 +145,6 @@ _SEEN_BEFORE = sa.select(inbox_table.c.id).where(
     inbox_table.c.state == "done", inbox_table.c.modified_time == sa.bindparam("modified_time"),
     inbox_table.c.fingerprint == sa.bindparam("fingerprint"), inbox_table.c.outcome.in_(("applied", "duplicate")),
 ).limit(1)
-
-# Read together in one statement once the record is locked (both plain reads, one round trip):
-# an earlier pending row of the record, and the gateway's link for it (apply's first lookup).
-_EARLIER_AND_LINK = sa.select(
-    _EARLIER_PENDING.scalar_subquery().label("earlier"),
-    sa.select(links.links_table.c.ops_id)
-    .where(links.links_table.c.module == sa.bindparam("module"), links.links_table.c.zoho_id == sa.bindparam("zoho_id"))
-    .scalar_subquery().label("linked"),
-)
 
 HTTP_STATUS = {
     "applied": 200, "duplicate": 200, "stale": 200, "accepted": 202,
@@ -235,7 +259,7 @@ def _receive_once(rt, module: str, update: Update, source: str) -> Outcome:
         try:
             # No savepoint needed: until OnPrintShop has committed, nothing but the record's empty
             # lock row is written here, and any state-store error is re-raised below (no 2xx).
-            return _decide_and_apply(rt, sconn, None, row, oconn)
+            return _decide_and_apply(rt, sconn, None, row, oconn, update=update)
         except OpsUnavailable:
             return Outcome("accepted", later, inbox_id=_insert_pending(sconn, row))
         except OpsBusy:
@@ -276,19 +300,30 @@ def _row_update(row) -> Update:
                   fields=json.loads(row.fields), ops_id=row.ops_id_hint, modified_time_given=bool(row.time_given))
 
 
-def _lock_record(conn, store, module: str, zoho_id: str):
-    """The record's gw_inbox_applied row, locked for this transaction (created empty if absent)."""
-    query = _MARKER if store.dialect == "sqlite" else _MARKER_LOCKED
-    key = {"module": module, "zoho_id": zoho_id}
-    row = conn.execute(query, key).first()
-    if row is None:
+def _lock_record(conn, store, row) -> tuple:
+    """The record's gw_inbox_applied row, locked for this transaction (created empty if absent),
+    and, read once it is locked: an earlier pending row of the record and the gateway's link.
+    Returns (marker, found): marker has modified_time, fingerprint, ops_id; found has earlier, linked."""
+    params = {"module": row.module, "zoho_id": row.zoho_id,
+              # A delivery not stored yet comes after every stored one (its id would be the highest).
+              "id": _NOT_STORED if row.id is None else row.id, "modified_time": row.modified_time}
+    if store.dialect == "sqlite":
+        query = _LOCK_AND_READ
+    elif store.dialect == "mysql":
+        query = _LOCK_AND_READ_LOCKED
+    else:  # PostgreSQL: see _LOCK_AND_READ
+        query = _MARKER_LOCKED
+    marker = conn.execute(query, params).first()
+    if marker is None:
         try:
             with conn.begin_nested():
-                conn.execute(_INSERT_MARKER, {**key, "updated_at": time.time()})
+                conn.execute(_INSERT_MARKER, {"module": row.module, "zoho_id": row.zoho_id, "updated_at": time.time()})
         except sa.exc.IntegrityError:
             pass  # another worker made it first; the select below waits for its lock
-        row = conn.execute(query, key).first()
-    return row
+        marker = conn.execute(query, params).first()
+    if query is not _MARKER_LOCKED:
+        return marker, marker
+    return marker, conn.execute(_EARLIER_AND_LINK, params).one()
 
 
 UNREACHABLE = object()  # `_ops_connection_first` could not connect: the database is away
@@ -330,26 +365,23 @@ def _apply_row(rt, inbox_id: int) -> Outcome:
         return _decide_and_apply(rt, sconn, inbox_id, oconn=oconn)
 
 
-def _decide_and_apply(rt, sconn, inbox_id: int, row=None, oconn=None) -> Outcome:
-    """Duplicate, stale, waiting or apply: for one inbox row, in the caller's locked transaction."""
+def _decide_and_apply(rt, sconn, inbox_id: int, row=None, oconn=None, update: Update | None = None) -> Outcome:
+    """Duplicate, stale, waiting or apply: for one inbox row, in the caller's locked transaction.
+    `update`: the row's values when the caller has them (a new delivery), else read from the row."""
     store = rt.store
     if row is None:
-        row = sconn.execute(sa.select(inbox_table).where(inbox_table.c.id == inbox_id)).first()
+        row = sconn.execute(_INBOX_ROW, {"id": inbox_id}).first()
     if row is None:
         return Outcome("failed", "no such inbox row")
     if row.state == "done":
         return Outcome(row.outcome, row.reason or "", inbox_id=inbox_id, ops_id=row.ops_id)
-    marker = _lock_record(sconn, store, row.module, row.zoho_id)
-
-    # A delivery not stored yet comes after every stored one (its id would be the highest).
-    found = sconn.execute(_EARLIER_AND_LINK, {"module": row.module, "zoho_id": row.zoho_id,
-                                              "id": _NOT_STORED if row.id is None else row.id,
-                                              "modified_time": row.modified_time}).one()
+    marker, found = _lock_record(sconn, store, row)
     if found.earlier is not None:
         return Outcome("accepted", "stored; an earlier update of this record is applied first",
                        inbox_id=_insert_pending(sconn, row))
 
-    update = _row_update(row)
+    if update is None:
+        update = _row_update(row)
     if marker.modified_time is not None:
         if update.modified_time < marker.modified_time:
             return _finish(sconn, row, "stale", "older than the last update applied from Zoho for this record",
