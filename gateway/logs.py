@@ -85,18 +85,22 @@ def init_app(app) -> None:
 
     @app.after_request
     def _access_line(response):
-        duration_ms = round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 1)
-        path = request.path
-        query = request.query_string.decode("latin-1")
+        req = request._get_current_object()  # one proxy lookup for the several fields read
+        started = g.get("started")
+        request_id = g.get("request_id")
+        duration_ms = round((time.perf_counter() - (started if started is not None else time.perf_counter())) * 1000, 1)
+        path = req.path
+        query = req.query_string.decode("latin-1")
         if query:
             path += "?" + mask_query(query)
-        response.headers["X-Request-Id"] = g.get("request_id", "")
+        response.headers["X-Request-Id"] = request_id or ""
+        method, status = req.method, response.status_code
         access.info(
             "%s %s %s %sms request_id=%s",
-            request.method, path, response.status_code, duration_ms, g.get("request_id"),
+            method, path, status, duration_ms, request_id,
             extra={
-                "request_id": g.get("request_id"), "method": request.method, "path": path,
-                "status": response.status_code, "duration_ms": duration_ms, "remote": request.remote_addr,
+                "request_id": request_id, "method": method, "path": path,
+                "status": status, "duration_ms": duration_ms, "remote": req.remote_addr,
             },
         )
         return response
