@@ -56,17 +56,8 @@ def test_a_deal_update_for_a_known_record_costs_a_fixed_number_of_statements(mak
     first = gw.post("deals", {"id": "9801", "ops_id": "1", "stage": "Printing", "modified_time": str(base_ms)})
     assert first.status_code == 200 and first.get_json() == {"status": "applied"}
 
-    state = Statements([rt.store.engine, rt.store.write_engine])
-    ops = Statements([rt.ops.engine])
-    try:
-        second = gw.post("deals", {"id": "9801", "ops_id": "1", "stage": "Shipped", "payment_status": "Paid",
-                                   "modified_time": str(base_ms + 60_000)})
-    finally:
-        state.close()
-        ops.close()
-    assert second.status_code == 200 and second.get_json() == {"status": "applied"}
-    assert len(state.seen) == STATE_STATEMENTS[rt.store.dialect], state.seen
-    assert len(ops.seen) == OPS_STATEMENTS[rt.ops.dialect], ops.seen
+    _post_counting_statements(gw, "deals", {"id": "9801", "ops_id": "1", "stage": "Shipped", "payment_status": "Paid",
+                                            "modified_time": str(base_ms + 60_000)})
     # ... and it did all it did before: the order, its history, the inbox row, the loop guard.
     order = gw.order(1)
     assert (order["orders_status_id"], order["payment_status"]) == (4, "Paid")
@@ -81,25 +72,30 @@ def test_a_contact_update_leaving_the_email_alone_costs_a_fixed_number_of_statem
                                                                                       state_db_url, monkeypatch):
     monkeypatch.setattr(secrets, "CACHE_SECONDS", 3600.0)
     gw = Gateway(make_app(OPS_DATABASE_URL=ops_db_url, DATABASE_URL=state_db_url))
-    rt = gw.rt
     base_ms = (int(time.time()) - 600) * 1000
     sent = {"id": "5801", "ops_id": "2", "email": "grace@example.com", "first_name": "Grace", "last_name": "Hopper"}
     assert gw.post("contacts", {**sent, "modified_time": str(base_ms)}).status_code == 200
 
-    state = Statements([rt.store.engine, rt.store.write_engine])
-    ops = Statements([rt.ops.engine])
-    try:
-        second = gw.post("contacts", {**sent, "first_name": "Amazing Grace", "phone": "+1 202 555 0199",
-                                      "modified_time": str(base_ms + 60_000)})
-    finally:
-        state.close()
-        ops.close()
-    assert second.status_code == 200 and second.get_json() == {"status": "applied"}
-    assert len(state.seen) == STATE_STATEMENTS[rt.store.dialect], state.seen
-    assert len(ops.seen) == OPS_STATEMENTS[rt.ops.dialect], ops.seen
+    _post_counting_statements(gw, "contacts", {**sent, "first_name": "Amazing Grace", "phone": "+1 202 555 0199",
+                                               "modified_time": str(base_ms + 60_000)})
     customer = gw.customer(2)
     assert (customer["customers_firstname"], customer["customers_telephone"], customer["customers_email_address"]) == (
         "Amazing Grace", "+1 202 555 0199", "grace@example.com")
+
+
+def _post_counting_statements(gw, module: str, params: dict) -> None:
+    """Post one delivery, check it was applied with the expected number of statements on each database."""
+    rt = gw.rt
+    state = Statements([rt.store.engine, rt.store.write_engine])
+    ops = Statements([rt.ops.engine])
+    try:
+        answer = gw.post(module, params)
+    finally:
+        state.close()
+        ops.close()
+    assert answer.status_code == 200 and answer.get_json() == {"status": "applied"}
+    assert len(state.seen) == STATE_STATEMENTS[rt.store.dialect], state.seen
+    assert len(ops.seen) == OPS_STATEMENTS[rt.ops.dialect], ops.seen
 
 
 @contextlib.contextmanager
