@@ -127,11 +127,18 @@ def _post_in_background(gw, params):
     return thread, answer
 
 
-def test_a_delivery_waiting_for_its_record_sees_the_earlier_update_the_holder_stored(make_app, state_db_url):
+def _deal_applied_once(make_app, state_db_url, zoho_id: str):
+    """A gateway where Deal `zoho_id` was applied to order 1 ten minutes ago (so it is linked);
+    returns it and that time in epoch seconds."""
     gw = Gateway(make_app(DATABASE_URL=state_db_url))
     base = int(time.time()) - 600
-    assert gw.post("deals", {"id": "9802", "ops_id": "1", "payment_status": "Paid",
+    assert gw.post("deals", {"id": zoho_id, "ops_id": "1", "payment_status": "Paid",
                              "modified_time": str(base * 1000)}).status_code == 200
+    return gw, base
+
+
+def test_a_delivery_waiting_for_its_record_sees_the_earlier_update_the_holder_stored(make_app, state_db_url):
+    gw, base = _deal_applied_once(make_app, state_db_url, "9802")
     with holding_the_record(gw.rt, "9802") as conn:
         # The holder stores an earlier update of the record, pending (OnPrintShop was away for it).
         now = time.time()
@@ -151,10 +158,7 @@ def test_a_delivery_waiting_for_its_record_sees_the_earlier_update_the_holder_st
 
 
 def test_a_delivery_waiting_for_its_record_uses_the_link_the_holder_saved(make_app, state_db_url):
-    gw = Gateway(make_app(DATABASE_URL=state_db_url))
-    base = int(time.time()) - 600
-    assert gw.post("deals", {"id": "9803", "ops_id": "1", "payment_status": "Paid",
-                             "modified_time": str(base * 1000)}).status_code == 200
+    gw, base = _deal_applied_once(make_app, state_db_url, "9803")
     with holding_the_record(gw.rt, "9803") as conn:
         # The holder links the Deal to another order (a delivery found by its ops_id saves the link).
         conn.execute(sa.text("UPDATE gw_links SET ops_id = 2 WHERE module = 'Deals' AND zoho_id = '9803'"))
