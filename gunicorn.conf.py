@@ -51,4 +51,4 @@ def on_starting(server):
     except ConfigError as exc:
         sys.stderr.write(f"gateway: configuration error: {exc}\n")
         sys.stderr.flush()
-        raise SystemExit(4)
+        raise SystemExit(4) from None

@@ -60,8 +60,9 @@ def build(state: str, workdir: str):
 
     from gateway import create_app
     from gateway.inbound import secrets
-    from gateway.ops import demo
-    from gateway.store import init_db, load_table_modules, metadata
+    from gateway.ops.database import demo
+    from gateway.state.migrate import init_db
+    from gateway.state.tables import metadata
 
     url = database_url()
     engine = sa.create_engine(url)
@@ -70,7 +71,6 @@ def build(state: str, workdir: str):
         for name in ("orders_status_history", "orders", "orders_status", "customers"):
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
         conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 1")
-    load_table_modules()
     metadata.drop_all(engine, checkfirst=True)
     engine.dispose()
 

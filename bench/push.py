@@ -86,10 +86,10 @@ def main() -> None:
                          "e.g. mysql+pymysql://root@127.0.0.1:3306/")
 
     from gateway import create_app
-    from gateway.ops import demo
+    from gateway.ops.database import demo
     from gateway.outbound import queue
-    from gateway.store import init_db
-    from gateway.zoho import connection
+    from gateway.state.migrate import init_db
+    from gateway.zoho import connect
     from tests.fakezoho import FakeZoho
 
     state_url = server_url(base, "gw_push_bench_state")
@@ -104,7 +104,7 @@ def main() -> None:
     init_db(rt.store)
     demo.create(rt.ops, force=True)
     client_id, secret = fake.add_client("us")
-    result = connection.configure(rt, data_center="us", client_id=client_id, client_secret=secret,
+    result = connect.configure(rt, data_center="us", client_id=client_id, client_secret=secret,
                                   grant_token=fake.new_grant_code(client_id), account_id=fake.add_account())
     if not result.ok:
         raise SystemExit(f"bench: could not connect to the fake Zoho: {result.message}")
@@ -145,7 +145,7 @@ def main() -> None:
     rows = []
     try:
         time.sleep(2)  # let the workers boot before the clock starts: the fake measures from the first call
-        for module, what in (("Contacts", "customers"), ("Deals", "orders")):
+        for module, _what in (("Contacts", "customers"), ("Deals", "orders")):
             fake.max_in_flight = 0
             refreshes = fake.calls["oauth.refresh"]
             queue.enqueue(rt, module, range(1, n + 1))

@@ -1,8 +1,7 @@
 """The OnPrintShop ⇄ Zoho CRM gateway: the app factory.
 
-`create_app(test_config=None)` reads the settings (CONTRACT §2), opens the state store and the
-vault, wires security, logging and the proxy fix, and registers one blueprint per concern:
-health, admin, inbound webhooks, the events API, and the command line.
+`create_app(test_config=None)` reads the settings, opens the state store and the vault, and
+registers the HTTP side (`gateway.web`) and the command line (`gateway.cli`).
 """
 from __future__ import annotations
 
@@ -13,9 +12,10 @@ from flask import Flask
 from limits.errors import ConfigurationError as LimitsConfigurationError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import errors, logs, security, settings
+from . import cli, logs, ops, settings, web
 from .errors import ConfigError
 from .runtime import Runtime
+from .timezones import zone
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAX_ADMIN_BODY = 1024 * 1024  # the admin forms; webhooks bound themselves tighter (64 KiB)
@@ -64,28 +64,16 @@ def create_app(test_config: dict | None = None) -> Flask:
     if hops:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=0)
 
-    logs.init_app(app)
-    errors.register(app)
+    logs.configure(app.config["GATEWAY_LOG_FORMAT"])
+    ops.check_settings(app.config, instance_path)
+    zone(app.config["GATEWAY_ZOHO_TIMEZONE"], "GATEWAY_ZOHO_TIMEZONE")
     try:
-        security.init_app(app)
+        web.init_app(app)
     except LimitsConfigurationError as exc:
         raise ConfigError(f"RATELIMIT_STORAGE_URI cannot be used: {exc}") from None
     try:
-        app.extensions["gateway"] = Runtime(app)
+        app.extensions["gateway"] = Runtime(app.config, instance_path)
     except (sa.exc.ArgumentError, ValueError, AttributeError, TypeError) as exc:
         raise ConfigError(f"DATABASE_URL cannot be used ({exc.__class__.__name__}): check its host, port and options") from None
-
-    from . import cli, health
-    from .admin import views as admin_views
-    from .admin import zoho_views
-    from .inbound import notify, webhooks
-    from .outbound import events
-
-    app.register_blueprint(health.bp)
-    app.register_blueprint(admin_views.bp)
-    app.register_blueprint(zoho_views.bp)  # /admin/zoho/connect, /admin/zoho/callback
-    app.register_blueprint(webhooks.bp)
-    app.register_blueprint(notify.bp)  # POST /webhooks/zoho/notify (Notification API)
-    app.register_blueprint(events.bp)
     cli.init_app(app)
     return app

@@ -13,8 +13,6 @@ import time
 import uuid
 from urllib.parse import parse_qsl, urlencode
 
-from flask import g, request
-
 # Query parameters whose values are secrets or one-time credentials: the webhook `token`, and the
 # OAuth `code` and `state` of /admin/zoho/callback. Matched after percent-decoding, as Werkzeug reads them.
 SENSITIVE_PARAMETERS = {"token", "code", "state"}
@@ -72,35 +70,3 @@ def configure(fmt: str) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     if logger.level == logging.NOTSET:
         logger.setLevel(logging.INFO)
-
-
-def init_app(app) -> None:
-    configure(app.config["GATEWAY_LOG_FORMAT"])
-    access = logging.getLogger("gateway.access")
-
-    @app.before_request
-    def _start():
-        g.request_id = request_id_from(request.headers.get("X-Request-Id"))
-        g.started = time.perf_counter()
-
-    @app.after_request
-    def _access_line(response):
-        req = request._get_current_object()  # one proxy lookup for the several fields read
-        started = g.get("started")
-        request_id = g.get("request_id")
-        duration_ms = round((time.perf_counter() - (started if started is not None else time.perf_counter())) * 1000, 1)
-        path = req.path
-        query = req.query_string.decode("latin-1")
-        if query:
-            path += "?" + mask_query(query)
-        response.headers["X-Request-Id"] = request_id or ""
-        method, status = req.method, response.status_code
-        access.info(
-            "%s %s %s %sms request_id=%s",
-            method, path, status, duration_ms, request_id,
-            extra={
-                "request_id": request_id, "method": method, "path": path,
-                "status": status, "duration_ms": duration_ms, "remote": req.remote_addr,
-            },
-        )
-        return response

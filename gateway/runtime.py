@@ -1,67 +1,60 @@
-"""What a running app holds: the state store, the vault, the OnPrintShop database, the Zoho side.
+"""What a running app holds: the state store, the vault, OnPrintShop, the Zoho side.
 
-One `Runtime` per app (in `app.extensions["gateway"]`); `current()` returns the one of the
-current app. Parts that cost a connection or a thread are made lazily, on first use.
+One `Runtime` per app (`app.extensions["gateway"]`); parts that cost a connection or hold
+per-process state are made once, on first use.
 """
 from __future__ import annotations
 
 import threading
 
-from flask import current_app
-
-from .store import Store
+from . import ops
+from .state import Store
 from .vault import Vault
+from .zoho.client import ZohoClient
+from .zoho.gate import Gate
+from .zoho.tokens import TokenService
 
 
 class Runtime:
-    def __init__(self, app):
-        self.app = app
-        self.config = app.config
-        self.store = Store(app.config["DATABASE_URL"])
-        self.vault = Vault(app.config["GATEWAY_FERNET_KEYS"])
-        self._lock = threading.RLock()  # zoho builds tokens under the same lock
-        self._ops = None
-        self._tokens = None
-        self._zoho = None
+    def __init__(self, config, instance_path: str):
+        self.config = config
+        self.instance_path = instance_path
+        self.store = Store(config["DATABASE_URL"])
+        self.vault = Vault(config["GATEWAY_FERNET_KEYS"])
+        self._lock = threading.RLock()
+        self._parts: dict[str, object] = {}
 
-    @property
-    def ops(self):
-        """The OnPrintShop database (gateway.ops.OpsDatabase), opened on first use."""
-        if self._ops is None:
+    def _once(self, name: str, make):
+        part = self._parts.get(name)
+        if part is None:
             with self._lock:
-                if self._ops is None:
-                    from .ops.database import OpsDatabase
-
-                    self._ops = OpsDatabase.from_config(self.config)
-        return self._ops
+                part = self._parts.get(name)
+                if part is None:
+                    part = self._parts[name] = make()
+        return part
 
     @property
-    def tokens(self):
+    def ops(self) -> ops.Backend:
+        """OnPrintShop, through the backend the settings choose."""
+        return self._once("ops", lambda: ops.open_backend(self.config, self.instance_path))
+
+    @property
+    def tokens(self) -> TokenService:
         """The deployment-wide Zoho token service."""
-        if self._tokens is None:
-            with self._lock:
-                if self._tokens is None:
-                    from .zoho.tokens import TokenService
-
-                    self._tokens = TokenService(self.store, self.vault, self.config)
-        return self._tokens
+        return self._once("tokens", lambda: TokenService(self.store, self.vault, self.config))
 
     @property
-    def zoho(self):
-        """The Zoho CRM records API client (uses the shared token)."""
-        if self._zoho is None:
-            with self._lock:
-                if self._zoho is None:
-                    from .zoho.client import ZohoClient
+    def zoho(self) -> ZohoClient:
+        """The Zoho CRM API client (the shared token, the gate)."""
+        return self._once("zoho", lambda: ZohoClient(self.tokens, self.config, runtime=self))
 
-                    self._zoho = ZohoClient(self.tokens, self.config, runtime=self)
-        return self._zoho
+    @property
+    def zoho_gate(self) -> Gate:
+        """Deployment-wide Zoho concurrency slots and the daily call budget."""
+        return self._once("zoho_gate", lambda: Gate(self.store, self.config.get("GATEWAY_ZOHO_CONCURRENCY") or 5,
+                                                    self.config.get("GATEWAY_DAILY_CALL_BUDGET")))
 
     def close(self) -> None:
         self.store.dispose()
-        if self._ops is not None:
-            self._ops.dispose()
-
-
-def current() -> Runtime:
-    return current_app.extensions["gateway"]
+        if "ops" in self._parts:
+            self.ops.dispose()

@@ -1,6 +1,6 @@
 """Settings: defaults, then `instance/config.py`, then the environment (which wins).
 
-Owns the rules of CONTRACT §2: what production requires, what development generates into
+Owns the rules of docs/settings.md: what production requires, what development generates into
 the instance folder, and how database URLs are mapped to the installed drivers.
 """
 from __future__ import annotations
@@ -133,7 +133,7 @@ def normalize_database_url(url: str, name: str = "DATABASE_URL") -> str:
         raise ConfigError(f"{name}: unsupported database URL scheme {shown}: use sqlite:///…, postgres://… or mysql://…")
     try:
         parsed = make_url(url)
-        parsed.port  # a non-numeric port only fails when read
+        _ = parsed.port  # a non-numeric port only fails when read
     except (ArgumentError, ValueError):
         raise ConfigError(f"{name} is not a valid database URL (check the host, port and escaping of the password)") from None
     return url

@@ -11,15 +11,8 @@ import sqlalchemy as sa
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from .errors import ConfigError, VaultError
-from .store import metadata
+from .state.tables import secrets_table
 
-secrets_table = sa.Table(
-    "gw_secrets",
-    metadata,
-    sa.Column("name", sa.String(100), primary_key=True),
-    sa.Column("token", sa.Text, nullable=False),
-    sa.Column("updated_at", sa.Double, nullable=False),
-)
 
 
 def last4(value: str | None) -> str:

@@ -20,7 +20,8 @@ import pytest
 import sqlalchemy as sa
 
 from gateway import create_app
-from gateway.store import init_db, load_table_modules, metadata
+from gateway.state.migrate import init_db
+from gateway.state.tables import metadata
 from tests.fakezoho import FakeZoho
 
 ADMIN_PASSWORD = "correct horse battery staple"
@@ -35,7 +36,6 @@ def _server_url(env_name: str, what: str) -> str:
 
 def reset_gateway_tables(url: str) -> None:
     """Drop every gateway table in a shared test database, so each test starts empty."""
-    load_table_modules()
     engine = sa.create_engine(url)
     try:
         metadata.drop_all(engine, checkfirst=True)
@@ -156,7 +156,7 @@ class AdminSession:
         self.client = client
 
     def set_password(self, password: str = ADMIN_PASSWORD) -> None:
-        from gateway.cli import store_admin_password
+        from gateway.admin.auth import store_password as store_admin_password
 
         store_admin_password(self.app.extensions["gateway"], password)
 
@@ -185,7 +185,7 @@ def rt_of(app):
 def make_dead_job(rt, module, ops_id, error):
     """A job the worker gave up on, made through the queue's own functions; returns its id."""
     from gateway.outbound import queue
-    from gateway.store import new_holder_id
+    from gateway.state import new_holder_id
 
     queue.enqueue(rt, module, [ops_id])
     holder = new_holder_id()

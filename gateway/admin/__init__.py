@@ -1,1 +1,1 @@
-"""The admin console: login, the configuration page, status and actions."""
+"""The admin console's services: login policy, what each button does, what the page shows."""

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import hmac
 import secrets as pysecrets
 import time
@@ -21,11 +22,11 @@ from urllib.parse import urlsplit
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from ..cli import ADMIN_PASSWORD_SETTING
-from . import audit
+from .. import audit
 
 MAX_FAILURES = 5
 WINDOW_SECONDS = 60.0
+ADMIN_PASSWORD_SETTING = "admin.password_hash"
 WRONG_PASSWORD = "That password is not right. Try again."
 
 _dummy_hash: str | None = None
@@ -52,8 +53,6 @@ def check_password(rt, given: str) -> bool:
     try:
         return check_password_hash(stored, given or "")
     except ValueError:  # a malformed hash in the environment: nobody gets in, the log says why
-        import logging
-
         logging.getLogger("gateway.admin").error("GATEWAY_ADMIN_PASSWORD_HASH is not a Werkzeug password hash")
         return False
 
@@ -93,6 +92,11 @@ def start_attempt(rt, address: str, now: float | None = None) -> Attempt:
     attempt_id = audit.note_login_attempt(rt, address, now)
     others = audit.login_failures_since(rt, address, now - WINDOW_SECONDS, exclude_id=attempt_id)
     return Attempt(attempt_id, throttle_for(others, now))
+
+
+def store_password(rt, password: str) -> None:
+    """Store a salted hash of a new admin password (every session made with the old one ends)."""
+    rt.store.set_setting(ADMIN_PASSWORD_SETTING, generate_password_hash(password))
 
 
 def withdraw(rt, attempt: Attempt) -> None:

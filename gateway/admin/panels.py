@@ -1,23 +1,21 @@
-"""What the admin page shows, gathered from each concern through its agreed functions.
-
-`gather(rt, base_url)` asks the Zoho connection, the queue, the inbox, the secrets and the
-Notification API for their state. Each panel is read on its own: when one part cannot answer
-(its database is away, a bug), that panel says so and the rest of the page still works, so
-the admin can still see and fix the other parts. The time formatting used by the templates
-lives here too, as pure functions.
-"""
+"""What the admin page shows, each panel read on its own (one that cannot answer says so and the
+rest of the page still works), and the time formatting the templates use (pure)."""
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import logging
 from dataclasses import dataclass, field
+
+from .. import audit
+from ..inbound import notify, reports, secrets
+from ..outbound import events, queue
+from ..zoho import connection, gate
 
 log = logging.getLogger("gateway.admin")
 
 WEBHOOK_HEADER = "X-Webhook-Token"
 
-# CONTRACT §7: the body parameters of Zoho's workflow webhooks, with the merge field to pick
+# The body parameters of Zoho's workflow webhooks, with the merge field to pick
 # in Zoho's webhook form and where the gateway writes the value.
 WEBHOOK_PARAMETERS = (
     ("contacts", "id", "Contacts › Contact Id", "(link)"),
@@ -46,13 +44,8 @@ class Panel:
         return self.problem is None
 
 
-def read_panel(what: str, module_name: str, function: str, *args, **kwargs) -> Panel:
-    """Call `module_name.function(*args)`; any failure becomes the panel's `problem`."""
-    try:
-        module = importlib.import_module(module_name)
-        func = getattr(module, function)
-    except (ImportError, AttributeError):
-        return Panel(None, f"{what}: not available in this version of the gateway")
+def read_panel(what: str, func, *args, **kwargs) -> Panel:
+    """`func(*args)`; any failure becomes the panel's `problem`."""
     try:
         return Panel(func(*args, **kwargs))
     except Exception as exc:  # one broken part must not take the whole page down
@@ -82,20 +75,20 @@ class Page:
 
 def gather(rt, base_url: str) -> Page:
     return Page(
-        connection=read_panel("The Zoho connection", "gateway.zoho.connection", "status", rt),
-        queue=read_panel("The push queue", "gateway.outbound.queue", "status", rt),
-        dead_jobs=read_panel("The dead jobs", "gateway.outbound.queue", "dead_jobs", rt, limit=50),
-        calls_today=read_panel("Zoho calls today", "gateway.outbound.queue", "calls_today", rt),
-        pushes_today=read_panel("Pushes today", "gateway.outbound.queue", "pushes_today", rt),
-        inbox=read_panel("The latest deliveries", "gateway.inbound.inbox", "recent", rt, limit=50),
-        inbox_pending=read_panel("Pending deliveries", "gateway.inbound.inbox", "pending_count", rt),
-        inbox_failed=read_panel("Failed deliveries", "gateway.inbound.inbox", "failed_count", rt),
-        webhook_secrets=read_panel("The webhook secret", "gateway.inbound.secrets", "webhook_secrets", rt),
-        webhook_urls=read_panel("The webhook URLs", "gateway.inbound.secrets", "webhook_urls", base_url),
-        events_secrets=read_panel("The events secret", "gateway.outbound.events", "events_secrets", rt),
-        notify_enabled=read_panel("Notification API mode", "gateway.inbound.notify", "enabled", rt),
-        notify_channel=read_panel("The Notification API channel", "gateway.inbound.notify", "channel_status", rt),
-        audit=read_panel("The audit log", "gateway.admin.audit", "recent", rt, limit=20),
+        connection=read_panel("The Zoho connection", connection.status, rt),
+        queue=read_panel("The push queue", queue.status, rt),
+        dead_jobs=read_panel("The dead jobs", queue.dead_jobs, rt, limit=50),
+        calls_today=read_panel("Zoho calls today", gate.count_last_day, rt.store, "calls"),
+        pushes_today=read_panel("Pushes today", gate.count_last_day, rt.store, "pushes"),
+        inbox=read_panel("The latest deliveries", reports.recent, rt, limit=50),
+        inbox_pending=read_panel("Pending deliveries", reports.pending_count, rt),
+        inbox_failed=read_panel("Failed deliveries", reports.failed_count, rt),
+        webhook_secrets=read_panel("The webhook secret", secrets.webhook_secrets, rt),
+        webhook_urls=read_panel("The webhook URLs", secrets.webhook_urls, base_url),
+        events_secrets=read_panel("The events secret", events.events_secrets, rt),
+        notify_enabled=read_panel("Notification API mode", notify.enabled, rt),
+        notify_channel=read_panel("The Notification API channel", notify.channel_status, rt),
+        audit=read_panel("The audit log", audit.recent, rt, limit=20),
     )
 
 

@@ -1,17 +1,8 @@
-"""Catch-up: pulling Contacts and Deals from Zoho and applying them through the inbox.
+"""Catch-up: pulling the Contacts and Deals modified in Zoho and applying them through the inbox.
 
-Owns how a Zoho record (API field names) becomes the §7 parameters the inbox takes, reading
-records by id (the Notification API callbacks use that too), and the periodic and on-demand
-pull of everything modified since the last catch-up (`If-Modified-Since`), so a change Zoho
-announced while the gateway was down or deploying is still applied, with the same duplicate
-and stale rules as a webhook (the inbox decides those).
-
-The watermark (setting `catchup.watermark`, per module) moves only after a module's pass
-completes: a pass that fails half-way leaves it where it was, and the next pass reads those
-records again (the inbox answers `duplicate` for what it already has). Listings are sorted by
-`Modified_Time` newest first, so a record edited while we page moves onto a page already read
-rather than shifting an unread one out of reach; the watermark is the newest time on the first
-page (minus an overlap), so such an edit is read by the next pass.
+Also how a Zoho record (API field names) becomes the parameters a webhook would have sent, and
+reading records by id (the Notification API uses that). The watermark moves only after a
+module's pass completes (docs/inbound.md, "Catch-up").
 """
 from __future__ import annotations
 
@@ -20,16 +11,15 @@ import time
 from collections import Counter
 from datetime import datetime, timezone
 
-import click
-from flask.cli import with_appcontext
-
-from ..cli import one_line_errors
-
-from ..store import new_holder_id
+from ..errors import RequestError
+from ..state.leases import leased_loop
+from ..sync.modules import synced
+from ..zoho import connection
+from ..zoho.errors import ZohoError
+from . import inbox, parse
 
 log = logging.getLogger("gateway.inbound.catchup")
 
-MODULES = ("Contacts", "Deals")
 WATERMARK_SETTING = "catchup.watermark"   # {module: epoch seconds}
 LAST_PASS_SETTING = "catchup.last_pass"   # {at, counts, problems}
 LEASE = "catchup.runner"
@@ -40,7 +30,7 @@ PER_PAGE = 200
 IDS_PER_CALL = 100  # Zoho's limit for `ids=`
 MAX_PAGES = 1000  # 200,000 records: a bound against a listing that never ends
 
-# Zoho API field -> §7 parameter, for the fields every installation has.
+# Zoho API field -> webhook parameter, for the fields every installation has.
 STANDARD_FIELDS = {
     "Contacts": {"Email": "email", "First_Name": "first_name", "Last_Name": "last_name", "Phone": "phone",
                  "Modified_Time": "modified_time"},
@@ -60,7 +50,7 @@ class CatchUpResult(Counter):
         self.problems: list[str] = []
 
 
-# -- mapping Zoho records to §7 parameters -------------------------------------------------------
+# -- mapping Zoho records to webhook parameters -------------------------------------------------------
 # The mapping's optional custom fields (gateway.ops.mapping ZOHO_FIELD_KEYS) and their parameters.
 CUSTOM_FIELDS = {
     "Contacts": {"contact_ops_id_field": "ops_id"},
@@ -69,7 +59,7 @@ CUSTOM_FIELDS = {
 
 
 def zoho_fields(module: str, mapping) -> dict[str, str]:
-    """Every Zoho API field we read for a module -> the §7 parameter it becomes."""
+    """Every Zoho API field we read for a module -> the webhook parameter it becomes."""
     fields = dict(STANDARD_FIELDS[module])
     for key, param in CUSTOM_FIELDS[module].items():
         api_name = mapping.zoho_field(key)
@@ -79,7 +69,7 @@ def zoho_fields(module: str, mapping) -> dict[str, str]:
 
 
 def params_from_record(module: str, record: dict, mapping) -> dict:
-    """A Zoho record as the §7 parameters a webhook would have sent for it."""
+    """A Zoho record as the webhook parameters a webhook would have sent for it."""
     params = {"id": str(record["id"])}
     for api_name, param in zoho_fields(module, mapping).items():
         if api_name not in record:
@@ -99,8 +89,6 @@ def params_from_record(module: str, record: dict, mapping) -> dict:
 def _data(response) -> list[dict]:
     """The records of a read; 204, 304 (a listing with `If-Modified-Since` when nothing changed
     since) and Zoho's 'no such record' answers mean none."""
-    from ..zoho.errors import ZohoError
-
     if response.status_code in (204, 304):
         return []
     try:
@@ -133,9 +121,6 @@ def fetch_records(rt, module: str, ids, timeout: float = 30) -> list[dict]:
 # -- applying -------------------------------------------------------------------------------------
 def apply_record(rt, module: str, record: dict, source: str) -> str:
     """Apply one Zoho record through the inbox; returns the outcome (or 'invalid')."""
-    from ..errors import RequestError
-    from . import inbox, parse
-
     params = params_from_record(module, record, rt.ops.mapping)
     try:
         deals = module == "Deals"
@@ -160,13 +145,7 @@ def apply_records(rt, module: str, records, source: str, result: Counter | None 
 # -- catch-up -------------------------------------------------------------------------------------
 def synced_modules(rt) -> tuple[str, ...]:
     """The modules the admin chose to sync (all of ours when the connection does not say)."""
-    try:
-        from ..zoho import connection
-
-        chosen = {str(m).lower() for m in connection.modules(rt) or ()}
-    except (ImportError, AttributeError):
-        return MODULES
-    return tuple(m for m in MODULES if m.lower() in chosen) or MODULES
+    return tuple(m.zoho for m in synced(connection.modules(rt)))
 
 
 def if_modified_since(epoch: float) -> str:
@@ -186,8 +165,6 @@ def _epoch(value) -> float | None:
 
 def list_modified(rt, module: str, since: float):
     """Yield pages of records modified after `since`, newest first (page, then page_token)."""
-    from ..zoho.errors import ZohoError
-
     fields = ",".join(zoho_fields(module, rt.ops.mapping))
     params = {"fields": fields, "per_page": PER_PAGE, "sort_by": "Modified_Time", "sort_order": "desc", "page": 1}
     headers = {"If-Modified-Since": if_modified_since(since)}
@@ -215,10 +192,8 @@ def list_modified(rt, module: str, since: float):
 
 def catch_up(rt, since=None, now: float | None = None) -> CatchUpResult:
     """Pull the Contacts and Deals modified since the watermark (or `since`) and apply them."""
-    from ..zoho.errors import ZohoError
-
     now = time.time() if now is None else now
-    since_epoch = _as_epoch(since)
+    since_epoch = as_epoch(since)
     result = CatchUpResult()
     watermarks = dict(rt.store.get_setting(WATERMARK_SETTING, {}) or {})
     for module in synced_modules(rt):
@@ -245,7 +220,7 @@ def catch_up(rt, since=None, now: float | None = None) -> CatchUpResult:
     return result
 
 
-def _as_epoch(since) -> float | None:
+def as_epoch(since) -> float | None:
     if since is None:
         return None
     if isinstance(since, (int, float)):
@@ -275,17 +250,8 @@ def summary(result: Counter) -> str:
 
 
 # -- background -----------------------------------------------------------------------------------
-def _zoho_state(rt) -> str:
-    try:
-        from ..zoho import connection
-
-        return connection.state(rt)
-    except ImportError:
-        return "not_configured"
-
-
-def _connected(rt) -> bool:
-    return _zoho_state(rt) == "connected"
+def connected(rt) -> bool:
+    return connection.state(rt) == connection.CONNECTED
 
 
 def due(rt, now: float) -> bool:
@@ -295,48 +261,9 @@ def due(rt, now: float) -> bool:
 
 def run(rt, stop) -> None:
     """Every 15 minutes, one catch-up pass for the whole deployment (whoever holds the lease)."""
-    holder = new_holder_id()
-    while not stop.is_set():
-        try:
-            now = time.time()
-            if _connected(rt) and due(rt, now) and rt.store.try_lease(LEASE, holder, INTERVAL_SECONDS):
-                try:
-                    if due(rt, time.time()):  # another process may have run it just before we got the lease
-                        result = catch_up(rt)
-                        log.info("catch-up: %s", summary(result))
-                finally:
-                    rt.store.release_lease(LEASE, holder)
-        except Exception:  # the state store or Zoho gone for a moment: try again next round
-            log.exception("catch-up pass failed; trying again in a minute")
-        stop.wait(60)
+    def work():
+        if due(rt, time.time()):  # another process may have run it just before we got the lease
+            log.info("catch-up: %s", summary(catch_up(rt)))
 
-
-# -- command line ---------------------------------------------------------------------------------
-@click.command("catch-up")
-@click.option("--since", help="ISO 8601 time (with offset; UTC if none) instead of the last catch-up")
-@with_appcontext
-@one_line_errors
-def catch_up_command(since):
-    """Pull the Contacts and Deals modified in Zoho since the last catch-up and apply them now."""
-    from ..runtime import current
-
-    rt = current()
-    if since is not None:
-        try:
-            since = _as_epoch(since)
-        except ValueError as exc:
-            raise click.ClickException(f"--since: {exc}") from None
-    state = _zoho_state(rt)
-    if state == "needs_reauthorization":
-        raise click.ClickException("the Zoho connection needs a new grant token (the refresh token no longer works): "
-                                   "save the Zoho settings again on the admin page or run `configure`")
-    if state != "connected":
-        raise click.ClickException("Zoho CRM is not connected: save the connection on the admin page or run `configure` first")
-    result = catch_up(rt, since=since)
-    click.echo(summary(result))
-    if result.problems:
-        raise click.ClickException("; ".join(result.problems))
-
-
-def register(app) -> None:
-    app.cli.add_command(catch_up_command)
+    leased_loop(rt.store, stop, LEASE, work, every=60, lease_seconds=INTERVAL_SECONDS,
+                wanted=lambda: connected(rt) and due(rt, time.time()), log=log, what="catch-up pass")

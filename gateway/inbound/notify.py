@@ -1,70 +1,33 @@
-"""Notification API mode: the gateway's Zoho channel and the callback Zoho posts to it.
+"""Notification API mode: the gateway's Zoho channel, switched on and off and kept alive.
 
-Owns the switch (`enabled`, `set_enabled`, `channel_status`), the channel's life (subscribed
-with `POST /crm/v8/actions/watch` for `Contacts.edit` and `Deals.edit`, expiring six days
-ahead, renewed a day before it lapses by `run_renewal`, unsubscribed when switched off) and
-`POST /webhooks/zoho/notify`.
-
-A callback carries only record ids. They are written to `gw_notify_pending` before anything
-else, then fetched from Zoho with the shared token and applied through the inbox
-(source "notify"); a row leaves the table only once its record was applied (or found gone).
-When Zoho cannot be reached (or every Zoho call slot is busy, so the fetch would keep Zoho's
-callback waiting) the callback is still answered 202: the ids wait in the table and the upkeep
-loop fetches them later, with backoff, so nothing Zoho announced is lost.
-
-The channel token is a secret (in the vault); channel id, URL and expiry are plain settings.
+The channel is subscribed with `POST /crm/v8/actions/watch` for `Contacts.edit` and `Deals.edit`,
+expiring six days ahead and renewed a day before it lapses; its token is a secret in the vault.
+Callbacks are handled by `notify_pending` (docs/inbound.md, "Notification API").
 """
 from __future__ import annotations
 
-import hmac
-import json
 import logging
 import re
 import secrets as pysecrets
 import time
-from collections import Counter
 from datetime import datetime, timezone
 
-import sqlalchemy as sa
-from flask import Blueprint, current_app, has_request_context, jsonify, request
-
-from ..errors import RequestError
-from ..security import csrf, limiter, refused
-from ..store import metadata, new_holder_id
-from ..zoho.connection import Result  # the admin-facing outcome shared with the Zoho form
+from ..results import Result
+from ..state.leases import leased_loop
+from ..zoho import connection
+from ..zoho.errors import ZohoError
+from . import notify_pending
+from .notify_pending import CHANNEL_SETTING, ENABLED_SETTING, TOKEN_SECRET
 
 log = logging.getLogger("gateway.inbound.notify")
 
-bp = Blueprint("notify", __name__, url_prefix="/webhooks")
-csrf.exempt(bp)  # Zoho posts here; the channel token is the check
-
-ENABLED_SETTING = "notify.enabled"
-CHANNEL_SETTING = "notify.channel"   # channel_id, notify_url, events, expires_at, subscribed_at, renewed_at, last_error
-TOKEN_SECRET = "notify.channel_token"
 EVENTS = ("Contacts.edit", "Deals.edit")
-MODULES = ("Contacts", "Deals")
 CALLBACK_PATH = "/webhooks/zoho/notify"
 CHANNEL_SECONDS = 6 * 86400
 RENEW_BEFORE_SECONDS = 86400     # renew once less than a day is left
 RETRY_SECONDS = 300              # a failed renewal is tried again after this
 LOOP_SECONDS = 30
 LEASE = "notify.renewal"
-MAX_BODY = 64 * 1024
-MAX_IDS = 1000
-ZOHO_ID = re.compile(r"[0-9]{1,30}")
-BACKOFF_MAX_SECONDS = 900
-FETCH_TIMEOUT = 10  # a callback waits for Zoho this long before keeping the ids for later
-
-pending_table = sa.Table(
-    "gw_notify_pending",
-    metadata,
-    sa.Column("module", sa.String(16), primary_key=True),
-    sa.Column("zoho_id", sa.String(32), primary_key=True),
-    sa.Column("received_at", sa.Double, nullable=False),   # latest callback for this record
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("next_try_at", sa.Double, nullable=False),
-    sa.Column("last_error", sa.Text, nullable=True),
-)
 
 
 class SubscriptionError(Exception):
@@ -85,24 +48,18 @@ def channel_status(rt) -> dict | None:
                                           "renewed_at", "last_error", "last_error_at")}
     status["enabled"] = enabled(rt)
     status["expired"] = bool(channel.get("expires_at")) and channel["expires_at"] <= time.time()
-    status["pending"] = pending_count(rt)
+    status["pending"] = notify_pending.pending_count(rt)
     return status
 
 
-def pending_count(rt) -> int:
-    with rt.store.engine.connect() as conn:
-        return conn.execute(sa.select(sa.func.count()).select_from(pending_table)).scalar_one()
-
-
-def notify_url(rt, base_url: str | None = None) -> str | None:
-    """Where Zoho posts: GATEWAY_PUBLIC_URL, else the given base, else the stored channel's, else this request's."""
+def notify_url(rt, base_url: str | None = None, request_root: str | None = None) -> str | None:
+    """Where Zoho posts: GATEWAY_PUBLIC_URL or the given base, else the stored channel's, else the request's root."""
     base = rt.config.get("GATEWAY_PUBLIC_URL") or base_url
     if not base:
         stored = (rt.store.get_setting(CHANNEL_SETTING) or {}).get("notify_url")
         if stored:
             return stored
-        if has_request_context():
-            base = request.url_root
+        base = request_root
     if not base:
         return None
     return base.rstrip("/") + CALLBACK_PATH
@@ -149,8 +106,6 @@ def _zoho_answer(response) -> tuple[bool, str]:
 
 def _subscribe(rt, channel_id: str, url: str, token: str, expires_at: float, renew: bool) -> None:
     """Create (POST) or renew (PUT, then POST if Zoho no longer knows the channel) the channel."""
-    from ..zoho.errors import ZohoError
-
     body = watch_body(channel_id, url, token, expires_at)
     try:
         if renew:
@@ -166,22 +121,18 @@ def _subscribe(rt, channel_id: str, url: str, token: str, expires_at: float, ren
 
 
 def _connected(rt) -> bool:
-    try:
-        from ..zoho import connection
-
-        return connection.state(rt) == "connected"
-    except ImportError:
-        return False
+    return connection.state(rt) == connection.CONNECTED
 
 
-def set_enabled(rt, on: bool, base_url: str | None = None, now: float | None = None) -> Result:
+def set_enabled(rt, on: bool, base_url: str | None = None, now: float | None = None,
+                request_root: str | None = None) -> Result:
     """Switch Notification API mode on (subscribe a channel now) or off (unsubscribe, best effort)."""
     now = time.time() if now is None else now
     if not on:
         return _switch_off(rt)
     if not _connected(rt):
         return Result(False, "Connect Zoho CRM first: the channel is subscribed with the gateway's Zoho connection.")
-    url = notify_url(rt, base_url)
+    url = notify_url(rt, base_url, request_root)
     if not url:
         return Result(False, "Set GATEWAY_PUBLIC_URL (the gateway's public https address) so Zoho knows where to post.")
     if not re.match(r"https?://[^\s/]+", url):
@@ -216,8 +167,6 @@ def _new_channel_id() -> str:
 
 
 def _switch_off(rt) -> Result:
-    from ..zoho.errors import ZohoError
-
     channel = rt.store.get_setting(CHANNEL_SETTING) or {}
     with rt.store.immediate() as conn:
         rt.store.set_setting(ENABLED_SETTING, False, conn=conn)
@@ -272,193 +221,11 @@ def renew_if_due(rt, now: float | None = None) -> Result | None:
 
 def run_renewal(rt, stop) -> None:
     """Background loop: keep the channel alive and fetch notifications Zoho could not serve at once."""
-    holder = new_holder_id()
-    while not stop.is_set():
-        try:
-            # Nothing to keep alive and nothing waiting: no lease write every round.
-            if (enabled(rt) or pending_count(rt)) and rt.store.try_lease(LEASE, holder, LOOP_SECONDS * 4):
-                renew_if_due(rt)
-                if _connected(rt):
-                    drain_pending(rt)
-        except Exception:  # a database or Zoho hiccup: the next round tries again
-            log.exception("Notification API upkeep failed; trying again shortly")
-        stop.wait(LOOP_SECONDS)
+    def work():
+        renew_if_due(rt)
+        if _connected(rt):
+            notify_pending.drain_pending(rt)
 
-
-# -- pending ids ----------------------------------------------------------------------------------
-def _remember(rt, module: str, ids: list[str], now: float) -> None:
-    """Write the announced ids durably (one row per record, touched again by a later callback)."""
-    with rt.store.immediate() as conn:
-        existing = set(conn.execute(
-            sa.select(pending_table.c.zoho_id).where(pending_table.c.module == module, pending_table.c.zoho_id.in_(ids))
-        ).scalars())
-        for zoho_id in ids:
-            if zoho_id in existing:
-                conn.execute(pending_table.update().where(pending_table.c.module == module, pending_table.c.zoho_id == zoho_id)
-                             .values(received_at=now, next_try_at=now))
-            else:
-                conn.execute(pending_table.insert().values(module=module, zoho_id=zoho_id, received_at=now, attempts=0,
-                                                           next_try_at=now, last_error=None))
-
-
-def _forget(rt, module: str, ids, fetched_at: float) -> None:
-    """Drop the rows served by a fetch; a row touched by a newer callback since then stays."""
-    with rt.store.begin() as conn:
-        conn.execute(pending_table.delete().where(
-            pending_table.c.module == module, pending_table.c.zoho_id.in_(list(ids)),
-            pending_table.c.received_at <= fetched_at,
-        ))
-
-
-def _postpone(rt, module: str, ids, error: str, now: float) -> None:
-    with rt.store.begin() as conn:
-        rows = conn.execute(sa.select(pending_table.c.zoho_id, pending_table.c.attempts).where(
-            pending_table.c.module == module, pending_table.c.zoho_id.in_(list(ids)))).all()
-        for zoho_id, attempts in rows:
-            delay = min(BACKOFF_MAX_SECONDS, 15 * 2 ** min(attempts, 10))
-            conn.execute(pending_table.update().where(pending_table.c.module == module, pending_table.c.zoho_id == zoho_id)
-                         .values(attempts=attempts + 1, next_try_at=now + delay, last_error=error[:500]))
-
-
-def process(rt, module: str, ids, source: str = "notify") -> Counter:
-    """Fetch these records from Zoho and apply them; raises ZohoError (ids kept) when Zoho fails."""
-    from . import catchup
-
-    fetched_at = time.time()
-    records = catchup.fetch_records(rt, module, ids, timeout=FETCH_TIMEOUT)
-    result = catchup.apply_records(rt, module, records, source)
-    found = {str(r["id"]) for r in records}
-    result["not_found"] += len(set(ids) - found)
-    if not result["not_found"]:
-        del result["not_found"]
-    _forget(rt, module, ids, fetched_at)
-    return result
-
-
-def drain_pending(rt, now: float | None = None, limit: int = 500) -> Counter:
-    """Fetch and apply the ids whose callback could not be served when it came."""
-    from ..zoho.errors import ZohoError
-
-    now = time.time() if now is None else now
-    with rt.store.engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(pending_table.c.module, pending_table.c.zoho_id)
-            .where(pending_table.c.next_try_at <= now).order_by(pending_table.c.received_at).limit(limit)
-        ).all()
-    result: Counter = Counter()
-    by_module: dict[str, list[str]] = {}
-    for module, zoho_id in rows:
-        by_module.setdefault(module, []).append(zoho_id)
-    for module, ids in by_module.items():
-        try:
-            result.update(process(rt, module, ids))
-        except ZohoError as exc:
-            _postpone(rt, module, ids, str(exc) or type(exc).__name__, now)
-            log.warning("%d %s notifications wait for Zoho: %s", len(ids), module, exc)
-            result["waiting"] += len(ids)
-    return result
-
-
-# -- the callback ---------------------------------------------------------------------------------
-def _rate_limit() -> str:
-    return current_app.config["GATEWAY_WEBHOOK_RATE_LIMIT"]
-
-
-def _read_bounded(stream, limit: int) -> bytes:
-    """Up to `limit` bytes; a stream may return less than asked per read, so read until EOF or the limit."""
-    chunks, size = [], 0
-    while size < limit:
-        chunk = stream.read(limit - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
-
-
-def _read_callback() -> dict:
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise RequestError("request body too large (at most 64 KiB)", status=413)
-    if request.mimetype not in ("application/json", "text/plain"):
-        raise RequestError("send the notification as application/json", status=415)
-    raw = _read_bounded(request.stream, MAX_BODY + 1)  # a chunked body has no length: read one byte past
-    if len(raw) > MAX_BODY:
-        raise RequestError("request body too large (at most 64 KiB)", status=413)
-    try:
-        body = json.loads(raw or b"null")
-    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
-        raise RequestError("the body is not valid JSON", status=400) from None
-    if not isinstance(body, dict):
-        raise RequestError("the body must be a JSON object", status=400)
-    return body
-
-
-def _check_channel(rt, body: dict) -> None:
-    """401 unless channel_id and token are the current channel's (compared in constant time)."""
-    channel = rt.store.get_setting(CHANNEL_SETTING) or {}
-    with rt.store.begin() as conn:
-        expected_token = rt.vault.get(conn, TOKEN_SECRET) if channel else None
-    given_channel = str(body.get("channel_id") if body.get("channel_id") is not None else "")
-    given_token = body.get("token") if isinstance(body.get("token"), str) else ""
-    channel_ok = hmac.compare_digest(_utf8(given_channel), _utf8(str(channel.get("channel_id") or "\0")))
-    token_ok = hmac.compare_digest(_utf8(given_token), _utf8(expected_token or "\0"))
-    if not (enabled(rt) and expected_token and channel_ok and token_ok):
-        raise RequestError("wrong or missing token or channel_id", status=401)
-
-
-def _utf8(text: str) -> bytes:
-    return text.encode("utf-8", "surrogatepass")  # JSON may carry lone surrogates ("\\ud800")
-
-
-def _ids(body: dict) -> tuple[str, list[str]]:
-    module = body.get("module")
-    if module not in MODULES:
-        raise RequestError("module must be Contacts or Deals", status=422, parameter="module")
-    ids = body.get("ids")
-    if not isinstance(ids, list) or not ids or len(ids) > MAX_IDS:
-        raise RequestError(f"ids must be a list of 1 to {MAX_IDS} record ids", status=422, parameter="ids")
-    clean = []
-    for value in ids:
-        text = str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
-        if not ZOHO_ID.fullmatch(text):
-            raise RequestError("every id must be a Zoho record id (digits)", status=422, parameter="ids")
-        clean.append(text)
-    return module, list(dict.fromkeys(clean))
-
-
-def _zoho_slots_full(rt) -> bool:
-    try:
-        from ..zoho import gate as zoho_gate
-
-        gate = zoho_gate.for_runtime(rt)
-        return gate.in_use() >= len(gate.slots)
-    except (ImportError, AttributeError):
-        return False
-
-
-@bp.route("/zoho/notify", methods=["POST"])
-# Only refused callbacks count (webhooks.refused): Zoho's own, however many, never fill the limit.
-@limiter.limit(_rate_limit, deduct_when=refused)
-def zoho_notify():
-    """Zoho's Notification API callback: verify, remember the ids, fetch and apply the records."""
-    from ..runtime import current
-    from ..zoho.errors import ZohoError
-
-    rt = current()
-    body = _read_callback()
-    _check_channel(rt, body)
-    module, ids = _ids(body)
-    if str(body.get("operation", "")).lower() == "delete":
-        return jsonify({"status": "ignored", "reason": "deletions are not synced"}), 200
-    _remember(rt, module, ids, time.time())
-    if _zoho_slots_full(rt):
-        # Every Zoho call slot of the deployment is busy (a push burst): waiting for one could
-        # outlast Zoho's patience with the callback, so the upkeep loop fetches these shortly.
-        return jsonify({"status": "accepted", "count": len(ids)}), 202
-    try:
-        result = process(rt, module, ids)
-    except ZohoError as exc:
-        _postpone(rt, module, ids, str(exc) or type(exc).__name__, time.time())
-        log.warning("notification for %d %s kept until Zoho answers: %s", len(ids), module, exc)
-        return jsonify({"status": "accepted", "count": len(ids)}), 202
-    return jsonify({"status": "processed", "count": len(ids), "outcomes": dict(result)}), 200
+    leased_loop(rt.store, stop, LEASE, work, every=LOOP_SECONDS, lease_seconds=LOOP_SECONDS * 4, keep_lease=True,
+                wanted=lambda: enabled(rt) or notify_pending.pending_count(rt) > 0, log=log,
+                what="Notification API upkeep")

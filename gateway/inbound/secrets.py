@@ -23,7 +23,7 @@ MAX_TOKEN_LENGTH = 256
 # rotation made in another process is seen within this time (the old secret stays valid anyway).
 CACHE_SECONDS = 5.0
 
-_cache: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # Store → (loaded, current, [(previous, expires)])
+_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Store → (loaded, current, [(previous, expires)])
 _cache_lock = threading.Lock()
 
 ENDPOINTS = ("contacts", "deals")
@@ -96,15 +96,13 @@ def _forget(rt) -> None:
         _cache.pop(rt.store, None)
 
 
-def base_url(rt) -> str:
+def base_url(rt, request_root: str | None = None) -> str:
     """GATEWAY_PUBLIC_URL, else the current request's root, else the local development address."""
     public = rt.config.get("GATEWAY_PUBLIC_URL")
     if public:
         return str(public).rstrip("/")
-    from flask import has_request_context, request
-
-    if has_request_context():
-        return request.url_root.rstrip("/")
+    if request_root:
+        return request_root.rstrip("/")
     return f"http://127.0.0.1:{os.environ.get('PORT', '8000')}"
 
 

@@ -1,1 +1,66 @@
-"""The OnPrintShop database: mapping, reference schema, reads and writes."""
+"""OnPrintShop as inbound and outbound see it: one port (`port.py`) and the backend behind it.
+
+Nothing outside this package knows which backend runs; `open_backend` is the one place that chooses.
+"""
+from __future__ import annotations
+
+import os
+
+import sqlalchemy as sa
+
+from ..timezones import zone
+from . import mapping as mapping_module
+from .database import OpsDatabase, demo
+from .port import (KINDS, Applied, Backend, Customer, OpsBusy, OpsError, OpsRefused, OpsUnavailable, Order,
+                   Status)
+
+__all__ = ["KINDS", "Applied", "Backend", "Customer", "OpsBusy", "OpsError", "OpsRefused", "OpsUnavailable", "Order",
+           "Status", "check_settings", "open_backend", "create_demo", "is_embedded_demo", "demo_summary", "DemoTablesExist"]
+
+
+class DemoTablesExist(Exception):
+    """The OnPrintShop database already has some of the reference tables (`init-ops-demo`)."""
+
+
+def check_settings(config, instance_path: str | None) -> None:
+    """At start-up: a wrong mapping file or OPS_TIMEZONE stops the app with one line naming it."""
+    mapping_module.load(instance_path)
+    zone(config.get("OPS_TIMEZONE") or "UTC", "OPS_TIMEZONE")
+
+
+def open_backend(config, instance_path: str | None) -> Backend:
+    """The backend the settings choose, with the store's mapping (`instance/mapping.toml`)."""
+    return OpsDatabase.from_config(config, mapping_module.load(instance_path))
+
+
+def is_embedded_demo(backend, instance_path: str) -> bool:
+    """Is this development's embedded demo store, the SQLite file ops.db in the instance folder?"""
+    if not isinstance(backend, OpsDatabase):
+        return False
+    url = sa.engine.make_url(backend.url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return False
+    return os.path.realpath(url.database) == os.path.realpath(os.path.join(instance_path, "ops.db"))
+
+
+def create_demo(backend, force: bool = False, only_if_absent: bool = False) -> bool:
+    """Create the reference schema with demo customers and orders; True when created.
+
+    `only_if_absent`: do nothing when any of its tables exists. Raises DemoTablesExist when some
+    exist (unless `force`: they are dropped first), ValueError for a backend without a database.
+    """
+    if not isinstance(backend, OpsDatabase):
+        raise ValueError("demo data can only be created in an OnPrintShop database (OPS_BACKEND=database)")
+    if only_if_absent and backend.existing_tables():
+        return False
+    try:
+        demo.create(backend, force=force)
+    except demo.TablesExist as exc:
+        raise DemoTablesExist(str(exc)) from None
+    return True
+
+
+def demo_summary(backend) -> str:
+    """What `init-ops-demo` made, in one line."""
+    return (f"created {', '.join(t.name for t in backend.tables.values())} with {len(demo.DEMO_CUSTOMERS)} customers "
+            f"and {len(demo.DEMO_ORDERS)} orders")

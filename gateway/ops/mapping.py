@@ -1,11 +1,11 @@
 """The mapping between the gateway and one OnPrintShop database: names, lengths, aliases.
 
-Its defaults are exactly the reference schema of CONTRACT §5. A real store whose tables differ
+Its defaults are exactly the reference schema (docs/onprintshop.md). A real store whose tables differ
 describes them in an optional `instance/mapping.toml` (see `instance/mapping.toml.example`),
 read and validated once at start-up: a wrong key or value stops start-up with a `ConfigError`
 naming it (e.g. `mapping.toml: columns.customers.emial is not a column of customers`).
 
-Everywhere in the code a table and a column are named by their *reference* name (the §5 name,
+Everywhere in the code a table and a column are named by their *reference* name (the reference name,
 e.g. `customers.customers_email_address`); the mapping says what they are called in this
 store. `gateway.ops.schema` builds SQLAlchemy tables whose column *keys* are the reference
 names and whose SQL names are the mapped ones, so `tables["customers"].c.customers_email_address`
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ConfigError
 
-# Reference tables and their columns (§5), in schema order.
+# Reference tables and their columns, in schema order.
 REFERENCE_COLUMNS: dict[str, tuple[str, ...]] = {
     "customers": (
         "customers_id", "customers_firstname", "customers_lastname", "customers_email_address",

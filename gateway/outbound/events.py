@@ -1,17 +1,8 @@
-"""The events API: `POST /api/v1/events` lets OnPrintShop (or a script) queue pushes at once.
+"""The events API's rules: Standard Webhooks signatures, the event body, and queueing it once.
 
-Requests are signed exactly as the Standard Webhooks specification says: headers
-`webhook-id`, `webhook-timestamp` (epoch seconds) and `webhook-signature` (one or more
-space-separated `v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">`), keyed with the
-decoded bytes of the secret `whsec_<base64>`. A timestamp more than 5 minutes from now is
-refused, and each `webhook-id` is accepted once (kept in `gw_event_ids` past the tolerance): a
-repeat is answered 200 `{"status": "duplicate", "count": 0}` and queues nothing.
-
-The body is one event `{"type": "customer.updated"|"order.updated", "id": N}` or a list of at
-most 500; the answer is 202 `{"status": "accepted", "count": N}`. Errors are JSON with an
-`error` field (400 bad headers or body, 401 bad signature or stale timestamp, 413 too large,
-422 a bad event naming which). The secret is kept in the vault;
-`rotate_events_secret` keeps the previous one valid for 24 hours.
+OnPrintShop (or a script) signs each request with the events secret (`whsec_<base64>`); a
+`webhook-id` is accepted once, and its events are queued in the same transaction
+(docs/events-api.md).
 """
 from __future__ import annotations
 
@@ -24,30 +15,18 @@ import secrets as pysecrets
 import time
 
 import sqlalchemy as sa
-from flask import Blueprint, current_app, jsonify, request
 
-from .. import runtime
 from ..errors import RequestError
-from ..security import csrf, limiter, refused
-from ..store import metadata
+from ..state.engine import rerun
+from ..state.tables import event_ids_table
 from ..vault import RotatingSecret
-
-bp = Blueprint("events", __name__, url_prefix="/api/v1")
-csrf.exempt(bp)  # signed by HMAC, not by a session: CSRF does not apply
+from . import queue
 
 TOLERANCE_SECONDS = 300
 MAX_EVENTS = 500
 MAX_BODY = 128 * 1024
 PREVIOUS_VALID_SECONDS = 24 * 3600
 EVENT_MODULES = {"customer.updated": "Contacts", "order.updated": "Deals"}
-
-event_ids_table = sa.Table(
-    "gw_event_ids",
-    metadata,
-    sa.Column("webhook_id", sa.String(255), primary_key=True),
-    sa.Column("received_at", sa.Double, nullable=False, index=True),
-)
-
 
 class SignatureError(Exception):
     """The request is not signed with a current events secret (message says how)."""
@@ -178,8 +157,6 @@ def accept(rt, webhook_id: str, wanted: dict[str, set[int]]) -> bool:
     jobs were (the clean-up needing the database too), the sender's retry would be refused as a
     repeat and the event lost. A repeat rolls back before anything is queued.
     """
-    from . import queue
-
     now = time.time()
 
     def work(conn):
@@ -190,17 +167,12 @@ def accept(rt, webhook_id: str, wanted: dict[str, set[int]]) -> bool:
         for module, ids in wanted.items():
             queue.enqueue_in(conn, rt.store, module, ids)
 
-    for attempt in range(5):
-        try:
-            rt.store.transaction(work)
-            break
-        except _Repeated:
-            return False
-        except sa.exc.IntegrityError:
-            # Another process inserted a job for one of these records meanwhile: run it all again (merging).
-            if attempt == 4:
-                raise
-            time.sleep(0.01 * (attempt + 1))
+    try:
+        # Another process may queue one of these records meanwhile: run it all again (merging).
+        rerun(lambda: rt.store.transaction(work), attempts=5,
+              when=lambda exc: isinstance(exc, sa.exc.IntegrityError) and not isinstance(exc, _Repeated))
+    except _Repeated:
+        return False
     if pysecrets.randbelow(50) == 0:  # now and then: older ids can no longer pass the timestamp check
         try:
             with rt.store.begin() as conn:
@@ -220,29 +192,3 @@ def purge_seen_ids(rt, older_than_epoch: float) -> int:
     cutoff = max(older_than_epoch, time.time() - 4 * TOLERANCE_SECONDS)
     with rt.store.begin() as conn:
         return conn.execute(event_ids_table.delete().where(event_ids_table.c.received_at < cutoff)).rowcount
-
-
-# -- the endpoint ----------------------------------------------------------------------------------
-def _rate_limit() -> str:
-    return current_app.config.get("GATEWAY_WEBHOOK_RATE_LIMIT") or "600 per minute"
-
-
-@bp.post("/events")
-@limiter.limit(_rate_limit, deduct_when=refused)
-def receive_events():
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise RequestError(f"request body too large (at most {MAX_BODY // 1024} KiB)", status=413)
-    body = request.get_data(cache=False)
-    if len(body) > MAX_BODY:
-        raise RequestError(f"request body too large (at most {MAX_BODY // 1024} KiB)", status=413)
-    rt = runtime.current()
-    try:
-        webhook_id = verify(valid_secrets(rt), request.headers, body, time.time())
-    except SignatureError as exc:
-        raise RequestError(exc.message, status=exc.status, parameter=exc.parameter) from None
-    wanted, count = parse_events(body)
-    if not accept(rt, webhook_id, wanted):
-        # A sender retries whatever it did not see answered 2xx (a lost answer included): a repeat
-        # is a success that queues nothing again, or the sender would retry it for days.
-        return jsonify({"status": "duplicate", "count": 0}), 200
-    return jsonify({"status": "accepted", "count": count}), 202

@@ -1,33 +1,24 @@
 """The change poller: queues OnPrintShop customers and orders whose `last_modified` moved.
 
-Every GATEWAY_POLL_SECONDS (0 turns it off) one process of the deployment (the holder of the
-lease `outbound.poller`) reads the rows changed after its stored watermark, per table, in
-(`last_modified`, id) order, and queues them; the watermark (settings
-`outbound.watermark.customers` / `.orders`) moves past each page once it is queued, so a
-restart resumes where it stopped. Each round also reads the OVERLAP (10 minutes) behind the
-watermark again, for rows that landed behind it (a lagging clock, a late commit); the row
-versions (id, last_modified) it queued are remembered in `gw_polled_versions` until they leave
-that window, so a re-read queues nothing twice.
-
-Changes the gateway's own inbound side wrote from Zoho are skipped (gateway.inbound.loopguard):
-pushing them back would ping-pong and burn Zoho credits. Rows stamped within the last
-SETTLE_SECONDS wait for the next round, so a transaction still committing rows of the current
-second (or the loop guard row written just after an inbound write) is not passed over.
-
-On its very first run the poller starts from "now": existing records are sent once with
-`flask --app wsgi push customers --all` (and `orders`), not by surprise.
+Every GATEWAY_POLL_SECONDS one process (the lease holder) reads the rows changed after its
+watermark and queues them, re-reading an overlap behind it; changes the gateway itself wrote
+from Zoho are skipped (the loop guard). On its first run it starts from "now" (docs/outbound.md,
+"The change poller").
 """
 from __future__ import annotations
 
 import datetime as dt
 import logging
 import random
-import time
 
 import sqlalchemy as sa
 
-from ..ops import reads
-from ..store import new_holder_id
+from ..state.leases import leased_loop
+from ..state.engine import lost_race, rerun
+from ..state.tables import polled_versions_table
+from ..sync import loopguard
+from ..sync.modules import MODULES
+from ..zoho import connection
 from . import queue
 
 log = logging.getLogger("gateway.outbound.poller")
@@ -41,7 +32,6 @@ SETTLE_SECONDS = 5
 # queues nothing twice and costs no Zoho call; a change later than this behind is still missed.
 OVERLAP = dt.timedelta(minutes=10)
 PAGE = 1000
-TABLES = (("customers", "Contacts", "contacts"), ("orders", "Deals", "deals"))
 FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
@@ -74,29 +64,16 @@ def run(rt, stop) -> None:
     if not seconds or seconds <= 0:
         log.info("change poller off (GATEWAY_POLL_SECONDS=0)")
         return
-    holder = new_holder_id()
-    try:
-        while not stop.wait(seconds * random.uniform(0.9, 1.1)):
-            try:
-                if rt.store.try_lease(LEASE_NAME, holder, seconds * 3 + 30):
-                    poll_once(rt)
-            except sa.exc.SQLAlchemyError as exc:
-                log.warning("change poller could not read now (%s); trying again next round", exc.__class__.__name__)
-    finally:
-        try:
-            rt.store.release_lease(LEASE_NAME, holder)
-        except sa.exc.SQLAlchemyError:
-            pass
+    leased_loop(rt.store, stop, LEASE_NAME, lambda: poll_once(rt), every=lambda: seconds * random.uniform(0.9, 1.1),
+                lease_seconds=seconds * 3 + 30, keep_lease=True, log=log, what="change poller")
 
 
 def poll_once(rt, settle: float = SETTLE_SECONDS) -> dict[str, int]:
     """One round over both tables; returns {table: records queued}."""
-    from ..zoho import connection
-
     synced = connection.modules(rt)
     until = rt.ops.now_local() - dt.timedelta(seconds=settle)
     queued: dict[str, int] = {}
-    for table, module, setting in TABLES:
+    for table, module, setting in ((m.table, m.zoho, m.setting) for m in MODULES):
         mark, floor = _read_setting(rt, table)
         if mark is None:
             # First run: start from now; existing records are pushed with `push … --all`.
@@ -110,7 +87,7 @@ def poll_once(rt, settle: float = SETTLE_SECONDS) -> dict[str, int]:
         cursor = (start, 0)
         total = 0
         while True:
-            rows = reads.changed_since(rt.ops, table, cursor, until=until, limit=PAGE)
+            rows = rt.ops.changed_since(table, cursor, until=until, limit=PAGE)
             if not rows:
                 break
             if send:
@@ -131,10 +108,8 @@ def poll_once(rt, settle: float = SETTLE_SECONDS) -> dict[str, int]:
 def _queue_new_versions(rt, table: str, module: str, rows) -> int:
     """Queue the rows (id, last_modified) not yet queued in this version and not written by the
     gateway from Zoho; remember them, in the same transaction. Returns how many were queued."""
-    from ..inbound import loopguard
-
     versions = {ops_id: loopguard.stamp(stamp) for ops_id, stamp in rows}
-    v = queue.polled_versions_table.c
+    v = polled_versions_table.c
 
     def work(conn):
         known = {(int(r.ops_id), r.last_modified) for r in conn.execute(
@@ -147,23 +122,16 @@ def _queue_new_versions(rt, table: str, module: str, rows) -> int:
             log.debug("poller skipped %d %s changes the gateway wrote from Zoho", len(fresh) - len(wanted), table)
         if wanted:
             queue.enqueue_in(conn, rt.store, module, wanted)
-            conn.execute(queue.polled_versions_table.insert(),
+            conn.execute(polled_versions_table.insert(),
                          [{"table_key": table, "ops_id": ops_id, "last_modified": versions[ops_id]} for ops_id in wanted])
         return len(wanted)
 
-    for attempt in range(5):
-        try:
-            return rt.store.transaction(work)
-        except sa.exc.IntegrityError:
-            # Another poller (a lease that lapsed) or an enqueue raced us: read again, merging.
-            if attempt == 4:
-                raise
-            time.sleep(random.uniform(0.01, 0.1))
-    return 0
+    # Another poller (a lease that lapsed) or an enqueue may race us: read again, merging.
+    return rerun(lambda: rt.store.transaction(work), attempts=5, when=lost_race)
 
 
 def _forget_versions_before(rt, table: str, before: dt.datetime) -> None:
-    v = queue.polled_versions_table.c
+    v = polled_versions_table.c
     with rt.store.begin() as conn:
-        conn.execute(queue.polled_versions_table.delete().where(
+        conn.execute(polled_versions_table.delete().where(
             v.table_key == table, v.last_modified < before.strftime(FORMAT)))

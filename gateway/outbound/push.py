@@ -1,17 +1,9 @@
-"""Pushing OnPrintShop records to Zoho: the payloads of CONTRACT §5, one upsert call per batch.
+"""Pushing OnPrintShop records to Zoho: the payloads, one upsert call per batch.
 
-- `contact_record` / `deal_record` build one record from an OnPrintShop row (pure functions);
-  `record_hash` is the hash of what is sent, stored with the link so an unchanged record is
-  not sent again; `upsert_body` wraps up to 100 records with `duplicate_check_fields` and
-  `trigger: []` (no Zoho workflow fires on a push, so none calls our webhook back).
-- `prepare` reads the rows for a batch and sorts them: to send (linked ones carry their Zoho
-  `id`, so a changed e-mail updates the same Contact), unchanged, gone from OnPrintShop,
-  Deals whose customer has no Contact in Zoho yet (they wait; their customer is queued), and
-  Deals whose customer row is not in OnPrintShop at all (no Contact can ever be made for them).
-- `send` makes the call and reads every record's own result, in order (`RecordResult`).
-
-The worker (gateway.outbound.worker) decides what each outcome does to the jobs; the
-`push --dry-run` command prints `prepare`'s bodies without sending.
+`contact_record` / `deal_record` build what is sent (pure); `record_hash` is stored with the
+link so an unchanged record is not sent again; `prepare` sorts a batch into what to send,
+what is unchanged, gone, or waiting for its customer's Contact; `send` makes the call and
+reads every record's own result (docs/outbound.md, "Payloads").
 """
 from __future__ import annotations
 
@@ -21,7 +13,10 @@ import decimal
 import hashlib
 import json
 
-from ..ops import reads
+import sqlalchemy as sa
+
+from ..ops import Customer, Order
+from ..state.tables import links_table
 
 API_VERSION = "v8"
 BATCH_SIZE = 100  # Zoho's most records per upsert
@@ -40,18 +35,18 @@ def deal_name(orders_id: int) -> str:
     return f"OPS Order #{int(orders_id)}"
 
 
-def contact_record(customer: dict, account_id: str, mapping=None, zoho_id: str | None = None) -> dict:
-    """A customer row → the Zoho Contact to send."""
+def contact_record(customer: Customer, account_id: str, mapping=None, zoho_id: str | None = None) -> dict:
+    """A customer → the Zoho Contact to send."""
     record = {
-        "First_Name": customer.get("customers_firstname"),
-        "Last_Name": customer.get("customers_lastname"),
-        "Email": customer.get("customers_email_address"),
-        "Phone": customer.get("customers_telephone") or None,
+        "First_Name": customer.first_name,
+        "Last_Name": customer.last_name,
+        "Email": customer.email,
+        "Phone": customer.phone or None,
         "Account_Name": {"id": account_id},
     }
     ops_field = mapping.zoho_field("contact_ops_id_field") if mapping is not None else None
     if ops_field:
-        record[ops_field] = int(customer["customers_id"])
+        record[ops_field] = int(customer.id)
     if zoho_id:
         record["id"] = zoho_id
     return record
@@ -73,14 +68,14 @@ def _date(value) -> str | None:
     return str(value)[:10]
 
 
-def deal_record(order: dict, account_id: str, contact_id: str | None, mapping=None, zoho_id: str | None = None,
+def deal_record(order: Order, account_id: str, contact_id: str | None, mapping=None, zoho_id: str | None = None,
                 with_contact: bool = True) -> dict:
-    """An order row (with `orders_status_name`) → the Zoho Deal to send."""
+    """An order → the Zoho Deal to send."""
     record = {
-        "Deal_Name": deal_name(order["orders_id"]),
-        "Amount": _amount(order.get("order_total")),
-        "Stage": order.get("orders_status_name"),
-        "Closing_Date": _date(order.get("date_purchased")),
+        "Deal_Name": deal_name(order.id),
+        "Amount": _amount(order.total),
+        "Stage": order.status_name,
+        "Closing_Date": _date(order.purchased),
     }
     if with_contact:
         record["Contact_Name"] = {"id": contact_id}
@@ -88,10 +83,10 @@ def deal_record(order: dict, account_id: str, contact_id: str | None, mapping=No
     if mapping is not None:
         ops_field = mapping.zoho_field("deal_ops_id_field")
         if ops_field:
-            record[ops_field] = int(order["orders_id"])
+            record[ops_field] = int(order.id)
         payment_field = mapping.zoho_field("deal_payment_status_field")
         if payment_field:
-            record[payment_field] = order.get("payment_status")
+            record[payment_field] = order.payment_status
     if zoho_id:
         record["id"] = zoho_id
     return record
@@ -134,10 +129,6 @@ class Prepared:
 
 def linked_ids(store, module: str, ids) -> dict[int, tuple[str, str | None]]:
     """{ops_id: (zoho_id, sent_hash)} for the linked ones among ids."""
-    import sqlalchemy as sa
-
-    from ..links import links_table
-
     ids = list(ids)
     found: dict[int, tuple[str, str | None]] = {}
     with store.engine.connect() as conn:
@@ -165,11 +156,11 @@ def prepare(rt, module: str, ops_ids, *, account_id: str, force=False, dry_run: 
     mapping = rt.ops.mapping
     links = linked_ids(rt.store, module, ops_ids)
     if module == "Contacts":
-        rows = reads.customers_by_ids(rt.ops, ops_ids)
+        rows = rt.ops.customers(ops_ids)
         contact_links = {}
     else:
-        rows = reads.orders_by_ids(rt.ops, ops_ids)
-        contact_links = linked_ids(rt.store, "Contacts", {int(r["customers_id"]) for r in rows.values()})
+        rows = rt.ops.orders(ops_ids)
+        contact_links = linked_ids(rt.store, "Contacts", {r.customer_id for r in rows.values()})
     for ops_id in ops_ids:
         row = rows.get(ops_id)
         if row is None:
@@ -180,7 +171,7 @@ def prepare(rt, module: str, ops_ids, *, account_id: str, force=False, dry_run: 
         if module == "Contacts":
             record = contact_record(row, account_id, mapping, zoho_id)
         else:
-            customer_id = int(row["customers_id"])
+            customer_id = row.customer_id
             contact = contact_links.get(customer_id)
             if contacts_synced and contact is None and not dry_run:
                 result.waiting[ops_id] = customer_id
@@ -191,10 +182,10 @@ def prepare(rt, module: str, ops_ids, *, account_id: str, force=False, dry_run: 
         if linked and linked[1] == digest and ops_id not in forced:
             result.unchanged.append(ops_id)
             continue
-        result.send.append(Outgoing(ops_id, record, digest, None if module == "Contacts" else int(row["customers_id"])))
+        result.send.append(Outgoing(ops_id, record, digest, None if module == "Contacts" else row.customer_id))
     if result.waiting:
         # Waiting for a Contact only helps when the customer exists to make one from.
-        present = reads.customers_by_ids(rt.ops, set(result.waiting.values()))
+        present = rt.ops.customers(set(result.waiting.values()))
         for order_id, customer_id in list(result.waiting.items()):
             if customer_id not in present:
                 result.no_customer[order_id] = result.waiting.pop(order_id)
@@ -250,7 +241,7 @@ def read_results(status: int, body, outgoing: list[Outgoing]) -> list[RecordResu
         code = body.get("code") if isinstance(body, dict) else None
         raise BatchRefused(f"Zoho answered HTTP {status} {code or ''} without a result per record: {message or 'no message'}")
     results = []
-    for sent, item in zip(outgoing, data):
+    for sent, item in zip(outgoing, data, strict=True):
         item = item if isinstance(item, dict) else {}
         details = item.get("details") if isinstance(item.get("details"), dict) else {}
         ok = str(item.get("status", "")).lower() == "success" or item.get("code") == "SUCCESS"

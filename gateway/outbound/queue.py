@@ -1,115 +1,31 @@
 """The durable push queue (`gw_jobs`): one job per OnPrintShop record waiting to go to Zoho.
 
-A job names a record, never its data: the payload is built from the record's current row
-when the job is sent, so the latest state goes out however many changes were merged.
-
-States: `pending` (waiting for `next_try_at`), `in_flight` (claimed by a worker under a
-lease), `done`, `dead` (gave up; keeps its last error until `retry_dead`). While a job is
-pending, in flight or dead it holds `active_key` = "<module>:<ops_id>" under a unique index,
-so each record has at most one such job: a new change to a pending job merges into it, one to
-an in-flight job marks it `requeue` (it goes back to pending when the send finishes), one to
-a dead job revives it. Done jobs drop the key and are purged after GATEWAY_RETENTION_DAYS.
-
-Workers claim jobs atomically: `SELECT … FOR UPDATE SKIP LOCKED` on MariaDB/MySQL 8 and
-PostgreSQL, SQLite's single writer (`BEGIN IMMEDIATE`) otherwise. A worker renews its leases
-while it runs; jobs of a killed process are reclaimed once their lease lapses (at-least-once
-delivery: Zoho's upsert makes a repeat harmless).
-
-The queue can be paused for the whole deployment (setting `outbound.pause`): Zoho needs
-re-authorization, the daily call budget is spent, or Zoho answered 429 (slow down until a
-time). A pause burns no attempts, and a new one never shortens the one in force (the later end
-wins; one that waits for the admin stays until the admin acts).
+A job names a record, never its data (the payload is built when it is sent). At most one live
+job per record (`active_key`): a change merges into a pending job, marks an in-flight one
+`requeue`, revives a dead one. Workers claim jobs atomically and hold them under a lease
+(docs/outbound.md, "The queue").
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 import time
 
 import sqlalchemy as sa
 
-from ..store import metadata, settings_table
+from ..state.engine import lost_race, rerun
+from ..state.tables import jobs_table
+from ..sync.modules import NAMES as MODULES
+from .pause import current_pause
+from .retry import DEFAULT_POLICY, RetryPolicy
 
-MODULES = ("Contacts", "Deals")
 LEASE_SECONDS = 30.0  # renewed every LEASE_SECONDS / 3 by the worker holding it
-PAUSE_SETTING = "outbound.pause"
 LAST_ERROR_SETTING = "outbound.last_error"
 ERROR_MAX = 1000
-
-jobs_table = sa.Table(
-    "gw_jobs",
-    metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
-    sa.Column("module", sa.String(16), nullable=False),
-    sa.Column("ops_id", sa.BigInteger, nullable=False),
-    # "<module>:<ops_id>" while pending/in_flight/dead, NULL when done: one live job per record.
-    sa.Column("active_key", sa.String(48), nullable=True),
-    sa.Column("state", sa.String(16), nullable=False),
-    sa.Column("force_send", sa.Boolean, nullable=False, default=False),
-    sa.Column("requeue", sa.Boolean, nullable=False, default=False),
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("next_try_at", sa.Double, nullable=False),
-    sa.Column("lease_holder", sa.String(100), nullable=True),
-    sa.Column("lease_expires_at", sa.Double, nullable=True),
-    sa.Column("last_error", sa.Text, nullable=True),
-    sa.Column("created_at", sa.Double, nullable=False),
-    sa.Column("updated_at", sa.Double, nullable=False),
-    sa.Index("ux_gw_jobs_active", "active_key", unique=True),
-    sa.Index("ix_gw_jobs_claim", "state", "module", "next_try_at"),
-    sa.Index("ix_gw_jobs_holder", "lease_holder"),
-)
-
-# The change poller's memory of the row versions it queued (gateway.outbound.poller): it reads
-# a window behind its watermark again every round, and a version found here is not queued
-# again. Kept here so the table is created with the queue's; rows leave once they fall out of
-# that window.
-polled_versions_table = sa.Table(
-    "gw_polled_versions",
-    metadata,
-    sa.Column("table_key", sa.String(16), primary_key=True),
-    sa.Column("ops_id", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("last_modified", sa.String(19), primary_key=True),  # 'YYYY-MM-DD HH:MM:SS', OPS_TIMEZONE
-    sa.Index("ix_gw_polled_versions_age", "table_key", "last_modified"),
-)
 
 
 class UnknownModule(ValueError):
     """A module name that is neither Contacts nor Deals."""
-
-
-# -- retry policy ---------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class RetryPolicy:
-    """When to try a failed send again: exponential backoff with full jitter, then give up.
-
-    After the n-th failed attempt the next one waits a random time between 0 and
-    min(cap, base × 2^(n-1)). With the defaults the ceilings are 30 s, 1, 2, 4, 8, 16, 32 min,
-    1 h 4 min, 2 h 8 min, 4 h 16 min, then 6 h for the remaining attempts: 18 attempts in all,
-    about a day on average (at most about two) before the job is dead.
-    """
-
-    base: float = 30.0
-    cap: float = 6 * 3600.0
-    max_attempts: int = 18
-
-    def ceiling(self, attempts: int) -> float:
-        return min(self.cap, self.base * 2 ** max(0, attempts - 1))
-
-    def next_delay(self, attempts: int, rng=random) -> float | None:
-        """Seconds to wait after `attempts` failed attempts, or None: give up (dead)."""
-        if attempts >= self.max_attempts:
-            return None
-        return rng.uniform(0, self.ceiling(attempts))
-
-    def schedule(self) -> list[float]:
-        """The ceilings of every wait, in order (for the README and the tests)."""
-        return [self.ceiling(n) for n in range(1, self.max_attempts)]
-
-
-DEFAULT_POLICY = RetryPolicy()
-# 429 without Retry-After: the whole queue waits, growing with each 429 in a row.
-THROTTLE_POLICY = RetryPolicy(base=5.0, cap=300.0, max_attempts=10**9)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,15 +54,9 @@ def enqueue(rt, module: str, ops_ids, force: bool = False, delay: float = 0.0) -
     ids = sorted({int(i) for i in ops_ids})
     for start in range(0, len(ids), 500):
         chunk = ids[start:start + 500]
-        for attempt in range(5):
-            try:
-                rt.store.transaction(lambda conn: enqueue_in(conn, rt.store, module, chunk, force, delay))
-                break
-            except (sa.exc.IntegrityError, sa.exc.OperationalError):
-                # Another process inserted one of these keys (or a deadlock): read again and merge.
-                if attempt == 4:
-                    raise
-                time.sleep(random.uniform(0.01, 0.1))
+        # Another process may insert one of these keys meanwhile: read again and merge.
+        rerun(lambda chunk=chunk: rt.store.transaction(lambda conn: enqueue_in(conn, rt.store, module, chunk, force, delay)),
+              attempts=5, when=lost_race)
     return len(ids)
 
 
@@ -370,126 +280,9 @@ def note_error(store, message: str) -> None:
     store.set_setting(LAST_ERROR_SETTING, {"message": message[:ERROR_MAX], "at": time.time()})
 
 
-# -- pause --------------------------------------------------------------------------------------
-# Pauses that end when the admin connects Zoho again (worker.paused_now), never by the clock.
-UNTIL_CONNECTED = ("reauthorization", "not_configured")
-
-
-def pause(store, kind: str, reason: str, until: float | None = None, streak: int = 0) -> dict:
-    """Pause the whole queue (kind 'reauthorization' | 'not_configured' | 'budget' | 'refused' |
-    'throttled') until `until`, or with None until the admin acts; returns the pause in force after.
-
-    A pause never cuts short the one in force: a timed pause replaces it only when it ends later,
-    and a pause without an end is never replaced by one with an end (a 429 answered to a sender in
-    flight must not turn "re-authorize Zoho" into a wait that ends by itself).
-    """
-    def decide(current, now):
-        if _in_force(current, now) and until is not None:
-            if current.get("until") is None or current["until"] >= until:
-                return current
-        return {"kind": kind, "reason": reason, "until": until, "since": now, "streak": streak}
-
-    return _change_pause(store, decide)
-
-
-def pause_throttled(store, retry_after: float | None, policy: RetryPolicy = THROTTLE_POLICY) -> dict:
-    """Zoho answered 429: pause until Retry-After, or for a backoff that grows with each 429 pause
-    in a row (`streak`, kept after the pause ends until a send goes through: end_throttle_streak).
-
-    The 429s of senders that were in flight together belong to one pause: while a 429 pause is in
-    force another one can only move its end later (a longer Retry-After) and does not count again.
-    """
-    def decide(current, now):
-        in_force = _in_force(current, now)
-        if in_force and current.get("kind") == "throttled":
-            if retry_after is None or now + retry_after <= current["until"]:
-                return current
-            streak, until = int(current.get("streak") or 0), now + retry_after
-        else:
-            streak = (int(current.get("streak") or 0) if current and current.get("kind") == "throttled" else 0) + 1
-            until = now + (retry_after if retry_after is not None else policy.next_delay(streak) + 1.0)
-            if in_force and (current.get("until") is None or current["until"] >= until):
-                return current  # a longer pause for another reason is in force
-        return {"kind": "throttled", "until": until, "since": now, "streak": streak,
-                "reason": f"Zoho asked us to slow down (HTTP 429); sending resumes at {clock_time(until)} UTC"}
-
-    return _change_pause(store, decide)
-
-
-def resume(store, kinds=None) -> bool:
-    """End the pause (only one of these kinds, when given); True when one was ended."""
-    def decide(current, now):
-        if current is None or (kinds is not None and current.get("kind") not in kinds):
-            return current
-        return None
-
-    return _change_pause(store, decide, ended=True)
-
-
-def end_throttle_streak(store) -> bool:
-    """A send went through: forget the 429 streak, unless a new pause is in force by now."""
-    def decide(current, now):
-        if current and current.get("kind") == "throttled" and not _in_force(current, now):
-            return None
-        return current
-
-    return _change_pause(store, decide, ended=True)
-
-
-def current_pause(store, now: float | None = None) -> dict | None:
-    """The pause in force, or None (a pause whose time has passed is over)."""
-    state = store.get_setting(PAUSE_SETTING)
-    return state if _in_force(state, now or time.time()) else None
-
-
-def throttle_streak(store) -> int:
-    """How many 429 pauses in a row (kept after the pause ends, cleared by a successful send)."""
-    state = store.get_setting(PAUSE_SETTING)
-    return int(state.get("streak", 0)) if state and state.get("kind") == "throttled" else 0
-
-
-def clock_time(epoch: float) -> str:
-    return time.strftime("%H:%M:%S", time.gmtime(epoch))
-
-
-def _in_force(state: dict | None, now: float) -> bool:
-    return bool(state) and (state.get("until") is None or state["until"] > now)
-
-
-def _change_pause(store, decide, ended: bool = False):
-    """Read the pause, `decide(current, now)` the new one, write it if it changed: one transaction,
-    the setting's row locked (FOR UPDATE; SQLite's BEGIN IMMEDIATE), so two senders' 429s are
-    decided one after the other and neither overwrites what the other just decided.
-
-    Returns the pause decided (or, with `ended`, whether the pause was ended)."""
-    query = sa.select(settings_table.c.value).where(settings_table.c.name == PAUSE_SETTING)
-    if store.skip_locked:
-        query = query.with_for_update()
-
-    def work(conn):
-        row = conn.execute(query).first()
-        if row is None:
-            # Make the row ours before deciding: a concurrent first insert makes this fail (and
-            # we decide again, on its pause), where an UPDATE would later overwrite it unread.
-            conn.execute(settings_table.insert().values(name=PAUSE_SETTING, value="null", updated_at=time.time()))
-        current = json.loads(row[0]) if row else None
-        decided = decide(current, time.time())
-        if decided is not current or row is None:
-            store.set_setting(PAUSE_SETTING, decided, conn=conn)
-        return (current is not None and decided is None) if ended else decided
-
-    for attempt in range(3):
-        try:
-            return store.transaction(work)
-        except sa.exc.IntegrityError:
-            # Two first pauses inserted the setting's row at once: it exists now, so decide again.
-            if attempt == 2:
-                raise
-
-
 # -- figures and operator actions ---------------------------------------------------------------
 def status(rt) -> dict:
-    """Exactly the keys of `queue status --json` (CONTRACT §3)."""
+    """Exactly the keys of `queue status --json` (docs/commands.md)."""
     now = time.time()
     t = jobs_table.c
     with rt.store.engine.connect() as conn:
@@ -539,17 +332,3 @@ def retry_dead(rt, ids=None) -> int:
 def purge_finished(rt, older_than_epoch: float) -> int:
     t = jobs_table.c
     return rt.store.run(jobs_table.delete().where(t.state == "done", t.updated_at < older_than_epoch))
-
-
-def calls_today(rt) -> int:
-    """Zoho API calls in the rolling last 24 hours (every process)."""
-    from ..zoho import gate
-
-    return gate.count_last_day(rt.store, "calls")
-
-
-def pushes_today(rt) -> int:
-    """Records Zoho accepted in the rolling last 24 hours."""
-    from ..zoho import gate
-
-    return gate.count_last_day(rt.store, "pushes")

@@ -16,35 +16,18 @@ What every call needs is done here, once:
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import logging
 import threading
 import time
 
 import requests
+from urllib.parse import urlsplit
 
 from .datacenters import api_url
-from .errors import ApiRefused, Throttled, Unavailable
+from . import gate
+from .errors import ApiRefused, Throttled, Unavailable, parse_retry_after
 
 log = logging.getLogger("gateway.zoho.client")
-
-
-def parse_retry_after(value) -> float | None:
-    """Seconds to wait from a Retry-After header (seconds or an HTTP date); None when absent or unreadable."""
-    if value in (None, ""):
-        return None
-    text = str(value).strip()
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _zoho_code(response) -> str | None:
@@ -93,10 +76,6 @@ class ZohoClient:
 
     def _gate(self):
         if self.runtime is None:
-            return contextlib.nullcontext()
-        try:
-            from . import gate
-        except ImportError:
             return contextlib.nullcontext()
         return gate.for_runtime(self.runtime).call()
 
@@ -153,6 +132,4 @@ class ZohoClient:
 
 
 def _path(url: str) -> str:
-    from urllib.parse import urlsplit
-
     return urlsplit(url).path

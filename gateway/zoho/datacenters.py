@@ -2,7 +2,7 @@
 
 A Zoho organisation lives in one data center; its OAuth client, grant tokens and refresh
 tokens only work at that data center's accounts server. `ZOHO_ACCOUNTS_URL` and
-`ZOHO_API_URL` (CONTRACT §2) override the table for tests and private clouds.
+`ZOHO_API_URL` override the table for tests and private clouds.
 """
 from __future__ import annotations
 

@@ -6,6 +6,9 @@ can do something about (the queue pauses on `ReauthorizationNeeded`, `Throttled`
 """
 from __future__ import annotations
 
+import email.utils
+import time
+
 
 class ZohoError(Exception):
     """Base: a Zoho request failed. `code` is Zoho's own error code when it gave one."""
@@ -60,3 +63,21 @@ class ApiRefused(ZohoError):
     def __init__(self, message: str, *, status: int, code: str | None = None):
         super().__init__(message, code=code)
         self.status = status
+
+
+def parse_retry_after(value) -> float | None:
+    """Seconds to wait from a Retry-After header (seconds or an HTTP date); None when absent or unreadable."""
+    if value in (None, ""):
+        return None
+    text = str(value).strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())

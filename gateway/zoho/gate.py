@@ -31,21 +31,14 @@ import time
 
 import sqlalchemy as sa
 
-from ..store import leases_table, metadata
+from ..state.engine import rerun
+from ..state.tables import leases_table, meter_table
+from .errors import BudgetExhausted, Unavailable
 
 SLOT_LEASE_SECONDS = 45.0  # > the client's 30 s timeout: a live call never loses its slot
 SLOT_WAIT_SECONDS = 120.0  # a call that cannot get a slot for this long fails as Unavailable
 BUCKET_SECONDS = 600
 DAY_SECONDS = 86400
-
-meter_table = sa.Table(
-    "gw_zoho_meter",
-    metadata,
-    sa.Column("kind", sa.String(16), primary_key=True),  # "calls" | "pushes"
-    sa.Column("bucket", sa.BigInteger, primary_key=True, autoincrement=False),  # epoch // BUCKET_SECONDS
-    sa.Column("count", sa.BigInteger, nullable=False),
-)
-
 
 # -- the meter ------------------------------------------------------------------------------
 def bump(conn, kind: str, n: int = 1, now: float | None = None) -> bool:
@@ -63,18 +56,18 @@ def add_count(store, kind: str, n: int = 1, now: float | None = None) -> None:
         return
     bucket = int((now or time.time()) // BUCKET_SECONDS)
     where = (meter_table.c.kind == kind, meter_table.c.bucket == bucket)
-    for _ in range(3):
+
+    def once():
         with store.begin() as conn:
             if conn.execute(meter_table.update().where(*where).values(count=meter_table.c.count + n)).rowcount:
                 return
-        try:
-            with store.begin() as conn:
-                conn.execute(meter_table.insert().values(kind=kind, bucket=bucket, count=n))
-                # A new bucket: drop the ones no figure looks at any more.
-                conn.execute(meter_table.delete().where(meter_table.c.bucket < bucket - 2 * DAY_SECONDS // BUCKET_SECONDS))
-            return
-        except sa.exc.IntegrityError:
-            continue  # another process made the bucket first: add to it
+        with store.begin() as conn:
+            conn.execute(meter_table.insert().values(kind=kind, bucket=bucket, count=n))
+            # A new bucket: drop the ones no figure looks at any more.
+            conn.execute(meter_table.delete().where(meter_table.c.bucket < bucket - 2 * DAY_SECONDS // BUCKET_SECONDS))
+
+    # Another process made the bucket first: add to it.
+    rerun(once, attempts=3, when=lambda exc: isinstance(exc, sa.exc.IntegrityError))
 
 
 def count_last_day(store, kind: str, now: float | None = None) -> int:
@@ -131,8 +124,6 @@ class Gate:
         Raises BudgetExhausted (nothing sent) when the daily budget is spent, Unavailable when
         no slot frees up within SLOT_WAIT_SECONDS.
         """
-        from .errors import BudgetExhausted, Unavailable
-
         # Budget and count first, outside the slot: a slot is held only for the call itself.
         if self.budget is not None and count_last_day(self.store, "calls") >= self.budget:
             raise BudgetExhausted(
@@ -230,16 +221,6 @@ class Gate:
         )
 
 
-_gates_lock = threading.Lock()
-
-
 def for_runtime(rt) -> Gate:
-    """The runtime's gate (made once per runtime; cheap to call on every API call)."""
-    gate = rt.__dict__.get("_zoho_gate")
-    if gate is None:
-        with _gates_lock:
-            gate = rt.__dict__.get("_zoho_gate")
-            if gate is None:
-                gate = Gate(rt.store, rt.config.get("GATEWAY_ZOHO_CONCURRENCY") or 5, rt.config.get("GATEWAY_DAILY_CALL_BUDGET"))
-                rt.__dict__["_zoho_gate"] = gate
-    return gate
+    """The runtime's gate (made once per runtime)."""
+    return rt.zoho_gate

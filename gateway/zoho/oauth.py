@@ -14,7 +14,7 @@ from urllib.parse import urlencode, urlsplit
 
 import requests
 
-from .errors import OAuthRejected, Throttled, Unavailable, ZohoError
+from .errors import OAuthRejected, Throttled, Unavailable, ZohoError, parse_retry_after
 
 log = logging.getLogger("gateway.zoho.oauth")
 
@@ -102,8 +102,6 @@ def interpret(status: int, body: object, *, purpose: str, headers=None) -> Token
 def _retry_after(headers) -> float | None:
     if not headers:
         return None
-    from .client import parse_retry_after
-
     return parse_retry_after(headers.get("Retry-After"))
 
 

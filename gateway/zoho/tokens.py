@@ -26,8 +26,7 @@ import logging
 import threading
 import time
 
-
-from ..store import new_holder_id
+from ..state import new_holder_id
 from ..vault import last4
 from . import connection, oauth
 from .datacenters import accounts_url

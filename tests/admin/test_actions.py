@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from gateway.admin import audit
-from gateway.ops import demo
-from gateway.outbound import queue
+from gateway import audit
+from gateway.ops.database import demo
+from gateway.outbound import pause, queue
 from tests.conftest import AdminSession, logged_in, make_dead_job, rt_of
 
 
@@ -88,7 +88,7 @@ def test_pushing_a_record_that_does_not_exist_queues_nothing(page_app, admin):
 
 def test_queue_card_shows_counts_and_a_pause(page_app, admin):
     queue.enqueue(rt_of(page_app), "Contacts", [1, 2])
-    queue.pause(rt_of(page_app).store, "budget", "the daily Zoho call budget is spent; sending resumes in 3 h")
+    pause.pause(rt_of(page_app).store, "budget", "the daily Zoho call budget is spent; sending resumes in 3 h")
     text = page_text(admin)
     assert "<dt>Pending</dt><dd>2</dd>" in text
     assert "Paused" in text and "the daily Zoho call budget is spent" in text
@@ -127,7 +127,7 @@ def test_the_call_budget_is_shown_beside_the_calls_made(make_app):
 def test_failed_deliveries_are_shown_and_can_be_put_back_in_line(page_app, admin, monkeypatch):
     """OnPrintShop refused a Zoho update until it was given up; once the cause is fixed, the admin
     retries it from the page and it is written."""
-    from gateway.inbound import inbox
+    from gateway.inbound import inbox, reports
     from tests.inbound.conftest import Gateway
     from tests.inbound.test_refusals import _allow_order_3, _refuse_order_3, zt
     from tests.inbound.test_retries import _reapply_until_settled
@@ -140,7 +140,7 @@ def test_failed_deliveries_are_shown_and_can_be_put_back_in_line(page_app, admin
         _reapply_until_settled(gw.rt)
     finally:
         _allow_order_3(gw)
-    assert inbox.failed_count(gw.rt) == 1
+    assert reports.failed_count(gw.rt) == 1
     text = page_text(admin)
     assert "1 update from Zoho refused by OnPrintShop: see the latest deliveries." in text
     assert "Retry failed deliveries" in text
@@ -148,8 +148,8 @@ def test_failed_deliveries_are_shown_and_can_be_put_back_in_line(page_app, admin
     response = admin.post("/admin/deliveries/retry-failed", {})
     assert response.status_code == 302
     assert "1 failed delivery back in line" in " ".join(flashes(page_text(admin)))
-    assert inbox.failed_count(gw.rt) == 0 and inbox.pending_count(gw.rt) == 1
+    assert reports.failed_count(gw.rt) == 0 and reports.pending_count(gw.rt) == 1
     _reapply_until_settled(gw.rt)
     assert gw.order(3)["orders_status_id"] == 4  # Shipped: written once the cause was gone
-    assert [row["outcome"] for row in inbox.recent(gw.rt)] == ["applied"]
+    assert [row["outcome"] for row in reports.recent(gw.rt)] == ["applied"]
     assert ("retry failed deliveries", "1 delivery") in [(r["action"], r["detail"]) for r in audit.recent(rt_of(page_app), 5)]

@@ -9,7 +9,8 @@ import pytest
 import sqlalchemy as sa
 from werkzeug.security import generate_password_hash
 
-from gateway.admin import audit, auth
+from gateway import audit
+from gateway.admin import auth
 from tests.conftest import ADMIN_PASSWORD, AdminSession, csrf_token_from
 
 # Every action the page offers; the url_map walk below must find at least these.
@@ -253,7 +254,7 @@ def copied_session(app, client):
 
 
 def test_changing_the_password_ends_every_session(app, client, admin):
-    from gateway.cli import store_admin_password
+    from gateway.admin.auth import store_password as store_admin_password
 
     assert admin.login().status_code == 302
     thief = copied_session(app, client)

@@ -8,7 +8,8 @@ import re
 
 import pytest
 
-from gateway.admin import audit, panels
+from gateway import audit
+from gateway.admin import panels
 from gateway.zoho import connection
 from tests.conftest import ADMIN_PASSWORD, AdminSession, csrf_token_from, logged_in, rt_of
 

@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
 
-from gateway.admin import audit
+from gateway import audit
 from tests.conftest import ADMIN_PASSWORD, AdminSession, csrf_token_from
 
 ORIGIN = "https://gateway.example.com"

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pytest
 from werkzeug.serving import make_server
 
-from gateway.ops import demo
+from gateway.ops.database import demo
 from tests.conftest import ADMIN_PASSWORD, AdminSession
 
 CHROMIUM = "/usr/bin/chromium"

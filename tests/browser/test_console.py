@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 
 from gateway.inbound import secrets
 from gateway.outbound import queue
-from gateway.zoho import connection
+from gateway.zoho import connect, connection
 
 from tests.conftest import make_dead_job
 
@@ -142,7 +142,7 @@ def test_status_page_with_a_connected_gateway_deliveries_and_a_dead_job(page, li
     import requests
 
     client_id, client_secret = live_gateway.fake.add_client()
-    connection.configure(live_gateway.rt, data_center="us", client_id=client_id, client_secret=client_secret,
+    connect.configure(live_gateway.rt, data_center="us", client_id=client_id, client_secret=client_secret,
                          grant_token=live_gateway.fake.new_grant_code(client_id), account_id=ACCOUNT)
     secret = secrets.webhook_secrets(live_gateway.rt)["current"]
 

@@ -135,7 +135,7 @@ class FakeZoho:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> "FakeZoho":
+    def start(self) -> FakeZoho:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):

@@ -63,7 +63,7 @@ def test_webhook_rate_limit_counts_across_processes_in_redis(make_app):
     settings = dict(RATELIMIT_ENABLED=True, GATEWAY_WEBHOOK_RATE_LIMIT=limit, RATELIMIT_STORAGE_URI=uri)
     first = Gateway(make_app(**settings))
     first.app.extensions["limiter"]  # the limiter is bound
-    from gateway.security import limiter
+    from gateway.web.security import limiter
 
     limiter.reset()
     address = {"REMOTE_ADDR": f"10.{uuid.uuid4().int % 250}.1.1"}
@@ -144,7 +144,7 @@ def test_commands_with_the_state_store_down_say_so_in_one_line(tmp_path):
 def test_database_errors_do_not_carry_customer_values(tmp_path):
     import sqlalchemy as sa
 
-    from gateway.store import make_engine
+    from gateway.state.engine import make_engine
 
     engine = make_engine(f"sqlite:///{tmp_path}/x.db")
     with engine.begin() as conn:
@@ -157,7 +157,7 @@ def test_database_errors_do_not_carry_customer_values(tmp_path):
 
 
 def test_sqlite_state_store_commits_are_durable_across_power_loss(tmp_path):
-    from gateway.store import make_engine
+    from gateway.state.engine import make_engine
 
     engine = make_engine(f"sqlite:///{tmp_path}/x.db")
     with engine.connect() as conn:

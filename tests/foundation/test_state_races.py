@@ -8,7 +8,8 @@ import time
 
 from cryptography.fernet import Fernet
 
-from gateway.store import Store, init_db
+from gateway.state import Store
+from gateway.state.migrate import init_db
 from gateway.vault import Vault
 from gateway.zoho import connection
 

@@ -3,7 +3,8 @@ import threading
 
 import sqlalchemy as sa
 
-from gateway.store import Store, init_db, new_holder_id
+from gateway.state import Store, new_holder_id
+from gateway.state.migrate import init_db
 
 
 def test_init_db_is_idempotent_and_leases_are_exclusive(state_db_url):

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from gateway.zoho import connection
-from gateway.zoho.client import parse_retry_after
+from gateway.zoho import connect
+from gateway.zoho.errors import parse_retry_after
 from gateway.zoho.errors import ApiRefused, NotConfigured, Throttled, Unavailable
 from tests.fakezoho.server import Response
 
@@ -19,7 +19,7 @@ def connected(make_app, zoho_settings, fake_zoho):
     app = make_app(**zoho_settings)
     rt = app.extensions["gateway"]
     client_id, secret = fake_zoho.add_client()
-    assert connection.configure(rt, data_center="us", client_id=client_id, client_secret=secret,
+    assert connect.configure(rt, data_center="us", client_id=client_id, client_secret=secret,
                                 grant_token=fake_zoho.new_grant_code(client_id), account_id=ACCOUNT).ok
     return rt
 
@@ -50,7 +50,7 @@ def test_without_the_override_the_api_domain_from_zoho_is_used(make_app, fake_zo
     with pytest.raises(NotConfigured, match="Zoho is not connected yet"):
         rt.zoho.request("GET", "/crm/v8/Probe")
     client_id, secret = fake_zoho.add_client()
-    assert connection.configure(rt, data_center="us", client_id=client_id, client_secret=secret,
+    assert connect.configure(rt, data_center="us", client_id=client_id, client_secret=secret,
                                 grant_token=fake_zoho.new_grant_code(client_id), account_id=ACCOUNT).ok
     probe(fake_zoho, lambda req: Response(200, {}))
     assert rt.zoho.base_url() == fake_zoho.url

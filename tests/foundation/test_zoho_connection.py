@@ -8,7 +8,7 @@ import time
 import pytest
 from cryptography.fernet import Fernet
 
-from gateway.zoho import connection
+from gateway.zoho import connect, connection
 
 ACCOUNT = "5725767000000412345"
 
@@ -21,7 +21,7 @@ def save(app, fake, client_id, secret, code=None, **overrides):
     args = dict(data_center="us", client_id=client_id, client_secret=secret,
                 grant_token=code or fake.new_grant_code(client_id), account_id=ACCOUNT)
     args.update(overrides)
-    return connection.configure(rt_of(app), **args)
+    return connect.configure(rt_of(app), **args)
 
 
 def test_a_good_grant_code_connects_and_stores_tokens(zoho_app, fake_zoho):
@@ -90,7 +90,7 @@ def test_each_zoho_error_has_its_own_message_and_keeps_the_old_connection(zoho_a
         app = make_app(DATABASE_URL=rt.store.url, ZOHO_ACCOUNTS_URL="http://127.0.0.1:9", ZOHO_API_URL=fake_zoho.url)
 
     revoked_before = list(fake_zoho.revoked)
-    result = connection.configure(rt_of(app), data_center="us", client_id=other_id, client_secret=other_secret,
+    result = connect.configure(rt_of(app), data_center="us", client_id=other_id, client_secret=other_secret,
                                   grant_token=code, account_id="5725767000000999999", modules=["contacts"])
     assert not result.ok
     assert result.message.startswith(expected), result.message
@@ -121,7 +121,7 @@ def test_bad_fields_are_named_and_nothing_is_sent(sqlite_zoho_app, fake_zoho):
     for expected, change in cases.items():
         args = dict(data_center="us", client_id=client_id, client_secret=secret, grant_token="1000.x", account_id=ACCOUNT)
         args.update(change)
-        result = connection.configure(rt, **args)
+        result = connect.configure(rt, **args)
         assert not result.ok and result.message.startswith(expected), result.message
     assert fake_zoho.calls["oauth.grant"] == 0
     assert connection.state(rt) == "not_configured"
@@ -146,7 +146,7 @@ def test_disconnect_revokes_and_forgets(zoho_app, fake_zoho):
     assert save(zoho_app, fake_zoho, client_id, secret).ok
     (refresh_token,) = fake_zoho.live_refresh_tokens()
     rt = rt_of(zoho_app)
-    result = connection.disconnect(rt)
+    result = connect.disconnect(rt)
     assert result.ok and result.message == "disconnected from Zoho; the refresh token was revoked"
     assert fake_zoho.revoked == [refresh_token] and fake_zoho.live_refresh_tokens() == []
     assert connection.state(rt) == "not_configured"
@@ -164,11 +164,11 @@ def test_disconnect_revokes_and_forgets(zoho_app, fake_zoho):
 def test_update_changes_account_and_modules_without_a_grant(sqlite_zoho_app, fake_zoho):
     client_id, secret = fake_zoho.add_client()
     rt = rt_of(sqlite_zoho_app)
-    assert not connection.update(rt, modules=["deals"]).ok
+    assert not connect.update(rt, modules=["deals"]).ok
     assert save(sqlite_zoho_app, fake_zoho, client_id, secret).ok
-    assert connection.update(rt, account_id="5725767000000000777", modules=["deals"]).ok
+    assert connect.update(rt, account_id="5725767000000000777", modules=["deals"]).ok
     assert connection.account_id(rt) == "5725767000000000777" and connection.modules(rt) == ("deals",)
-    bad = connection.update(rt, account_id="x")
+    bad = connect.update(rt, account_id="x")
     assert not bad.ok and bad.message.startswith("account_id:")
 
 
@@ -195,7 +195,7 @@ def test_no_credential_or_token_in_database_bytes_cli_output_or_logs(make_app, z
     connection.update_fields(rt.store, connection.load(rt.store)["generation"], {"access_expires_at": time.time() - 1})
     refreshed = rt.tokens.access_token()
     assert refreshed != token
-    connection.disconnect(rt)
+    connect.disconnect(rt)
     rt.store.dispose()
     secrets = {client_id, secret, first_code, token, refreshed, *fake_zoho.refresh_tokens}
     raw = b"".join(p.read_bytes() for p in tmp_path.glob("plain.db*"))

@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from gateway.zoho import connection
+from gateway.zoho import connect, connection
 from tests.conftest import AdminSession
 
 ACCOUNT = "5725767000000412345"
@@ -42,7 +42,7 @@ def test_connect_through_zoho_in_another_data_center(setup, fake_zoho):
     rt = app.extensions["gateway"]
     client_id, secret = fake_zoho.add_client(dc="eu")
     fake_zoho.auth_location = "eu"  # the Zoho user lives in the EU data center
-    saved = connection.save_pending(rt, data_center="us", client_id=client_id, client_secret=secret,
+    saved = connect.save_pending(rt, data_center="us", client_id=client_id, client_secret=secret,
                                     account_id=ACCOUNT, modules=["contacts"])
     assert saved.ok, saved.message
     auth_url, back = start(client, fake_zoho)
@@ -84,7 +84,7 @@ def test_public_url_decides_the_redirect_uri_and_reauthorizes_the_stored_client(
     AdminSession(app, client).login()
     rt = app.extensions["gateway"]
     client_id, secret = fake_zoho.add_client()
-    assert connection.configure(rt, data_center="us", client_id=client_id, client_secret=secret,
+    assert connect.configure(rt, data_center="us", client_id=client_id, client_secret=secret,
                                 grant_token=fake_zoho.new_grant_code(client_id), account_id=ACCOUNT).ok
     first = fake_zoho.live_refresh_tokens()[0]
     auth_url, back = start(client, fake_zoho)  # no pending form: the stored connection's client
@@ -99,7 +99,7 @@ def test_a_wrong_state_or_a_foreign_accounts_server_changes_nothing(setup, fake_
     app, client = setup
     rt = app.extensions["gateway"]
     client_id, secret = fake_zoho.add_client()
-    assert connection.save_pending(rt, data_center="us", client_id=client_id, client_secret=secret, account_id=ACCOUNT).ok
+    assert connect.save_pending(rt, data_center="us", client_id=client_id, client_secret=secret, account_id=ACCOUNT).ok
     _, back = start(client, fake_zoho)
     query = parse_qs(back.query)
     forged = client.get(f"/admin/zoho/callback?code={query['code'][0]}&state=guessed&location=us")

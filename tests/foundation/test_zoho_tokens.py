@@ -13,6 +13,7 @@ import time
 import pytest
 import requests
 
+from gateway.zoho import connect as zoho_connect
 from gateway.zoho import connection, tokens
 from gateway.zoho.errors import ApiRefused, ReauthorizationNeeded, Throttled, Unavailable
 from tests.fakezoho.server import Response
@@ -23,7 +24,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def connect(app, fake):
     client_id, secret = fake.add_client()
-    result = connection.configure(app.extensions["gateway"], data_center="us", client_id=client_id, client_secret=secret,
+    result = zoho_connect.configure(app.extensions["gateway"], data_center="us", client_id=client_id, client_secret=secret,
                                   grant_token=fake.new_grant_code(client_id), account_id=ACCOUNT)
     assert result.ok, result.message
     return client_id, secret
@@ -226,7 +227,7 @@ def test_revoked_refresh_token_needs_reauthorization(zoho_app, fake_zoho):
     assert str(again.value) == str(caught.value)
     assert fake_zoho.calls["oauth.refresh"] == 1
 
-    result = connection.configure(rt, data_center="us", client_id=client_id, client_secret="",
+    result = zoho_connect.configure(rt, data_center="us", client_id=client_id, client_secret="",
                                   grant_token=fake_zoho.new_grant_code(client_id), account_id=ACCOUNT)
     assert result.ok, result.message
     assert connection.state(rt) == "connected" and rt.tokens.access_token() in fake_zoho.access_tokens

@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from gateway.inbound import secrets
-from gateway.ops import demo
+from gateway.ops.database import demo
 
 
 class Gateway:

@@ -6,7 +6,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gateway.ops.database import OpsDatabase, read_wall_clock
+from gateway.ops.database import OpsDatabase
+from gateway.timezones import read_wall_clock
 
 UTC = dt.timezone.utc
 NY = ZoneInfo("America/New_York")  # 1 November 2026: 02:00 EDT → 01:00 EST

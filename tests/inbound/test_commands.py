@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from gateway.admin import audit
+from gateway import audit
 from gateway.inbound import inbox
 from tests.inbound.conftest import Gateway
 from tests.inbound.test_refusals import _allow_order_3, _refuse_order_3, zt

@@ -4,8 +4,8 @@ from __future__ import annotations
 import threading
 import time
 
-from gateway.inbound import inbox
-from gateway.ops import demo
+from gateway.inbound import reapply, reports
+from gateway.ops.database import demo
 from tests.inbound.conftest import Gateway
 
 STAGES = [name for _sid, name in demo.DEMO_STATUSES]
@@ -39,9 +39,9 @@ def test_concurrent_deliveries_end_in_the_newest_state(make_app, ops_db_url, sta
         t.join(60)
     assert not errors
     assert len(answers) == 48 and set(answers) <= {200, 202}, answers
-    inbox.reapply_pending(gw.rt)
-    assert inbox.pending_count(gw.rt) == 0
-    outcomes = [row["outcome"] for row in inbox.recent(gw.rt, limit=100)]
+    reapply.reapply_pending(gw.rt)
+    assert reports.pending_count(gw.rt) == 0
+    outcomes = [row["outcome"] for row in reports.recent(gw.rt, limit=100)]
     assert set(outcomes) <= {"applied", "stale"} and len(outcomes) == 48
     for order in (1, 2):
         newest = max((p for batch in jobs for p in batch if p["ops_id"] == str(order)), key=lambda p: int(p["modified_time"]))

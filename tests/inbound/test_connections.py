@@ -6,7 +6,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from gateway import store
+from gateway.state import engine as store
 from gateway.inbound import inbox
 
 
@@ -77,7 +77,7 @@ def test_inbox_decisions_run_at_read_committed_on_mariadb(make_app, state_db_url
     rt = make_app(DATABASE_URL=state_db_url).extensions["gateway"]
     if rt.store.dialect != "mysql":
         pytest.skip("MariaDB only: SQLite takes the write lock, PostgreSQL is READ COMMITTED by default")
-    with inbox._decision_txn(rt.store) as conn:
+    with inbox.decision_txn(rt.store) as conn:
         assert conn.exec_driver_sql("SELECT @@session.tx_isolation").scalar() == "READ-COMMITTED"
     with rt.store.engine.connect() as conn:  # the store's own engine keeps the server default
         assert conn.exec_driver_sql("SELECT @@session.tx_isolation").scalar() == "REPEATABLE-READ"

@@ -8,8 +8,11 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from gateway.inbound import inbox, loopguard, parse
+from gateway.ops.database import writes
+from gateway.inbound import inbox, parse, reapply, reports
+from gateway.sync import loopguard
 from tests.inbound.conftest import Gateway
+from gateway.state import tables
 
 BASE = int(time.time()) - 3600
 
@@ -40,9 +43,9 @@ def test_loop_guard_tells_our_writes_from_the_stores(gw):
 
 
 def test_background_reapplier_applies_after_the_database_returns(make_app, tmp_path, monkeypatch):
-    monkeypatch.setattr(inbox, "REAPPLY_POLL_SECONDS", 0.05)
-    monkeypatch.setattr(inbox, "REAPPLY_MIN_BACKOFF", 0.05)
-    monkeypatch.setattr(inbox, "REAPPLY_MAX_BACKOFF", 0.2)
+    monkeypatch.setattr(reapply, "POLL_SECONDS", 0.05)
+    monkeypatch.setattr(reapply, "MIN_BACKOFF", 0.05)
+    monkeypatch.setattr(reapply, "MAX_BACKOFF", 0.2)
     folder = tmp_path / "later"
     app = make_app(OPS_DATABASE_URL=f"sqlite:///{folder}/ops.db")
     rt = app.extensions["gateway"]
@@ -50,21 +53,21 @@ def test_background_reapplier_applies_after_the_database_returns(make_app, tmp_p
                             rt.ops.mapping, "UTC")
     assert inbox.receive(rt, "Deals", update, source="catchup").status == "accepted"
     stop = threading.Event()
-    thread = threading.Thread(target=inbox.run_reapplier, args=(rt, stop), daemon=True)
+    thread = threading.Thread(target=reapply.run, args=(rt, stop), daemon=True)
     thread.start()
     try:
         time.sleep(0.5)  # backing off against a database that is not there
-        assert inbox.pending_count(rt) == 1
+        assert reports.pending_count(rt) == 1
         folder.mkdir()
         Gateway(make_app(OPS_DATABASE_URL=f"sqlite:///{folder}/ops.db"))  # the demo database appears
         deadline = time.time() + 10
-        while inbox.pending_count(rt) and time.time() < deadline:
+        while reports.pending_count(rt) and time.time() < deadline:
             time.sleep(0.05)
     finally:
         stop.set()
         thread.join(5)
-    assert inbox.pending_count(rt) == 0
-    assert inbox.recent(rt)[0]["outcome"] == "applied" and inbox.recent(rt)[0]["source"] == "catchup"
+    assert reports.pending_count(rt) == 0
+    assert reports.recent(rt)[0]["outcome"] == "applied" and reports.recent(rt)[0]["source"] == "catchup"
 
 
 def test_a_row_that_keeps_failing_is_given_up_visibly(gw_sqlite, monkeypatch):
@@ -74,15 +77,15 @@ def test_a_row_that_keeps_failing_is_given_up_visibly(gw_sqlite, monkeypatch):
     def broken(*_args, **_kwargs):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(inbox, "apply_update", broken)
+    monkeypatch.setattr(writes, "apply_update", broken)
     r = gw.post("deals", {"id": "9303", "ops_id": "1", "stage": "Printing", "modified_time": zt()})
     assert r.status_code == 202  # stored; it is our failure, not the sender's
     with gw.rt.store.begin() as conn:
-        conn.execute(inbox.inbox_table.update().values(next_attempt_at=0))
-    inbox.reapply_pending(gw.rt)
-    row = inbox.recent(gw.rt)[0]
+        conn.execute(tables.inbox_table.update().values(next_attempt_at=0))
+    reapply.reapply_pending(gw.rt)
+    row = reports.recent(gw.rt)[0]
     assert row["outcome"] == "failed" and "gave up after 2 attempts" in row["reason"]
-    assert inbox.pending_count(gw.rt) == 0
+    assert reports.pending_count(gw.rt) == 0
 
 
 def test_renamed_tables_and_columns_from_the_mapping_file(make_app, tmp_path):
@@ -132,7 +135,7 @@ def test_receive_records_its_source(gw_sqlite, source):
     update = parse.validate("Contacts", {"id": "5306", "ops_id": "3", "phone": ""}, rt.ops.mapping, "UTC")
     outcome = inbox.receive(rt, "Contacts", update, source=source)
     assert (outcome.status, outcome.http_status) == ("applied", 200)
-    assert inbox.recent(rt)[0]["source"] == source
+    assert reports.recent(rt)[0]["source"] == source
 
 
 def _deadlock() -> sa.exc.OperationalError:
@@ -149,16 +152,16 @@ def test_a_state_store_error_while_applying_is_never_answered_2xx(gw_sqlite, mon
     params = {"id": "9307", "ops_id": "1", "stage": "Printing", "modified_time": zt()}
     r = gw.post("deals", params)
     assert r.status_code == 503 and r.get_json()["request_id"]
-    assert inbox.recent(gw.rt) == []  # nothing recorded, so nothing was promised
+    assert reports.recent(gw.rt) == []  # nothing recorded, so nothing was promised
     monkeypatch.undo()
     r = gw.post("deals", params)  # Zoho's retry
     assert r.status_code == 200 and r.get_json() == {"status": "applied"}
     assert gw.order(1)["orders_status_id"] == 3
 
 
-def deadlock_once(monkeypatch, name: str) -> list:
-    """Make `inbox.<name>` fail once with a deadlock, then behave; returns the list of its calls."""
-    real = getattr(inbox, name)
+def deadlock_once(monkeypatch, name: str, module=inbox) -> list:
+    """Make `module.<name>` fail once with a deadlock, then behave; returns the list of its calls."""
+    real = getattr(module, name)
     calls = []
 
     def flaky(*args):
@@ -167,7 +170,7 @@ def deadlock_once(monkeypatch, name: str) -> list:
             raise _deadlock()
         return real(*args)
 
-    monkeypatch.setattr(inbox, name, flaky)
+    monkeypatch.setattr(module, name, flaky)
     return calls
 
 
@@ -176,12 +179,12 @@ def test_a_state_store_deadlock_is_retried_as_a_whole(gw_sqlite, monkeypatch):
     calls = deadlock_once(monkeypatch, "_receive_once")
     r = gw.post("deals", {"id": "9308", "ops_id": "1", "stage": "Shipped", "modified_time": zt()})
     assert r.status_code == 200 and len(calls) == 2
-    assert [row["outcome"] for row in inbox.recent(gw.rt)] == ["applied"]
+    assert [row["outcome"] for row in reports.recent(gw.rt)] == ["applied"]
 
 
 def test_an_onprintshop_deadlock_is_retried(gw_sqlite, monkeypatch):
     gw = gw_sqlite
-    calls = deadlock_once(monkeypatch, "apply_update")
+    calls = deadlock_once(monkeypatch, "apply_update", writes)
     r = gw.post("deals", {"id": "9309", "ops_id": "1", "stage": "Shipped", "modified_time": zt()})
     assert r.status_code == 200 and len(calls) == 2
     assert gw.order(1)["orders_status_id"] == 4
@@ -197,7 +200,7 @@ def test_loop_guard_record_is_idempotent_on_every_state_store(make_app, state_db
         assert loopguard.written_by_gateway(conn, "customers", 7, dt.datetime(2026, 11, 27, 10, 15, 30))
         assert loopguard.written_by_gateway(conn, "customers", 7, "2026-11-27 10:15:30.000000")
         assert not loopguard.written_by_gateway(conn, "orders", 7, moment)
-        assert conn.execute(sa.select(sa.func.count()).select_from(loopguard.loopguard_table)).scalar() == 1
+        assert conn.execute(sa.select(sa.func.count()).select_from(tables.loopguard_table)).scalar() == 1
     with rt.store.begin() as conn:
         assert loopguard.purge(conn, time.time() + 1) == 1
 
@@ -205,10 +208,10 @@ def test_loop_guard_record_is_idempotent_on_every_state_store(make_app, state_db
 def test_a_row_locked_by_onprintshop_gets_202_then_is_applied(make_app, ops_db_url, monkeypatch):
     """OnPrintShop's own application holds the order row: the webhook does not hang, it answers
     202 within the query timeout, and the update is applied once the lock is gone."""
-    from gateway.ops import database
+    from gateway.ops.database import backend as database
 
     monkeypatch.setattr(database, "QUERY_TIMEOUT", 1)
-    monkeypatch.setattr(inbox, "UNAVAILABLE_PAUSE", 0.0)
+    monkeypatch.setattr(database, "UNAVAILABLE_PAUSE", 0.0)
     gw = Gateway(make_app(OPS_DATABASE_URL=ops_db_url))
     other = sa.create_engine(ops_db_url)
     conn = other.connect()
@@ -226,9 +229,9 @@ def test_a_row_locked_by_onprintshop_gets_202_then_is_applied(make_app, ops_db_u
         conn.rollback()
         conn.close()
         other.dispose()
-    inbox.reapply_pending(gw.rt)
+    reapply.reapply_pending(gw.rt)
     assert gw.order(1)["orders_status_id"] == 4
-    assert inbox.recent(gw.rt)[0]["outcome"] == "applied"
+    assert reports.recent(gw.rt)[0]["outcome"] == "applied"
 
 
 # -- the loop guard survives a state store that failed after OnPrintShop committed -------------------
@@ -298,4 +301,4 @@ def test_a_no_change_delivery_at_another_time_records_no_loop_guard(gw):
     r = gw.post("deals", {"id": "9321", "ops_id": "1", "stage": "Shipped", "modified_time": str((int(time.time()) - 30) * 1000)})
     assert r.get_json() == {"status": "applied"}
     with gw.rt.store.engine.connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(loopguard.loopguard_table)).scalar() == 0
+        assert conn.execute(sa.select(sa.func.count()).select_from(tables.loopguard_table)).scalar() == 0

@@ -7,7 +7,8 @@ import pytest
 import sqlalchemy as sa
 
 from gateway.errors import ConfigError
-from gateway.ops import demo, mapping
+from gateway.ops import mapping
+from gateway.ops.database import demo
 from gateway.ops.database import OpsDatabase
 
 

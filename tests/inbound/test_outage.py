@@ -19,8 +19,8 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from gateway.inbound import inbox, secrets
-from gateway.ops import demo
+from gateway.inbound import reports, secrets
+from gateway.ops.database import demo
 
 MARIADBD = shutil.which("mariadbd", path="/usr/sbin:/usr/bin:/usr/local/sbin:/usr/local/bin")
 INSTALL_DB = shutil.which("mariadb-install-db") or shutil.which("mysql_install_db")
@@ -122,7 +122,7 @@ def test_outage_200_deliveries_accepted_then_all_applied_in_order_across_a_resta
             assert r.status_code == 202, r.get_json()
             assert r.get_json() == {"status": "accepted"}
     rt2 = app.extensions["gateway"]
-    assert inbox.pending_count(rt2) == 200
+    assert reports.pending_count(rt2) == 200
 
     # A separate worker process starts while the database is still down, then it comes back.
     env = dict(os.environ, GATEWAY_ENV="development", GATEWAY_INSTANCE_PATH=app.instance_path,
@@ -132,16 +132,16 @@ def test_outage_200_deliveries_accepted_then_all_applied_in_order_across_a_resta
                               stdout=open(tmp_path / "worker.log", "wb"), stderr=subprocess.STDOUT)
     try:
         time.sleep(3)
-        assert inbox.pending_count(rt2) == 200
+        assert reports.pending_count(rt2) == 200
         private_mariadb.start()
         deadline = time.time() + 90
-        while inbox.pending_count(rt2) and time.time() < deadline:
+        while reports.pending_count(rt2) and time.time() < deadline:
             time.sleep(0.5)
     finally:
         worker.terminate()
         worker.wait(timeout=30)
-    assert inbox.pending_count(rt2) == 0, (tmp_path / "worker.log").read_text()[-2000:]
-    assert sorted(row["outcome"] for row in inbox.recent(rt2, limit=500)) == ["applied"] * 200
+    assert reports.pending_count(rt2) == 0, (tmp_path / "worker.log").read_text()[-2000:]
+    assert sorted(row["outcome"] for row in reports.recent(rt2, limit=500)) == ["applied"] * 200
 
     # Every update is in OnPrintShop, per order in modified_time order.
     engine = sa.create_engine(private_mariadb.url)

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from gateway.errors import RequestError
-from gateway.inbound.parse import MAX_BODY, parse_modified_time, read_body, validate
+from gateway.inbound.body import MAX_BODY, read_body
+from gateway.inbound.parse import parse_modified_time, validate
 from gateway.ops.mapping import Mapping
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.timezone.utc).timestamp()

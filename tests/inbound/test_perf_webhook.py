@@ -16,10 +16,11 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from gateway.inbound import inbox, secrets
-from gateway.ops import database
-from gateway.security import CSP
+from gateway.inbound import reports, secrets
+from gateway.ops.database import backend as database
+from gateway.web.security import CSP
 from tests.inbound.conftest import Gateway
+from gateway.state import tables
 
 # Per dialect of the state store: the record's lock with its earlier pending row and link (one
 # statement, two on PostgreSQL), the loop guard, the record's last applied update, the inbox row;
@@ -62,7 +63,7 @@ def test_a_deal_update_for_a_known_record_costs_a_fixed_number_of_statements(mak
     order = gw.order(1)
     assert (order["orders_status_id"], order["payment_status"]) == (4, "Paid")
     assert gw.history(1)[-1][1] == "Zoho CRM: Deal 9801 moved to stage Shipped"
-    assert inbox.recent(rt, limit=1)[0]["outcome"] == "applied"
+    assert reports.recent(rt, limit=1)[0]["outcome"] == "applied"
     with rt.store.engine.connect() as conn:
         guarded = conn.execute(sa.text("SELECT COUNT(*) FROM gw_loopguard WHERE table_key = 'orders' AND ops_id = 1")).scalar()
     assert guarded == 2
@@ -142,7 +143,7 @@ def test_a_delivery_waiting_for_its_record_sees_the_earlier_update_the_holder_st
     with holding_the_record(gw.rt, "9802") as conn:
         # The holder stores an earlier update of the record, pending (OnPrintShop was away for it).
         now = time.time()
-        conn.execute(inbox.inbox_table.insert(), {
+        conn.execute(tables.inbox_table.insert(), {
             "received_at": now, "source": "webhook", "module": "Deals", "zoho_id": "9802", "ops_id_hint": 1,
             "modified_time": float(base + 60), "time_given": True, "fields": '{"payment_status": "Unpaid"}',
             "fingerprint": "f" * 64, "state": "pending", "attempts": 0, "next_attempt_at": now + 3600,
@@ -154,7 +155,7 @@ def test_a_delivery_waiting_for_its_record_sees_the_earlier_update_the_holder_st
     # Applied only after the earlier one: kept pending, OnPrintShop untouched for now.
     assert response.status_code == 202 and response.get_json() == {"status": "accepted"}
     assert gw.order(1)["orders_status_id"] == 1
-    assert inbox.pending_count(gw.rt) == 2
+    assert reports.pending_count(gw.rt) == 2
 
 
 def test_a_delivery_waiting_for_its_record_uses_the_link_the_holder_saved(make_app, state_db_url):

@@ -7,9 +7,11 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from gateway.inbound import inbox
+from gateway.ops.database import writes
+from gateway.inbound import inbox, reapply, reports
 from tests.inbound.conftest import Gateway
 from tests.inbound.test_retries import _reapply_until_settled
+from gateway.state import tables
 
 BASE = int(time.time()) - 3600
 
@@ -61,10 +63,10 @@ def test_a_record_onprintshop_refuses_blocks_only_itself(make_app, ops_db_url, s
         results = _reapply_until_settled(gw.rt)
         assert not any(result["unavailable"] for result in results)
         assert gw.order(2)["orders_status_id"] == 4
-        assert inbox.pending_count(gw.rt) == 0
-        outcomes = {(row["zoho_id"], row["outcome"]) for row in inbox.recent(gw.rt)}
+        assert reports.pending_count(gw.rt) == 0
+        outcomes = {(row["zoho_id"], row["outcome"]) for row in reports.recent(gw.rt)}
         assert outcomes == {("9403", "failed"), ("9404", "applied"), ("9405", "applied")}
-        failed = [row for row in inbox.recent(gw.rt) if row["outcome"] == "failed"]
+        failed = [row for row in reports.recent(gw.rt) if row["outcome"] == "failed"]
         assert len(failed) == 2 and all("gave up after 3 attempts" in row["reason"] for row in failed)
         assert gw.order(3)["orders_status_id"] == 3  # still Printing: nothing of the refused rows written
     finally:
@@ -117,30 +119,30 @@ def test_a_lock_wait_in_onprintshop_is_retried_without_taking_the_database_for_d
     def lock_wait(*_args, **_kwargs):
         raise _mysql_error(1205, "Lock wait timeout exceeded; try restarting transaction")
 
-    real = inbox.apply_update
-    monkeypatch.setattr(inbox, "apply_update", lock_wait)
+    real = writes.apply_update
+    monkeypatch.setattr(writes, "apply_update", lock_wait)
     r = gw.post("deals", {"id": "9406", "ops_id": "1", "stage": "Shipped", "modified_time": zt()})
     assert r.status_code == 202 and r.get_json() == {"status": "accepted"}
     assert not gw.rt.ops.recently_unavailable()
-    table = inbox.inbox_table
+    table = tables.inbox_table
     with gw.rt.store.begin() as conn:
         assert conn.execute(sa.select(table.c.next_attempt_at)).scalar() > time.time()  # tried again a bit later
         conn.execute(table.update().values(next_attempt_at=0))
-    result = inbox.reapply_pending(gw.rt)
+    result = reapply.reapply_pending(gw.rt)
     assert result == {"applied": 0, "left": 1, "unavailable": False}
     with gw.rt.store.begin() as conn:
         row = conn.execute(sa.select(table.c.attempts, table.c.next_attempt_at)).one()
         assert row.attempts == 0 and row.next_attempt_at > time.time()  # not counted, not retried in a hot loop
         conn.execute(table.update().values(next_attempt_at=0))
-    monkeypatch.setattr(inbox, "apply_update", real)
-    assert inbox.reapply_pending(gw.rt)["applied"] == 1
+    monkeypatch.setattr(writes, "apply_update", real)
+    assert reapply.reapply_pending(gw.rt)["applied"] == 1
     assert gw.order(1)["orders_status_id"] == 4
 
 
 def test_an_order_row_locked_in_onprintshop_holds_back_only_that_record(make_app, ops_db_url, monkeypatch):
     """OnPrintShop's own application keeps order 1 locked: its delivery is stored (202) and tried
     again later; the database is not taken for "down", so order 2's delivery is applied at once."""
-    from gateway.ops import database
+    from gateway.ops.database import backend as database
 
     if not ops_db_url.startswith("mysql"):
         pytest.skip("row locks: SQLite locks the whole database (test_a_locked_sqlite_onprintshop_database_…)")
@@ -162,7 +164,7 @@ def test_an_order_row_locked_in_onprintshop_holds_back_only_that_record(make_app
     _reapply_until_settled(gw.rt)
     assert gw.order(1)["orders_status_id"] == 4 and gw.order(2)["orders_status_id"] == 4
     with gw.rt.store.engine.connect() as sconn:
-        assert sconn.execute(sa.select(inbox.inbox_table.c.attempts).where(inbox.inbox_table.c.zoho_id == "9407")).scalar() == 0
+        assert sconn.execute(sa.select(tables.inbox_table.c.attempts).where(tables.inbox_table.c.zoho_id == "9407")).scalar() == 0
 
 
 # -- a customer UPDATE OnPrintShop refuses is not an e-mail conflict ----------------------------------
@@ -189,7 +191,7 @@ def _refuse_empty_phone(gw, how: str) -> None:
 
 
 def _stored(gw, zoho_id: str) -> list[tuple]:
-    t = inbox.inbox_table.c
+    t = tables.inbox_table.c
     with gw.rt.store.engine.connect() as conn:
         return [tuple(r) for r in conn.execute(
             sa.select(t.state, t.outcome, t.reason).where(t.zoho_id == zoho_id).order_by(t.id)).all()]

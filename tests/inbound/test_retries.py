@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import time
 
-from gateway.inbound import inbox
+from gateway.inbound import reapply, reports
 from tests.inbound.conftest import Gateway
+from gateway.state import tables
 
 # Zoho's workflow merge field gives minute precision: several changes share one modified_time.
 MINUTE = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)).strftime("%d/%m/%Y %H:%M")
@@ -26,9 +27,9 @@ def _reapply_until_settled(rt, passes: int = 10) -> list[dict]:
     results = []
     for _ in range(passes):
         with rt.store.begin() as conn:
-            conn.execute(inbox.inbox_table.update().where(inbox.inbox_table.c.state == "pending").values(next_attempt_at=0))
-        results.append(inbox.reapply_pending(rt))
-        if not inbox.pending_count(rt):
+            conn.execute(tables.inbox_table.update().where(tables.inbox_table.c.state == "pending").values(next_attempt_at=0))
+        results.append(reapply.reapply_pending(rt))
+        if not reports.pending_count(rt):
             break
     return results
 
@@ -62,6 +63,6 @@ def test_a_retry_waiting_in_the_inbox_is_a_duplicate_when_its_turn_comes(make_ap
         assert gw.post("deals", params).status_code == 202
     gw.rt.ops._unavailable_until = 0.0  # it is back
     _reapply_until_settled(gw.rt)
-    assert [row["outcome"] for row in reversed(inbox.recent(gw.rt))] == ["applied", "applied", "duplicate"]
+    assert [row["outcome"] for row in reversed(reports.recent(gw.rt))] == ["applied", "applied", "duplicate"]
     assert gw.order(2)["orders_status_id"] == 4
     assert len(_zoho_history(gw, 2)) == 2

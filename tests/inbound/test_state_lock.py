@@ -10,7 +10,7 @@ import time
 import pymysql
 import sqlalchemy as sa
 
-from gateway.inbound import inbox, parse
+from gateway.inbound import inbox, parse, reapply, reports
 from tests.inbound.conftest import Gateway
 
 
@@ -59,9 +59,9 @@ def test_a_stalled_onprintshop_connection_does_not_hold_the_state_store_lock(mak
     finally:
         undo()
     assert [a.status for a in answers] == ["accepted"]  # stored, applied once OnPrintShop answers again
-    assert inbox.pending_count(rt) == 1
+    assert reports.pending_count(rt) == 1
     rt.ops._unavailable_until = 0.0
-    assert inbox.reapply_pending(rt)["applied"] == 1
+    assert reapply.reapply_pending(rt)["applied"] == 1
     assert gw.order(1)["orders_status_id"] == 4
 
 
@@ -75,10 +75,10 @@ def test_the_reapplier_does_not_hold_the_state_store_lock_while_connecting(gw_sq
     connecting, release, undo = _stalled_connects(rt)
     results = []
     try:
-        _state_writer_is_not_held(rt, connecting, release, lambda: results.append(inbox.reapply_pending(rt)))
+        _state_writer_is_not_held(rt, connecting, release, lambda: results.append(reapply.reapply_pending(rt)))
     finally:
         undo()
     assert results == [{"applied": 0, "left": 1, "unavailable": True}]
     rt.ops._unavailable_until = 0.0
-    assert inbox.reapply_pending(rt)["applied"] == 1
+    assert reapply.reapply_pending(rt)["applied"] == 1
     assert gw_sqlite.order(2)["orders_status_id"] == 4

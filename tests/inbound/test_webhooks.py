@@ -8,9 +8,12 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from gateway.inbound import inbox, loopguard, secrets
-from gateway.links import ops_id_for
+from gateway import timezones
+from gateway.inbound import reapply, reports, secrets
+from gateway.sync import loopguard
+from gateway.sync.links import ops_id_for
 from tests.inbound.conftest import Gateway
+from gateway.state import tables
 
 BASE = int(time.time()) - 3600  # an hour ago: after the demo rows' last change, before now
 
@@ -245,7 +248,7 @@ def test_wrong_or_missing_secret_changes_nothing(gw):
     r = gw.client.post("/webhooks/zoho/contacts?token=wrong", data=params)
     assert r.status_code == 401
     assert gw.snapshot() == before
-    assert inbox.recent(gw.rt) == []  # nothing unauthenticated is even stored
+    assert reports.recent(gw.rt) == []  # nothing unauthenticated is even stored
 
 
 def test_token_parameter_works_is_never_stored_and_masked_in_logs(gw_sqlite, gateway_logs):
@@ -255,7 +258,7 @@ def test_token_parameter_works_is_never_stored_and_masked_in_logs(gw_sqlite, gat
     r = gw.post("deals", {"id": "9012", "ops_id": "1", "stage": "Shipped", "token": gw.secret}, token=None, as_json=True)
     assert r.status_code == 200
     with gw.rt.store.engine.connect() as conn:
-        stored = json.dumps([list(row) for row in conn.execute(sa.select(inbox.inbox_table)).all()])
+        stored = json.dumps([list(row) for row in conn.execute(sa.select(tables.inbox_table)).all()])
     assert gw.secret not in stored and "token" not in stored
     logs = gateway_logs()
     assert "token=***" in logs and gw.secret not in logs
@@ -387,23 +390,23 @@ def test_unreachable_onprintshop_is_202_and_applied_later_in_order(make_app, tmp
     client = app.test_client()
     stages = ["Order Processing", "Printing", "Shipped"]
     # sent out of order: the newest first
-    for offset, stage in sorted(zip((0, 10, 20), stages), reverse=True):
+    for offset, stage in sorted(zip((0, 10, 20), stages, strict=True), reverse=True):
         r = client.post("/webhooks/zoho/deals", data={"id": "9016", "ops_id": "1", "stage": stage, "modified_time": zt(offset)},
                         headers={"X-Webhook-Token": secret})
         assert r.status_code == 202 and r.get_json() == {"status": "accepted"}
-    assert inbox.pending_count(rt) == 3
-    assert [row["outcome"] for row in inbox.recent(rt)] == ["accepted"] * 3
+    assert reports.pending_count(rt) == 3
+    assert [row["outcome"] for row in reports.recent(rt)] == ["accepted"] * 3
 
     # the database comes back; a new app object (a restart) applies what was accepted
     missing.mkdir()
     app2 = make_app(OPS_DATABASE_URL=f"sqlite:///{missing}/ops.db")
     gw2 = Gateway(app2)
-    result = inbox.reapply_pending(gw2.rt)
+    result = reapply.reapply_pending(gw2.rt)
     assert result["unavailable"] is False
-    assert inbox.pending_count(gw2.rt) == 0
+    assert reports.pending_count(gw2.rt) == 0
     assert [c for _sid, c, _d in gw2.history(1)][1:] == [f"Zoho CRM: Deal 9016 moved to stage {s}" for s in stages]
     assert gw2.order(1)["orders_status_id"] == 4
-    assert sorted(row["outcome"] for row in inbox.recent(gw2.rt)) == ["applied"] * 3
+    assert sorted(row["outcome"] for row in reports.recent(gw2.rt)) == ["applied"] * 3
 
 
 def test_later_delivery_waits_behind_a_pending_one(gw_sqlite, monkeypatch):
@@ -414,7 +417,7 @@ def test_later_delivery_waits_behind_a_pending_one(gw_sqlite, monkeypatch):
     r = gw.post("deals", {"id": "9017", "stage": "Shipped", "modified_time": zt(10)})
     assert r.status_code == 202  # the earlier one goes first
     assert gw.order(1)["orders_status_id"] == 1
-    inbox.reapply_pending(gw.rt)
+    reapply.reapply_pending(gw.rt)
     assert [sid for sid, _c, _d in gw.history(1)] == [1, 3, 4]
 
 
@@ -423,14 +426,14 @@ def test_recent_pending_count_and_purge(gw_sqlite):
     gw = gw_sqlite
     gw.post("deals", {"id": "9018", "ops_id": "1", "stage": "Shipped", "modified_time": zt()})
     gw.post("deals", {"id": "9019", "stage": "Shipped"})
-    rows = inbox.recent(gw.rt, limit=10)
+    rows = reports.recent(gw.rt, limit=10)
     assert [(r["zoho_id"], r["outcome"], r["source"]) for r in rows] == [("9019", "not_found", "webhook"),
                                                                         ("9018", "applied", "webhook")]
     assert rows[1]["ops_id"] == 1 and rows[0]["reason"]
-    assert inbox.pending_count(gw.rt) == 0
-    assert inbox.purge(gw.rt, time.time() - 60) == 0
-    assert inbox.purge(gw.rt, time.time() + 1) == 2
-    assert inbox.recent(gw.rt) == []
+    assert reports.pending_count(gw.rt) == 0
+    assert reports.purge(gw.rt, time.time() - 60) == 0
+    assert reports.purge(gw.rt, time.time() + 1) == 2
+    assert reports.recent(gw.rt) == []
 
 
 def test_month_first_dates_are_read_month_first_when_the_setting_says_so(make_app):
@@ -480,7 +483,7 @@ def test_a_json_parameter_given_twice_is_422_and_changes_nothing(gw):
                        data='{"id": "9500", "ops_id": "1", "stage": "Shipped", "stage": "Cancelled"}')
     assert r.status_code == 422
     assert r.get_json() == {"error": "stage is given more than once", "parameter": "stage"}
-    assert gw.snapshot() == before and inbox.recent(gw.rt) == []
+    assert gw.snapshot() == before and reports.recent(gw.rt) == []
 
 
 def test_an_id_with_a_trailing_newline_or_sent_as_a_json_float_is_422_and_links_nothing(gw):
@@ -492,7 +495,7 @@ def test_an_id_with_a_trailing_newline_or_sent_as_a_json_float_is_422_and_links_
         r = gw.post("deals", params, as_json=as_json)
         assert r.status_code == 422, (params, r.get_json())
         assert r.get_json()["parameter"] == ("id" if "\n" in str(params["id"]) or isinstance(params["id"], float) else "ops_id")
-    assert gw.snapshot() == before and inbox.recent(gw.rt) == []
+    assert gw.snapshot() == before and reports.recent(gw.rt) == []
     with gw.rt.store.engine.connect() as conn:
         assert ops_id_for(conn, "Deals", "9501\n") is None and ops_id_for(conn, "Deals", "5725767000003000320") is None
 
@@ -537,11 +540,10 @@ def test_an_unknown_stage_while_onprintshop_is_unreachable_is_still_422_from_the
 def _at(monkeypatch, utc: str) -> None:
     """The gateway's clock (reading times; OnPrintShop's last change) at this UTC moment."""
     from gateway.inbound import parse
-    from gateway.ops import database
 
     moment = dt.datetime.fromisoformat(utc).replace(tzinfo=dt.timezone.utc).timestamp()
     monkeypatch.setattr(parse, "clock", lambda: moment)
-    monkeypatch.setattr(database, "clock", lambda: moment)
+    monkeypatch.setattr(timezones, "clock", lambda: moment)
 
 
 def _new_york_gateway(make_app, ops_db_url) -> Gateway:

@@ -12,9 +12,9 @@ from decimal import Decimal
 
 import pytest
 
-from gateway.ops import demo
+from gateway.ops.database import demo
 from gateway.settings import normalize_database_url
-from gateway.zoho import connection
+from gateway.zoho import connect
 from tests.conftest import OPS_TABLES, _server_url, drop_tables, reset_gateway_tables
 
 
@@ -28,7 +28,7 @@ class Gateway:
     def connect(self) -> None:
         client_id, secret = self.fake.add_client("us")
         self.account_id = self.account_id or self.fake.add_account("OnPrintShop customers")
-        result = connection.configure(self.rt, data_center="us", client_id=client_id, client_secret=secret,
+        result = connect.configure(self.rt, data_center="us", client_id=client_id, client_secret=secret,
                                       grant_token=self.fake.new_grant_code(client_id), account_id=self.account_id)
         assert result.ok, result.message
 

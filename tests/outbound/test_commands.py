@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from gateway.outbound import queue
-from gateway.zoho import connection
+from gateway.zoho import connect
 
 
 def test_dry_run_prints_the_exact_bodies_and_sends_and_queues_nothing(gw_sqlite, runner_for):
@@ -98,7 +98,7 @@ def test_retry_dead_by_id(gw_sqlite, runner_for):
 def test_dry_run_follows_the_modules_chosen_for_sync(gw_sqlite, runner_for):
     gw = gw_sqlite
     client_id, secret = gw.fake.add_client("us")
-    result = connection.configure(gw.rt, data_center="us", client_id=client_id, client_secret=secret,
+    result = connect.configure(gw.rt, data_center="us", client_id=client_id, client_secret=secret,
                                   grant_token=gw.fake.new_grant_code(client_id), account_id=gw.account_id,
                                   modules=("deals",))
     assert result.ok, result.message

@@ -51,7 +51,7 @@ def test_two_gunicorn_processes_share_the_concurrency_and_a_killed_one_loses_not
         reset_gateway_tables(state)
     app = make_app(DATABASE_URL=state, **zoho_settings)
     gw = Gateway(app, fake_zoho)
-    from gateway.ops import demo
+    from gateway.ops.database import demo
 
     demo.create(gw.rt.ops, force=True)
     gw.connect()

@@ -8,9 +8,10 @@ import time
 
 import sqlalchemy as sa
 
-from gateway import links
-from gateway.outbound import queue, worker
+from gateway.sync import links
+from gateway.outbound import batch, queue
 from tests.fakezoho.server import Response
+from gateway.state import tables
 
 
 def linked(gw, module, ops_id):
@@ -19,7 +20,7 @@ def linked(gw, module, ops_id):
 
 
 def jobs(gw, module):
-    t = queue.jobs_table.c
+    t = tables.jobs_table.c
     with gw.rt.store.engine.connect() as conn:
         return conn.execute(sa.select(t.ops_id, t.state, t.attempts, t.last_error).where(t.module == module)).all()
 
@@ -50,7 +51,7 @@ def update_order(gw, order_id, **values):
 
 
 def test_an_order_whose_customer_is_not_in_onprintshop_dies_saying_so(gw, monkeypatch):
-    monkeypatch.setattr(worker, "WAIT_FOR_CONTACT_SECONDS", 0)  # a loop would spin at once, not every 5 s
+    monkeypatch.setattr(batch, "WAIT_FOR_CONTACT_SECONDS", 0)  # a loop would spin at once, not every 5 s
     customer, other = gw.add_customers(2)
     (order,) = gw.add_orders([customer])
     delete_customer_row(gw, customer)
@@ -99,7 +100,7 @@ def test_a_deal_whose_contact_was_deleted_in_zoho_relinks_its_customer_and_goes_
 
 def age_links(gw, seconds=3600):
     with gw.rt.store.begin() as conn:
-        conn.execute(links.links_table.update().values(updated_at=time.time() - seconds))
+        conn.execute(tables.links_table.update().values(updated_at=time.time() - seconds))
 
 
 def test_a_deal_zoho_refuses_a_fresh_contact_for_dies_with_zohos_message_after_one_relink(gw_sqlite):

@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from gateway.outbound import events, queue
+from gateway.state import tables
 
 # The example of the Standard Webhooks specification (and its reference libraries).
 SPEC_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -103,7 +104,7 @@ def test_remembered_ids_are_purged_once_no_request_can_reuse_them(app, client):
     assert post(client, raw, headers).status_code == 202
     assert events.purge_seen_ids(rt, time.time() - 86400) == 0  # still inside the tolerance: kept
     with rt.store.begin() as conn:
-        conn.execute(events.event_ids_table.update().values(received_at=time.time() - 3600))
+        conn.execute(tables.event_ids_table.update().values(received_at=time.time() - 3600))
     assert events.purge_seen_ids(rt, time.time() - 86400) == 1
 
 

@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from gateway.store import Store, init_db
+from gateway.state import Store
+from gateway.state.migrate import init_db
 from gateway.zoho import gate
 from gateway.zoho.errors import BudgetExhausted
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from gateway.inbound import loopguard
+from gateway.sync import loopguard
 from gateway.outbound import poller, queue
 
 

@@ -6,8 +6,11 @@ import datetime as dt
 import requests
 import sqlalchemy as sa
 
-from gateway import links
-from gateway.outbound import push, queue, worker
+from gateway.sync import links
+from gateway.ops import Customer, Order
+from gateway.outbound import batch, push, queue
+from gateway.state import tables
+from gateway.zoho import gate as zoho_gate
 
 
 def linked(gw, module, ops_id):
@@ -22,7 +25,7 @@ def test_250_changed_customers_go_out_in_3_upsert_calls_linked_to_the_account(gw
 
     assert gw.fake.upsert_calls["Contacts"] == 3
     assert [len(body["data"]) for _, body in gw.fake.upsert_bodies] == [100, 100, 50]
-    for module, body in gw.fake.upsert_bodies:
+    for _module, body in gw.fake.upsert_bodies:
         assert body["trigger"] == [] and body["duplicate_check_fields"] == ["Email"]
     stored = {r["Email"]: r for r in gw.fake.records["Contacts"].values()}
     assert len(stored) == 250
@@ -32,8 +35,8 @@ def test_250_changed_customers_go_out_in_3_upsert_calls_linked_to_the_account(gw
     assert linked(gw, "Contacts", ids[0]) == first["id"]
     status = queue.status(gw.rt)
     assert (status["pending"], status["done"], status["dead"]) == (0, 250, 0)
-    assert queue.pushes_today(gw.rt) == 250
-    assert queue.calls_today(gw.rt) == 3
+    assert zoho_gate.count_last_day(gw.rt.store, "pushes") == 250
+    assert zoho_gate.count_last_day(gw.rt.store, "calls") == 3
 
 
 def test_an_unchanged_record_is_not_sent_again_and_a_changed_one_updates_the_same_contact(gw):
@@ -83,7 +86,7 @@ def test_a_207_makes_the_bad_record_dead_with_zohos_reason_and_links_the_rest(gw
 
 
 def test_a_deal_is_never_sent_before_its_contact_exists(gw, monkeypatch):
-    monkeypatch.setattr(worker, "WAIT_FOR_CONTACT_SECONDS", 0)
+    monkeypatch.setattr(batch, "WAIT_FOR_CONTACT_SECONDS", 0)
     customers = gw.add_customers(3)
     orders = gw.add_orders(customers + customers[:1], status_id=3)
     queue.enqueue(gw.rt, "Deals", orders)  # only the orders: their customers are queued by the worker
@@ -119,7 +122,7 @@ def test_401_invalid_token_costs_one_refresh_and_no_attempt(gw_sqlite):
     assert gw.fake.calls["oauth.refresh"] == refreshes + 1
     assert len(gw.fake.records["Contacts"]) == 3
     with gw.rt.store.engine.connect() as conn:
-        assert set(conn.execute(sa.select(queue.jobs_table.c.attempts)).scalars()) == {0}
+        assert set(conn.execute(sa.select(tables.jobs_table.c.attempts)).scalars()) == {0}
 
 
 def test_a_revoked_refresh_token_pauses_the_queue_with_nothing_dead_until_reconnected(gw):
@@ -134,7 +137,7 @@ def test_a_revoked_refresh_token_pauses_the_queue_with_nothing_dead_until_reconn
     assert status["paused"] and "re-authorization" in status["paused_reason"]
     assert (status["pending"], status["dead"], status["done"]) == (4, 0, 0)
     with gw.rt.store.engine.connect() as conn:
-        assert set(conn.execute(sa.select(queue.jobs_table.c.attempts)).scalars()) == {0}
+        assert set(conn.execute(sa.select(tables.jobs_table.c.attempts)).scalars()) == {0}
     assert gw.fake.calls["upsert"] == 1  # the one call that met the 401; no retry burnt after
     assert not gw.fake.records["Contacts"]
 
@@ -147,7 +150,7 @@ def test_a_revoked_refresh_token_pauses_the_queue_with_nothing_dead_until_reconn
 
 def test_a_spent_daily_budget_pauses_the_queue_with_nothing_dead(make_app, fake_zoho, zoho_settings):
     from tests.outbound.conftest import Gateway
-    from gateway.ops import demo
+    from gateway.ops.database import demo
 
     app = make_app(GATEWAY_DAILY_CALL_BUDGET=2, **zoho_settings)
     gw = Gateway(app, fake_zoho)
@@ -160,7 +163,7 @@ def test_a_spent_daily_budget_pauses_the_queue_with_nothing_dead(make_app, fake_
     status = queue.status(gw.rt)
     assert status["paused"] and "budget" in status["paused_reason"]
     assert (status["done"], status["pending"], status["dead"]) == (200, 150, 0)
-    assert queue.calls_today(gw.rt) == 2
+    assert zoho_gate.count_last_day(gw.rt.store, "calls") == 2
 
 
 def test_read_results_keeps_the_order_and_names_the_field():
@@ -180,14 +183,14 @@ def test_payloads_follow_the_contract_with_optional_custom_fields():
 
     mapping = from_dict({"zoho": {"contact_ops_id_field": "OPS_Id", "deal_ops_id_field": "OPS_Order_Id",
                                   "deal_payment_status_field": "Payment_Status"}})
-    contact = push.contact_record({"customers_id": 7, "customers_firstname": "Ada", "customers_lastname": "Lovelace",
-                                   "customers_email_address": "ada@example.com", "customers_telephone": ""}, "123", mapping)
+    contact = push.contact_record(Customer(id=7, first_name="Ada", last_name="Lovelace", email="ada@example.com", phone=""),
+                                  "123", mapping)
     assert contact == {"First_Name": "Ada", "Last_Name": "Lovelace", "Email": "ada@example.com", "Phone": None,
                        "Account_Name": {"id": "123"}, "OPS_Id": 7}
     from decimal import Decimal
 
-    deal = push.deal_record({"orders_id": 9, "order_total": Decimal("1200.5"), "orders_status_name": "Shipped",
-                             "date_purchased": dt.datetime(2026, 3, 4, 23, 59), "payment_status": "Paid"},
+    deal = push.deal_record(Order(id=9, customer_id=7, status_id=4, status_name="Shipped", payment_status="Paid",
+                                  total=Decimal("1200.5"), currency="USD", purchased=dt.datetime(2026, 3, 4, 23, 59)),
                             "123", "456", mapping, zoho_id="999")
     assert deal == {"Deal_Name": "OPS Order #9", "Amount": 1200.5, "Stage": "Shipped", "Closing_Date": "2026-03-04",
                     "Contact_Name": {"id": "456"}, "Account_Name": {"id": "123"}, "OPS_Order_Id": 9,
@@ -198,7 +201,7 @@ def test_payloads_follow_the_contract_with_optional_custom_fields():
 
 def test_an_order_of_a_customer_zoho_refused_waits_without_resending_the_customer(gw_sqlite, monkeypatch):
     gw = gw_sqlite
-    monkeypatch.setattr(worker, "WAIT_FOR_CONTACT_SECONDS", 0)
+    monkeypatch.setattr(batch, "WAIT_FOR_CONTACT_SECONDS", 0)
     (customer,) = gw.add_customers(1)
     gw.update_customer(customer, customers_email_address="broken")
     (order,) = gw.add_orders([customer])
@@ -208,13 +211,13 @@ def test_an_order_of_a_customer_zoho_refused_waits_without_resending_the_custome
     assert gw.fake.upsert_calls["Contacts"] == 1 and gw.fake.upsert_calls["Deals"] == 0
     assert [d["ops_id"] for d in queue.dead_jobs(gw.rt)] == [customer]
     with gw.rt.store.engine.connect() as conn:
-        note = conn.execute(sa.select(queue.jobs_table.c.last_error).where(queue.jobs_table.c.module == "Deals")).scalar()
+        note = conn.execute(sa.select(tables.jobs_table.c.last_error).where(tables.jobs_table.c.module == "Deals")).scalar()
     assert f"customer {customer}" in note and "INVALID_DATA" in note
 
     gw.update_customer(customer, customers_email_address="fixed@example.com")  # fixed in OnPrintShop
     queue.enqueue(gw.rt, "Contacts", [customer])
     with gw.rt.store.begin() as conn:  # instead of waiting the five minutes
-        conn.execute(queue.jobs_table.update().where(queue.jobs_table.c.module == "Deals").values(next_try_at=0))
+        conn.execute(tables.jobs_table.update().where(tables.jobs_table.c.module == "Deals").values(next_try_at=0))
     gw.drain()
     assert len(gw.fake.records["Deals"]) == 1 and queue.status(gw.rt)["dead"] == 0
 

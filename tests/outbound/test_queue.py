@@ -7,7 +7,8 @@ import time
 import pytest
 
 from gateway.outbound import queue
-from gateway.store import Store, init_db, new_holder_id
+from gateway.state import Store, new_holder_id
+from gateway.state.migrate import init_db
 
 
 class Rt:

@@ -6,19 +6,20 @@ import time
 
 import sqlalchemy as sa
 
-from gateway.outbound import queue
+from gateway.outbound import pause as pauses, queue, retry
+from gateway.state import tables
 
-FAST = queue.RetryPolicy(base=0.02, cap=0.05, max_attempts=6)
+FAST = retry.RetryPolicy(base=0.02, cap=0.05, max_attempts=6)
 
 
 def attempts(gw):
     with gw.rt.store.engine.connect() as conn:
-        return sorted(conn.execute(sa.select(queue.jobs_table.c.attempts)).scalars())
+        return sorted(conn.execute(sa.select(tables.jobs_table.c.attempts)).scalars())
 
 
 def due_times(gw):
     with gw.rt.store.engine.connect() as conn:
-        return conn.execute(sa.select(queue.jobs_table.c.next_try_at)).all()
+        return conn.execute(sa.select(tables.jobs_table.c.next_try_at)).all()
 
 
 def test_a_429_with_retry_after_pauses_the_whole_queue_until_then_and_costs_no_attempt(gw):
@@ -48,19 +49,19 @@ def test_a_429_without_retry_after_backs_off_growing(gw_sqlite):
     for _ in range(2):
         before = time.time()
         gw.drain()
-        pause = queue.current_pause(gw.rt.store)
+        pause = pauses.current_pause(gw.rt.store)
         assert pause["kind"] == "throttled"
         waits.append(pause["until"] - before)
         assert {r.next_try_at for r in due_times(gw)} == {pause["until"]}  # the jobs wait as long as the queue
         # Pretend the wait is over (instead of sleeping through it).
-        gw.rt.store.set_setting(queue.PAUSE_SETTING, {**pause, "until": time.time() - 1})
+        gw.rt.store.set_setting(pauses.PAUSE_SETTING, {**pause, "until": time.time() - 1})
         with gw.rt.store.begin() as conn:
-            conn.execute(queue.jobs_table.update().values(next_try_at=0))
-    assert 1 <= waits[0] <= 1 + queue.THROTTLE_POLICY.ceiling(1) + 0.5
-    assert queue.throttle_streak(gw.rt.store) == 2
+            conn.execute(tables.jobs_table.update().values(next_try_at=0))
+    assert 1 <= waits[0] <= 1 + retry.THROTTLE_POLICY.ceiling(1) + 0.5
+    assert pauses.throttle_streak(gw.rt.store) == 2
     gw.drain()
     assert len(gw.fake.records["Contacts"]) == 2
-    assert queue.throttle_streak(gw.rt.store) == 0  # a call went through: the backoff starts afresh
+    assert pauses.throttle_streak(gw.rt.store) == 0  # a call went through: the backoff starts afresh
 
 
 def test_a_5xx_storm_is_retried_with_backoff_then_delivered(gw):
@@ -68,7 +69,7 @@ def test_a_5xx_storm_is_retried_with_backoff_then_delivered(gw):
     queue.enqueue(gw.rt, "Contacts", ids)
     gw.fake.fail_next = [500, 503, 500, 502]  # the storm's first calls all fail ...
     gw.fake.fault_rate = 0.3  # ... and then a third of them, at random
-    patient = queue.RetryPolicy(base=0.01, cap=0.03, max_attempts=60)
+    patient = retry.RetryPolicy(base=0.01, cap=0.03, max_attempts=60)
     deadline = time.time() + 20
     while queue.status(gw.rt)["done"] < 120 and time.time() < deadline:
         gw.drain(policy=patient)
@@ -79,7 +80,7 @@ def test_a_5xx_storm_is_retried_with_backoff_then_delivered(gw):
     status = queue.status(gw.rt)
     assert (status["done"], status["dead"]) == (120, 0)
     with gw.rt.store.engine.connect() as conn:
-        assert max(conn.execute(sa.select(queue.jobs_table.c.attempts)).scalars()) >= 2  # the failed tries were counted
+        assert max(conn.execute(sa.select(tables.jobs_table.c.attempts)).scalars()) >= 2  # the failed tries were counted
 
 
 def test_retries_run_out_into_dead_jobs_that_retry_dead_sends_again(gw_sqlite, runner_for):
@@ -104,7 +105,7 @@ def test_retries_run_out_into_dead_jobs_that_retry_dead_sends_again(gw_sqlite, r
 
 
 def test_the_default_policy_waits_about_a_day_in_all_with_full_jitter():
-    policy = queue.DEFAULT_POLICY
+    policy = retry.DEFAULT_POLICY
     schedule = policy.schedule()
     assert schedule[0] == 30 and schedule[1] == 60 and max(schedule) == 6 * 3600
     assert 20 * 3600 < sum(schedule) / 2 < 30 * 3600  # full jitter: on average half of each ceiling
@@ -136,8 +137,8 @@ def test_zoho_rejecting_every_fresh_token_pauses_the_queue_without_refreshing_ag
         status = queue.status(gw.rt)
         assert status["paused"] and (status["pending"], status["dead"]) == (2, 0) and set(attempts(gw)) == {0}
         # The refused pause is over (instead of waiting its five minutes): the next batch goes.
-        gw.rt.store.set_setting(queue.PAUSE_SETTING, {**queue.current_pause(gw.rt.store), "until": time.time() - 1})
+        gw.rt.store.set_setting(pauses.PAUSE_SETTING, {**pauses.current_pause(gw.rt.store), "until": time.time() - 1})
         with gw.rt.store.begin() as conn:
-            conn.execute(queue.jobs_table.update().values(next_try_at=0))
+            conn.execute(tables.jobs_table.update().values(next_try_at=0))
     assert gw.fake.calls["oauth.refresh"] == refreshes + 1  # one refresh, then the cooldown: not one per batch
     assert "token refresh skipped" in status["paused_reason"]

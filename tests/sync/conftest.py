@@ -15,14 +15,14 @@ import sqlalchemy as sa
 from werkzeug.serving import make_server
 
 def connect(app, fake) -> None:
-    from gateway.zoho import connection
+    from gateway.zoho import connect as zoho_connect
 
     account_id = fake.add_account("OnPrintShop customers")
     client_id, client_secret = fake.add_client()
     code = fake.new_grant_code(client_id)
     rt = app.extensions["gateway"]
     with app.app_context():
-        result = connection.configure(rt, data_center="us", client_id=client_id, client_secret=client_secret,
+        result = zoho_connect.configure(rt, data_center="us", client_id=client_id, client_secret=client_secret,
                                       grant_token=code, account_id=account_id)
     assert result.ok, result.message
 
@@ -52,7 +52,7 @@ def sync_app(make_app, fake_zoho, zoho_settings):
         config.update(settings)
         app = make_app(**config)
         rt = app.extensions["gateway"]
-        from gateway.ops import demo
+        from gateway.ops.database import demo
 
         demo.create(rt.ops, force=True)
         connect(app, fake_zoho)
@@ -70,7 +70,7 @@ def sync_app(make_app, fake_zoho, zoho_settings):
 
 
 def link(app, module: str, ops_id: int, zoho_id: str) -> None:
-    from gateway import links
+    from gateway.sync import links
 
     rt = app.extensions["gateway"]
     with rt.store.begin() as conn:

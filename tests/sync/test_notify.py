@@ -13,7 +13,7 @@ from datetime import datetime
 import pytest
 import sqlalchemy as sa
 
-from gateway.inbound import notify
+from gateway.inbound import notify, notify_pending
 from tests.sync.conftest import history, link, ops_row
 
 ZC1, ZC2 = "5725767000000100001", "5725767000000100002"
@@ -104,13 +104,13 @@ def test_a_refused_subscription_keeps_the_mode_off(sync_app, fake_zoho):
 def test_a_grant_without_the_notifications_scope_is_refused_in_plain_words(sync_app, fake_zoho):
     """The admin made the grant token with ZohoCRM.modules.ALL only: pushes work, but Zoho
     refuses the watch; the page says which scope the grant lacked and the mode stays off."""
-    from gateway.zoho import connection
+    from gateway.zoho import connect, connection
 
     app = sync_app()
     client_id, client_secret = fake_zoho.add_client()
     code = fake_zoho.new_grant_code(client_id, scope="ZohoCRM.modules.ALL")
     with app.app_context():
-        saved = connection.configure(rt_of(app), data_center="us", client_id=client_id, client_secret=client_secret,
+        saved = connect.configure(rt_of(app), data_center="us", client_id=client_id, client_secret=client_secret,
                                      grant_token=code, account_id=connection.account_id(rt_of(app)))
         assert saved.ok, saved.message
         result = notify.set_enabled(rt_of(app), True)
@@ -203,7 +203,7 @@ def test_a_callback_with_a_wrong_token_or_channel_is_refused(sync_app, fake_zoho
     assert answer.status_code == 401 and answer.is_json and "token" in answer.get_json()["error"]
     assert ops_row(app, "customers", 1)["customers_firstname"] == "Ada"
     assert fake_zoho.calls["records_list"] == 0  # nothing fetched either
-    assert notify.pending_count(rt_of(app)) == 0
+    assert notify_pending.pending_count(rt_of(app)) == 0
 
 
 def test_a_callback_before_any_channel_is_refused(sync_app):
@@ -242,15 +242,15 @@ def test_fired_callbacks_fetch_several_records_and_apply_them(sync_app, fake_zoh
     assert ops_row(app, "orders", 1)["orders_status_id"] == 4  # Shipped
     assert ops_row(app, "orders", 3)["orders_status_id"] == 5  # Closed Won -> Order Completed
     assert "Zoho" in history(app, 1)[-1]["comments"]
-    from gateway.inbound import inbox
+    from gateway.inbound import reports
 
-    assert {row["source"] for row in inbox.recent(rt_of(app))} == {"notify"}
+    assert {row["source"] for row in reports.recent(rt_of(app))} == {"notify"}
 
     # Zoho repeats a callback: the same record state is a duplicate, nothing written twice
     [(status, text)] = fake_zoho.fire_notification("Deals", [ZD1])
     assert json.loads(text)["outcomes"] == {"duplicate": 1}
     assert len(history(app, 1)) == 2
-    assert notify.pending_count(rt_of(app)) == 0
+    assert notify_pending.pending_count(rt_of(app)) == 0
 
 
 def test_a_callback_while_zoho_is_unreachable_is_kept_and_applied_later(sync_app, fake_zoho):
@@ -263,15 +263,15 @@ def test_a_callback_while_zoho_is_unreachable_is_kept_and_applied_later(sync_app
     app.config["ZOHO_API_URL"] = "http://127.0.0.1:9"  # nothing listens there: a real connection failure
     answer = post(app.test_client(), callback(app, "Deals", [ZD1]))
     assert answer.status_code == 202 and answer.get_json()["status"] == "accepted"
-    assert notify.pending_count(rt) == 1
+    assert notify_pending.pending_count(rt) == 1
     assert ops_row(app, "orders", 5)["orders_status_id"] == 2  # Order Processing, as before
-    assert notify.drain_pending(rt, now=fake_zoho.now() + 3600) == {"waiting": 1}  # still down: kept
+    assert notify_pending.drain_pending(rt, now=fake_zoho.now() + 3600) == {"waiting": 1}  # still down: kept
 
     app.config["ZOHO_API_URL"] = api_url
-    assert notify.drain_pending(rt, now=fake_zoho.now() + 3601) == {}  # backing off after the failed try
-    assert notify.drain_pending(rt, now=fake_zoho.now() + 7200)["applied"] == 1
+    assert notify_pending.drain_pending(rt, now=fake_zoho.now() + 3601) == {}  # backing off after the failed try
+    assert notify_pending.drain_pending(rt, now=fake_zoho.now() + 7200)["applied"] == 1
     assert ops_row(app, "orders", 5)["orders_status_id"] == 3  # Printing
-    assert notify.pending_count(rt) == 0
+    assert notify_pending.pending_count(rt) == 0
 
 
 def test_zoho_answering_503_keeps_the_ids_across_a_restart(sync_app, fake_zoho, make_app, zoho_settings):
@@ -285,8 +285,8 @@ def test_zoho_answering_503_keeps_the_ids_across_a_restart(sync_app, fake_zoho, 
     app.extensions["gateway"].close()
     restarted = make_app(**zoho_settings)  # a new process on the same state store and OnPrintShop database
     rt = rt_of(restarted)
-    assert notify.pending_count(rt) == 1
-    assert notify.drain_pending(rt, now=fake_zoho.now() + 3600)["applied"] == 1
+    assert notify_pending.pending_count(rt) == 1
+    assert notify_pending.drain_pending(rt, now=fake_zoho.now() + 3600)["applied"] == 1
     assert ops_row(restarted, "customers", 3)["customers_firstname"] == "Søren Aabye"
 
 
@@ -307,7 +307,7 @@ def test_callback_input_is_bounded_and_checked(sync_app):
     assert answer.status_code == 422 and answer.get_json()["parameter"] == "ids"
     answer = post(client, callback(app, "Deals", ["1"]) | {"operation": "delete"})
     assert answer.status_code == 200 and answer.get_json()["status"] == "ignored"
-    assert notify.pending_count(rt_of(app)) == 0
+    assert notify_pending.pending_count(rt_of(app)) == 0
 
 
 def test_the_callback_is_rate_limited_with_a_json_answer(sync_app):
@@ -341,9 +341,9 @@ def test_state_store_on_other_databases(sync_app, fake_zoho, state_db_url):
     fake_zoho.api_down = True
     assert post(app.test_client(), callback(app, "Deals", [ZD1])).status_code == 202
     assert post(app.test_client(), callback(app, "Deals", [ZD1])).status_code == 202  # same record: one row
-    assert notify.pending_count(rt_of(app)) == 1
+    assert notify_pending.pending_count(rt_of(app)) == 1
     fake_zoho.api_down = False
-    assert notify.drain_pending(rt_of(app), now=fake_zoho.now() + 3600)["applied"] == 1
+    assert notify_pending.drain_pending(rt_of(app), now=fake_zoho.now() + 3600)["applied"] == 1
     assert ops_row(app, "orders", 4)["orders_status_id"] == 6
 
 
@@ -391,7 +391,7 @@ def test_the_background_upkeep_renews_and_fetches_what_waited(sync_app, fake_zoh
     assert fake_zoho.calls["watch_update"] >= 1
     assert notify.channel_status(rt)["expires_at"] > later + 5.9 * 86400
     assert ops_row(app, "customers", 2)["customers_firstname"] == "Grace B."
-    assert notify.pending_count(rt) == 0
+    assert notify_pending.pending_count(rt) == 0
 
 
 def test_only_the_lease_holder_does_the_upkeep(sync_app, fake_zoho, monkeypatch):
@@ -415,7 +415,7 @@ def test_a_body_without_a_length_is_bounded_too(sync_app):
         "/webhooks/zoho/notify", input_stream=io.BytesIO(body), content_type="application/json",
         environ_overrides={"wsgi.input_terminated": True, "CONTENT_LENGTH": ""})
     assert answer.status_code == 413 and answer.is_json
-    assert notify.pending_count(rt_of(app)) == 0
+    assert notify_pending.pending_count(rt_of(app)) == 0
 
 
 def test_a_callback_does_not_wait_for_a_busy_zoho_gate(sync_app, fake_zoho):
@@ -430,8 +430,8 @@ def test_a_callback_does_not_wait_for_a_busy_zoho_gate(sync_app, fake_zoho):
     gate = zoho_gate.for_runtime(rt)
     with gate.call():  # another thread's Zoho call holds the only slot
         answer = post(app.test_client(), callback(app, "Deals", [ZD1]))
-    assert answer.status_code == 202 and notify.pending_count(rt) == 1
-    assert notify.drain_pending(rt)["applied"] == 1
+    assert answer.status_code == 202 and notify_pending.pending_count(rt) == 1
+    assert notify_pending.drain_pending(rt)["applied"] == 1
     assert ops_row(app, "orders", 1)["orders_status_id"] == 3
 
 
@@ -467,4 +467,4 @@ def test_arbitrary_callbacks_never_get_a_5xx_and_change_nothing(sync_app, fake_z
 
     check()
     assert ops_row(app, "customers", 1) == before  # none of those ids is a record in Zoho
-    assert notify.pending_count(rt) == 0
+    assert notify_pending.pending_count(rt) == 0

@@ -1,0 +1,119 @@
+"""The admin audit trail: who did what, when, from the admin page; login attempts; ended sessions.
+
+`record(rt, who, action, detail)` writes one row to `gw_audit` and one log line; `recent(rt,
+limit)` reads the newest rows for the page. Login attempts are kept in `gw_login_failures` (one
+row per failed or not yet checked attempt, by client address) so the login throttle holds
+across every process sharing the state store. Admin sessions ended by logout are kept in
+`gw_admin_ended_sessions` (by the session's random id) until they would have expired, so a
+copied cookie dies with the logout. No table ever holds a secret: callers pass details a
+person may read.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import sqlalchemy as sa
+
+from .state.tables import audit_table, ended_sessions_table, login_failures_table
+
+log = logging.getLogger("gateway.admin")
+
+ACTION_MAX = 64
+DETAIL_MAX = 500
+
+def record(rt, who: str, action: str, detail: str = "") -> None:
+    """Write one audit row and one log line. `detail` must never contain a secret."""
+    who = (who or "unknown")[:100]
+    action = action[:ACTION_MAX]
+    detail = (detail or "")[:DETAIL_MAX]
+    with rt.store.begin() as conn:
+        conn.execute(audit_table.insert().values(at=time.time(), who=who, action=action, detail=detail))
+    log.info("admin action=%s who=%s detail=%s", action, who, detail)
+
+
+def recent(rt, limit: int = 20) -> list[dict]:
+    """The newest audit rows first: dicts with time, who, action, detail."""
+    with rt.store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(audit_table.c.at, audit_table.c.who, audit_table.c.action, audit_table.c.detail)
+            .order_by(audit_table.c.id.desc())
+            .limit(limit)
+        ).all()
+    return [{"time": row.at, "who": row.who, "action": row.action, "detail": row.detail} for row in rows]
+
+
+def purge(rt, older_than_epoch: float) -> int:
+    """Delete audit rows older than the given time; returns how many."""
+    with rt.store.begin() as conn:
+        return conn.execute(audit_table.delete().where(audit_table.c.at < older_than_epoch)).rowcount
+
+
+def note_login_attempt(rt, address: str, now: float | None = None, keep_seconds: float = 3600) -> int:
+    """Record one login attempt from `address` before its password is checked; returns its row id.
+
+    It counts as a failure until `forget_login_attempt` withdraws it (the password was right, or
+    the attempt was refused unchecked). Recording first is what makes the throttle hold under
+    parallel requests: each attempt sees the rows of every attempt committed before it counts.
+    Rows older than an hour are dropped on the way.
+    """
+    now = time.time() if now is None else now
+
+    def record(conn):
+        # Parallel attempts insert and prune side by side: Store.transaction (READ COMMITTED,
+        # rerun after a deadlock) keeps MariaDB's gap locks from failing one of them.
+        attempt_id = conn.execute(
+            login_failures_table.insert().values(address=(address or "unknown")[:64], at=now)
+        ).inserted_primary_key[0]
+        conn.execute(login_failures_table.delete().where(login_failures_table.c.at < now - keep_seconds))
+        return int(attempt_id)
+
+    return rt.store.transaction(record)
+
+
+def forget_login_attempt(rt, attempt_id: int) -> None:
+    """Withdraw an attempt recorded by `note_login_attempt`: it was not a failure.
+
+    Through Store.transaction like the insert: on MariaDB this delete by id and a parallel
+    attempt's prune lock the same rows in opposite orders, and the deadlock that follows is
+    rerun there instead of becoming a 500."""
+    rt.store.transaction(
+        lambda conn: conn.execute(login_failures_table.delete().where(login_failures_table.c.id == attempt_id))
+    )
+
+
+def login_failures_since(rt, address: str, since: float, exclude_id: int | None = None) -> list[float]:
+    """The times of failed (or still unchecked) logins from `address` at or after `since`, oldest
+    first; `exclude_id` leaves out the caller's own attempt."""
+    query = (
+        sa.select(login_failures_table.c.at)
+        .where(login_failures_table.c.address == (address or "unknown")[:64], login_failures_table.c.at >= since)
+        .order_by(login_failures_table.c.at)
+    )
+    if exclude_id is not None:
+        query = query.where(login_failures_table.c.id != exclude_id)
+    with rt.store.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return [row.at for row in rows]
+
+
+def end_session(rt, session_id: str, until: float) -> None:
+    """Remember that this admin session ended (until `until`, when it would have expired anyway)."""
+    now = time.time()
+
+    def remember(conn):
+        conn.execute(ended_sessions_table.delete().where(ended_sessions_table.c.until < now))
+        already = conn.execute(
+            sa.select(ended_sessions_table.c.session_id).where(ended_sessions_table.c.session_id == session_id)
+        ).first()
+        if already is None:
+            conn.execute(ended_sessions_table.insert().values(session_id=session_id[:64], until=until))
+
+    rt.store.transaction(remember)  # parallel logouts prune side by side: rerun after a deadlock
+
+
+def session_ended(rt, session_id: str) -> bool:
+    with rt.store.engine.connect() as conn:
+        return conn.execute(
+            sa.select(ended_sessions_table.c.session_id).where(ended_sessions_table.c.session_id == session_id[:64])
+        ).first() is not None

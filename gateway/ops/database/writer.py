@@ -1,0 +1,72 @@
+"""Applying changes from Zoho to the OnPrintShop database, with its errors made the port's."""
+from __future__ import annotations
+
+import logging
+
+import sqlalchemy as sa
+
+from ...state.engine import is_lock_conflict, rerun
+from ..port import Applied, OpsBusy, OpsRefused, OpsUnavailable
+from . import writes
+
+log = logging.getLogger("gateway.ops")
+
+# Every error class that can come from the database; `OpsDatabase.failure_kind` tells them apart.
+DATABASE_ERRORS = (sa.exc.DBAPIError, sa.exc.DisconnectionError, sa.exc.TimeoutError)
+
+
+def _run_again(exc: BaseException) -> bool:
+    """A deadlock rolled the OnPrintShop transaction back: run it again. Not a lock wait (1205):
+    that already waited, and the row is still held ("busy")."""
+    return (isinstance(exc, sa.exc.OperationalError) and is_lock_conflict(exc)
+            and getattr(exc.orig, "args", (None,))[:1] != (1205,))
+
+
+class DatabaseWriter:
+    """`with ops.writer() as writer: writer.apply(update, linked, links)`; one OnPrintShop
+    transaction per change, committed before `apply` returns."""
+
+    def __init__(self, ops, connect_now: bool = False):
+        self.ops = ops
+        self._connect_now = connect_now
+        self._conn = None
+        self._unreachable = False
+        self.down = False
+
+    def __enter__(self):
+        ops = self.ops
+        self.down = ops.recently_unavailable()
+        if self._connect_now and not self.down:
+            try:
+                self._conn = ops.engine.connect()
+            except DATABASE_ERRORS as exc:
+                if ops.failure_kind(exc) == "unavailable":  # else the apply connects itself and says why
+                    ops.mark_unavailable()
+                    log.warning("OnPrintShop database unavailable (%s)", exc.__class__.__name__)
+                    self._unreachable = True
+        return self
+
+    def __exit__(self, *exc_info):
+        if self._conn is not None:
+            self._conn.close()
+        return False
+
+    def apply(self, update, linked, links) -> Applied:
+        """Apply one change; raises OpsUnavailable, OpsBusy or OpsRefused."""
+        if self._unreachable:
+            raise OpsUnavailable("the OnPrintShop database did not answer the connection")
+
+        def once():
+            with self.ops.begin(self._conn) as conn:
+                return writes.apply_update(self.ops, conn, update, linked, links)
+
+        try:
+            return rerun(once, attempts=3, when=_run_again)
+        except DATABASE_ERRORS as exc:
+            kind = self.ops.failure_kind(exc)
+            if kind == "busy":
+                raise OpsBusy(f"the OnPrintShop record is locked ({exc.__class__.__name__})") from None
+            if kind == "unavailable":
+                self.ops.mark_unavailable()
+                raise OpsUnavailable(f"the OnPrintShop database is unavailable ({exc.__class__.__name__})") from None
+            raise OpsRefused(f"the OnPrintShop database refused the change: {str(getattr(exc, 'orig', exc))[:300]}") from exc

@@ -1,0 +1,268 @@
+"""Writing one change from Zoho into the OnPrintShop database, inside the caller's transaction.
+
+The record is found by the gateway's link, else the `ops_id` Zoho sent, else (a Contact) by its
+e-mail; what must not be written is refused (stale against the row's own `last_modified`, an
+e-mail of another customer, an unknown stage); only the parameters present are written, plus
+`last_modified` (the delivery's time, so "last writer wins" compares like with like) and, for a
+new order status, an `orders_status_history` row. It never commits.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import sqlalchemy as sa
+
+from ...sync import loopguard
+from ..port import Applied as Result
+
+CONTACT_COLUMNS = {
+    "email": "customers_email_address",
+    "first_name": "customers_firstname",
+    "last_name": "customers_lastname",
+    "phone": "customers_telephone",
+}
+
+
+def apply_update(ops, oconn, update, linked, links) -> Result:
+    """`linked`: the OnPrintShop id the gateway's link gives for the record (None: no link);
+    `links.zoho_id_for(module, ops_id)` reads the gateway's links in the caller's transaction."""
+    if update.module == "Contacts":
+        return _apply_contact(ops, oconn, links, update, linked)
+    return _apply_deal(ops, oconn, links, update, linked)
+
+
+ID_COLUMNS = {"customers": "customers_id", "orders": "orders_id"}
+
+
+def _same_text(ops, column, value):
+    # MySQL's utf8mb4 collations already compare case-insensitively (and use the index that way).
+    if ops.dialect == "mysql":
+        return column == value
+    return sa.func.lower(column) == sa.func.lower(value)
+
+
+# The columns a decision reads (the rest of OnPrintShop's row is not fetched: every column costs
+# the driver a descriptor to parse and a value to convert, on every delivery). A row looked up by
+# its id does not read the id back: it is the value looked up.
+READ_COLUMNS = {
+    "customers": (*CONTACT_COLUMNS.values(), "last_modified"),
+    "orders": ("orders_status_id", "payment_status", "last_modified"),
+}
+
+
+def _read_columns(table, table_key: str):
+    return [table.c[key] for key in READ_COLUMNS[table_key]]
+
+
+def _by_id(ops, table_key: str):
+    def build(tables):
+        table = tables[table_key]
+        return (sa.select(*_read_columns(table, table_key))
+                .where(table.c[ID_COLUMNS[table_key]] == sa.bindparam("ops_id")).with_for_update())
+
+    return ops.statement(f"lock {table_key} by id", build)
+
+
+def _by_email(ops):
+    def build(tables):
+        table = tables["customers"]
+        return (sa.select(table.c.customers_id, *_read_columns(table, "customers"))
+                .where(_same_text(ops, table.c.customers_email_address, sa.bindparam("email"))).with_for_update())
+
+    return ops.statement("lock customer by email", build)
+
+
+def _find_and_lock(ops, oconn, links, update, table_key: str, linked) -> tuple[dict | None, str | None, str | None]:
+    """(row locked for this transaction, found_by, problem): problem is a conflict message when
+    the ops_id Zoho sent is linked to another Zoho record."""
+    by_id = _by_id(ops, table_key)
+    if linked is not None:
+        linked = int(linked)
+        row = _locked_row(oconn, table_key, by_id, linked)
+        if row is not None:
+            return row, "link", None
+    if update.ops_id is not None:
+        row = _locked_row(oconn, table_key, by_id, update.ops_id)
+        if row is not None:
+            other = links.zoho_id_for(update.module, update.ops_id)
+            if other is not None and other != update.zoho_id:
+                return None, None, (
+                    f"OnPrintShop {table_key} id {update.ops_id} is already linked to Zoho record {other}, not {update.zoho_id}"
+                )
+            return row, "ops_id", None
+    if update.module == "Contacts" and update.fields.get("email"):
+        found = oconn.execute(_by_email(ops), {"email": update.fields["email"]}).first()
+        if found is not None:
+            row = dict(zip(("customers_id", *READ_COLUMNS["customers"]), found, strict=True))
+            other = links.zoho_id_for(update.module, int(row["customers_id"]))
+            if other is None or other == update.zoho_id:
+                return row, "email", None
+    return None, None, None
+
+
+def _locked_row(oconn, table_key: str, statement, ops_id: int) -> dict | None:
+    """The row with this id, locked until commit (FOR UPDATE; SQLite's BEGIN IMMEDIATE already
+    holds the lock), keyed by reference column names whatever the store calls them."""
+    row = oconn.execute(statement, {"ops_id": ops_id}).first()
+    if row is None:
+        return None
+    found = dict(zip(READ_COLUMNS[table_key], row, strict=True))
+    found[ID_COLUMNS[table_key]] = ops_id
+    return found
+
+
+def _update_row(ops, oconn, table_key: str, ops_id: int, values: dict) -> None:
+    """UPDATE … SET <values, by reference column key> WHERE id = ops_id."""
+    def build(tables):
+        table = tables[table_key]
+        return table.update().where(table.c[ID_COLUMNS[table_key]] == sa.bindparam("where_id"))
+
+    oconn.execute(ops.statement(f"update {table_key}", build), {"where_id": ops_id, **values})
+
+
+def _not_found(update) -> Result:
+    how = "the gateway's links or the ops_id sent" + (" or the e-mail" if update.module == "Contacts" else "")
+    return Result("not_found", f"no OnPrintShop record for Zoho {update.module[:-1]} {update.zoho_id} (looked up by {how})")
+
+
+def _stale_against_row(ops, update, last_modified) -> Result | None:
+    if not isinstance(last_modified, dt.datetime):
+        # NULL, or MySQL's zero date ('0000-00-00 00:00:00', which drivers hand back as text):
+        # the row has no usable time of its last change, so only Zoho's order counts.
+        return None
+    row_time = ops.epoch_from_local(last_modified)
+    # Whole seconds: OnPrintShop keeps DATETIME to the second.
+    if math.floor(update.modified_time) < row_time:
+        return Result("stale", f"the record changed in OnPrintShop at {last_modified:%Y-%m-%d %H:%M:%S}, after this Zoho change")
+    return None
+
+
+def _locate(ops, oconn, links, update, table_key: str, id_column: str, linked):
+    """The record's row, locked, with its id and how it was found; or the answer that ends here
+    (conflict, not found, stale) as the last item."""
+    row, found_by, problem = _find_and_lock(ops, oconn, links, update, table_key, linked)
+    if problem:
+        return None, None, None, Result("conflict", problem, parameter="ops_id")
+    if row is None:
+        return None, None, None, _not_found(update)
+    ops_id = int(row[id_column])
+    stale = _stale_against_row(ops, update, row["last_modified"])
+    if stale:
+        stale.ops_id, stale.found_by = ops_id, found_by
+    return row, ops_id, found_by, stale
+
+
+def _no_change(ops, update, table_key: str, ops_id: int, found_by, row_last_modified) -> Result:
+    """OnPrintShop already has the values. If its `last_modified` is this delivery's time, it is
+    most likely the gateway's own earlier write of this same delivery (whose state-store commit
+    failed: a deadlock rerun, or Zoho's retry after our 503), so its loop-guard row is recorded
+    again; else the outbound poller would push Zoho's own values back to Zoho."""
+    written = None
+    if row_last_modified is not None and (
+            loopguard.stamp(row_last_modified) == loopguard.stamp(ops.local_from_epoch(update.modified_time))):
+        written = (table_key, ops_id, row_last_modified)
+    return Result("applied", "no change: OnPrintShop already has these values", ops_id=ops_id, found_by=found_by,
+                  written=written)
+
+
+_MYSQL_DUPLICATE_KEY = (1062, 1586)  # ER_DUP_ENTRY, ER_DUP_ENTRY_WITH_KEY_NAME
+
+
+def _duplicate_email(ops, exc: sa.exc.IntegrityError, email) -> bool:
+    """Is this error a duplicate key on the customers' e-mail column (not NOT NULL, a foreign
+    key, a trigger's refusal or another unique key)? Drivers name the column (SQLite, PostgreSQL's
+    detail) or the key and the duplicate value (MySQL/MariaDB: "Duplicate entry 'x' for key 'k'")."""
+    orig = getattr(exc, "orig", None)
+    args = getattr(orig, "args", ()) or ()
+    text = " ".join(str(a) for a in args).casefold()
+    diag = getattr(orig, "diag", None)
+    detail = str(getattr(diag, "message_detail", "") or "").casefold()
+    column = ops.tables["customers"].c.customers_email_address.name.casefold()
+    if args and isinstance(args[0], int):  # PyMySQL: (errno, message)
+        if args[0] not in _MYSQL_DUPLICATE_KEY:
+            return False
+        return column in text or (email is not None and f"'{str(email).casefold()}'" in text)
+    if getattr(orig, "sqlstate", None) == "23505":  # PostgreSQL unique_violation
+        return f"({column})" in detail or column in text
+    return "unique constraint failed" in text and f".{column}" in text  # SQLite
+
+
+# -- contacts → customers ---------------------------------------------------------------------------
+def _apply_contact(ops, oconn, links, update, linked) -> Result:
+    row, ops_id, found_by, refusal = _locate(ops, oconn, links, update, "customers", "customers_id", linked)
+    if refusal:
+        return refusal
+
+    email = update.fields.get("email")
+    if email is not None:
+        def build(tables):
+            c = tables["customers"].c
+            return sa.select(c.customers_id).where(_same_text(ops, c.customers_email_address, sa.bindparam("email")),
+                                                   c.customers_id != sa.bindparam("ops_id"))
+
+        taken = oconn.execute(ops.statement("email taken", build), {"email": email, "ops_id": ops_id}).first()
+        if taken is not None:
+            return Result("conflict", f"the e-mail {email} already belongs to another OnPrintShop customer (id {taken[0]})",
+                          ops_id=ops_id, found_by=found_by, parameter="email")
+
+    values = {CONTACT_COLUMNS[name]: value for name, value in update.fields.items()}
+    changed = {key: value for key, value in values.items() if row[key] != value}
+    if not changed:
+        return _no_change(ops, update, "customers", ops_id, found_by, row["last_modified"])
+    last_modified = ops.local_from_epoch(update.modified_time)
+    written = {"last_modified": last_modified, **changed}
+    if "customers_email_address" not in changed:
+        # No savepoint (two round trips fewer) when the e-mail is left alone: any refusal then is
+        # OnPrintShop's (NOT NULL, a trigger, a unique key), raised so the inbox keeps the delivery
+        # and retries it (then 'failed'); the OnPrintShop transaction is rolled back whole.
+        _update_row(ops, oconn, "customers", ops_id, written)
+    else:
+        try:
+            with oconn.begin_nested():
+                _update_row(ops, oconn, "customers", ops_id, written)
+        except sa.exc.IntegrityError as exc:
+            # Only a duplicate key on the e-mail (a customer given that address since our check) is
+            # Zoho's conflict to resolve (the savepoint keeps the transaction usable: PostgreSQL
+            # aborts it at an error); any other refusal is OnPrintShop's: raised, as above.
+            if _duplicate_email(ops, exc, email):
+                return Result("conflict", f"the e-mail {email} already belongs to another OnPrintShop customer",
+                              ops_id=ops_id, found_by=found_by, parameter="email")
+            raise
+    return Result("applied", "applied: " + ", ".join(sorted(update.fields)), ops_id=ops_id, found_by=found_by,
+                  written=("customers", ops_id, last_modified))
+
+
+# -- deals → orders ---------------------------------------------------------------------------------
+def _apply_deal(ops, oconn, links, update, linked) -> Result:
+    row, ops_id, found_by, refusal = _locate(ops, oconn, links, update, "orders", "orders_id", linked)
+    if refusal:
+        return refusal
+
+    changed: dict = {}
+    status = None
+    if "stage" in update.fields:
+        wanted = update.fields["stage"].casefold()
+        statuses = ops.statuses()
+        if wanted not in statuses:
+            statuses = ops.statuses(conn=oconn)  # a status added in OnPrintShop since the cache was filled
+        if wanted not in statuses:
+            return Result("invalid", f"stage {update.fields['stage']!r} is not an OnPrintShop order status "
+                          "(nor an alias in the mapping)", ops_id=ops_id, found_by=found_by, parameter="stage")
+        status = statuses[wanted]
+        if row["orders_status_id"] != status[0]:
+            changed["orders_status_id"] = status[0]
+    if "payment_status" in update.fields and row["payment_status"] != update.fields["payment_status"]:
+        changed["payment_status"] = update.fields["payment_status"]
+    if not changed:
+        return _no_change(ops, update, "orders", ops_id, found_by, row["last_modified"])
+
+    last_modified = ops.local_from_epoch(update.modified_time)
+    _update_row(ops, oconn, "orders", ops_id, {"last_modified": last_modified, **changed})
+    if "orders_status_id" in changed:
+        oconn.execute(ops.statement("insert history", lambda tables: tables["orders_status_history"].insert()), {
+            "orders_id": ops_id, "orders_status_id": status[0], "date_added": last_modified, "customer_notified": 0,
+            "comments": f"Zoho CRM: Deal {update.zoho_id} moved to stage {status[1]}",
+        })
+    return Result("applied", "applied: " + ", ".join(sorted(update.fields)), ops_id=ops_id, found_by=found_by,
+                  written=("orders", ops_id, last_modified))

@@ -1,0 +1,88 @@
+"""Links between OnPrintShop records and Zoho records (`gw_links`).
+
+One row per (module, OnPrintShop id): the Zoho id, and a hash of what was last sent, so an
+unchanged record is not sent again. The outbound side writes links after a push; the inbound
+side reads them to find the record a Zoho delivery is about (and writes them on `ops_id`).
+Modules are named as in Zoho: 'Contacts', 'Deals'.
+"""
+from __future__ import annotations
+
+import time
+
+import sqlalchemy as sa
+
+from ..state.tables import links_table
+
+def zoho_id_for(conn, module: str, ops_id: int) -> str | None:
+    row = conn.execute(
+        sa.select(links_table.c.zoho_id).where(links_table.c.module == module, links_table.c.ops_id == ops_id)
+    ).first()
+    return None if row is None else row[0]
+
+
+def ops_id_for(conn, module: str, zoho_id: str) -> int | None:
+    row = conn.execute(
+        sa.select(links_table.c.ops_id).where(links_table.c.module == module, links_table.c.zoho_id == zoho_id)
+    ).first()
+    return None if row is None else int(row[0])
+
+
+def sent_hash_for(conn, module: str, ops_id: int) -> str | None:
+    row = conn.execute(
+        sa.select(links_table.c.sent_hash).where(links_table.c.module == module, links_table.c.ops_id == ops_id)
+    ).first()
+    return None if row is None else row[0]
+
+
+def save(conn, module: str, ops_id: int, zoho_id: str, sent_hash: str | None = None) -> None:
+    """Insert or update the link; a Zoho id linked to another OnPrintShop id moves to this one."""
+    conn.execute(
+        links_table.delete().where(
+            links_table.c.module == module, links_table.c.zoho_id == zoho_id, links_table.c.ops_id != ops_id
+        )
+    )
+    values = {"zoho_id": zoho_id, "updated_at": time.time()}
+    if sent_hash is not None:
+        values["sent_hash"] = sent_hash
+    updated = conn.execute(
+        links_table.update().where(links_table.c.module == module, links_table.c.ops_id == ops_id).values(**values)
+    ).rowcount
+    if not updated:
+        conn.execute(links_table.insert().values(module=module, ops_id=ops_id, **values))
+
+
+def forget(conn, module: str, ops_id: int) -> None:
+    conn.execute(links_table.delete().where(links_table.c.module == module, links_table.c.ops_id == ops_id))
+
+
+def save_many(conn, module: str, rows: list[tuple[int, str, str]]) -> None:
+    """`save` for a whole batch of (ops_id, zoho_id, sent_hash), in a few statements.
+
+    The same rules as `save`: a Zoho id linked to another OnPrintShop id moves to this one.
+    Should the batch form meet a conflict it cannot sort out (two ids swapping Zoho records in
+    one batch), it falls back to `save` one by one.
+    """
+    if not rows:
+        return
+    t = links_table
+    now = time.time()
+    ops_ids = [r[0] for r in rows]
+    zoho_ids = [r[1] for r in rows]
+    try:
+        with conn.begin_nested():
+            conn.execute(t.delete().where(t.c.module == module, t.c.zoho_id.in_(zoho_ids), t.c.ops_id.not_in(ops_ids)))
+            existing = set(conn.execute(sa.select(t.c.ops_id).where(t.c.module == module, t.c.ops_id.in_(ops_ids))).scalars())
+            updates = [{"m": module, "o": o, "z": z, "h": h, "u": now} for o, z, h in rows if o in existing]
+            inserts = [{"module": module, "ops_id": o, "zoho_id": z, "sent_hash": h, "updated_at": now}
+                       for o, z, h in rows if o not in existing]
+            if updates:
+                conn.execute(
+                    t.update().where(t.c.module == sa.bindparam("m"), t.c.ops_id == sa.bindparam("o"))
+                    .values(zoho_id=sa.bindparam("z"), sent_hash=sa.bindparam("h"), updated_at=sa.bindparam("u")),
+                    updates,
+                )
+            if inserts:
+                conn.execute(t.insert(), inserts)
+    except sa.exc.IntegrityError:
+        for ops_id, zoho_id, digest in rows:
+            save(conn, module, ops_id, zoho_id, digest)

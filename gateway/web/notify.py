@@ -1,0 +1,58 @@
+"""Zoho's Notification API callback: `POST /webhooks/zoho/notify`."""
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, current_app, jsonify, request
+
+from ..errors import RequestError
+from ..inbound import notify_pending
+from .context import runtime
+from .security import csrf, limiter, refused
+
+bp = Blueprint("notify", __name__, url_prefix="/webhooks")
+csrf.exempt(bp)  # Zoho posts here; the channel token is the check
+
+MAX_BODY = notify_pending.MAX_BODY
+
+
+def _rate_limit() -> str:
+    return current_app.config["GATEWAY_WEBHOOK_RATE_LIMIT"]
+
+
+def _read_bounded(stream, limit: int) -> bytes:
+    """Up to `limit` bytes; a stream may return less than asked per read, so read until EOF or the limit."""
+    chunks, size = [], 0
+    while size < limit:
+        chunk = stream.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _read_callback() -> dict:
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise RequestError("request body too large (at most 64 KiB)", status=413)
+    if request.mimetype not in ("application/json", "text/plain"):
+        raise RequestError("send the notification as application/json", status=415)
+    raw = _read_bounded(request.stream, MAX_BODY + 1)  # a chunked body has no length: read one byte past
+    if len(raw) > MAX_BODY:
+        raise RequestError("request body too large (at most 64 KiB)", status=413)
+    try:
+        body = json.loads(raw or b"null")
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
+        raise RequestError("the body is not valid JSON", status=400) from None
+    if not isinstance(body, dict):
+        raise RequestError("the body must be a JSON object", status=400)
+    return body
+
+
+@bp.route("/zoho/notify", methods=["POST"])
+# Only refused callbacks count: Zoho's own, however many, never fill the limit.
+@limiter.limit(_rate_limit, deduct_when=refused)
+def zoho_notify():
+    """Verify the callback, remember the ids, fetch and apply the records."""
+    answer, status = notify_pending.handle_callback(runtime(), _read_callback())
+    return jsonify(answer), status

@@ -1,0 +1,101 @@
+"""Zoho's workflow webhooks: `POST /webhooks/zoho/contacts` and `POST /webhooks/zoho/deals`.
+
+Bound the body, check the secret, validate the parameters, hand the update to the inbox and
+answer its outcome as JSON (docs/inbound.md).
+"""
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request
+
+from ..errors import RequestError
+from ..inbound import body, inbox, parse, secrets
+from .context import runtime
+from .security import csrf, limiter, refused
+
+bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+csrf.exempt(bp)  # Zoho posts here; the shared secret is the check, not a session
+
+TOKEN_HEADER = "X-Webhook-Token"
+
+
+def _rate_limit() -> str:
+    return current_app.config["GATEWAY_WEBHOOK_RATE_LIMIT"]
+
+
+_LIMITED_ENDPOINTS = frozenset({"webhooks.contacts", "webhooks.deals"})
+
+
+@limiter.request_filter
+def _carries_the_secret() -> bool:
+    """A delivery with the right secret in the header (or query) is never rate limited, so a
+    guesser on Zoho's shared addresses cannot get Zoho's own deliveries refused."""
+    if request.endpoint not in _LIMITED_ENDPOINTS:
+        return False
+    given = request.headers.get(TOKEN_HEADER)
+    if given is None:
+        given = request.args.get("token")
+    return given is not None and secrets.check_webhook_token(runtime(), given)
+
+
+# One limit shared by both endpoints (every route of this blueprint), counted per address. Set on
+# the blueprint rather than on each view: the limiter then checks it once, before the request,
+# where a decorated view has it looked up a second time in the view's wrapper.
+limiter.shared_limit(_rate_limit, scope="zoho-webhooks", deduct_when=refused)(bp)
+
+
+def _unauthorized(missing: bool):
+    message = (
+        f"missing webhook secret: send it in the {TOKEN_HEADER} header" if missing
+        else "wrong webhook secret: copy the current one from the admin page or `flask --app wsgi webhook-secret`"
+    )
+    return RequestError(message, status=401)
+
+
+def _read_raw() -> bytes:
+    length = request.content_length
+    if length is not None and length > body.MAX_BODY:
+        raise RequestError(f"the body is larger than {body.MAX_BODY // 1024} KiB", status=413)
+    return request.stream.read(body.MAX_BODY + 1)  # a chunked body has no length: read one byte past the limit
+
+
+def receive_delivery(module: str):
+    rt = runtime()
+    header_token = request.headers.get(TOKEN_HEADER)
+    query_token = request.args.get("token")
+    raw = _read_raw()
+    if header_token is not None or query_token is not None:
+        # Checked before the body is read, so nobody learns anything about the body without the secret.
+        if not secrets.check_webhook_token(rt, header_token if header_token is not None else query_token):
+            raise _unauthorized(missing=not (header_token or query_token))
+        params = body.read_body(request.content_type, raw)
+        params.pop("token", None)
+    else:
+        try:
+            params = body.read_body(request.content_type, raw)
+        except RequestError as exc:
+            if exc.status == 413:
+                raise
+            raise _unauthorized(missing=True) from None
+        token = params.pop("token", None)
+        if not isinstance(token, str) or not secrets.check_webhook_token(rt, token):
+            raise _unauthorized(missing=token in (None, ""))
+
+    ops = rt.ops
+    # A stage the cached statuses (30 s) do not know is looked up once more before it is refused:
+    # a status just added in OnPrintShop is taken at once. If the database cannot be asked, the
+    # cached names decide (an unknown stage stays a 422), or with none cached it is checked when applied.
+    update = parse.validate(module, params, ops.mapping, rt.config["GATEWAY_ZOHO_TIMEZONE"], statuses=ops.status_names(),
+                            refresh_statuses=lambda: ops.status_names(refresh=True),
+                            date_order=rt.config["GATEWAY_ZOHO_DATE_ORDER"])
+    outcome = inbox.receive(rt, module, update, source="webhook")
+    return jsonify(outcome.body()), outcome.http_status
+
+
+@bp.post("/zoho/contacts")
+def contacts():
+    return receive_delivery("Contacts")
+
+
+@bp.post("/zoho/deals")
+def deals():
+    return receive_delivery("Deals")
