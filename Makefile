@@ -1,10 +1,10 @@
-# The two commands (CONTRACT §1): `make run` and `make test`, on a machine with Python 3.11+.
+# The two commands: `make run` and `make test`, on a machine with Python 3.11+ and make.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: run test test-fast bench clean-venv
+.PHONY: run test test-fast lint bench clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is needed, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -23,8 +23,13 @@ run: $(VENV)/.runtime-installed
 	GATEWAY_ENV=development $(BIN)/flask --app wsgi dev-bootstrap --url http://127.0.0.1:$(PORT)/admin/
 	GATEWAY_ENV=development GUNICORN_BIND=127.0.0.1:$(PORT) $(BIN)/gunicorn wsgi:app
 
-test: $(VENV)/.dev-installed
+test: $(VENV)/.dev-installed lint
 	$(BIN)/python -m pytest
+
+# The layer rules (.importlinter) and ruff (ruff.toml); both run in `make test`.
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check --no-cache .
+	$(BIN)/lint-imports
 
 test-fast: $(VENV)/.dev-installed
 	$(BIN)/python -m pytest -m "not slow and not browser"
