@@ -19,15 +19,21 @@ SENSITIVE_PARAMETERS = {"token", "code", "state"}
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
-def mask_query(query: str) -> str:
+MAX_NESTING = 3  # nested queries (`next=/x?code=…`) looked into; a value nested deeper is masked whole
+
+
+def mask_query(query: str, depth: int = 0) -> str:
     """The query string as logged: sensitive values masked, also inside nested URLs (`next=`)."""
     pairs = []
     for key, value in parse_qsl(query, keep_blank_values=True):
         if key.strip().lower() in SENSITIVE_PARAMETERS:
             value = "***"
         elif "?" in value or "=" in value:
-            head, _, nested = value.partition("?")
-            value = f"{head}?{mask_query(nested)}" if nested else mask_query(value)
+            if depth >= MAX_NESTING:
+                value = "***"  # too deep to look into: it may hide a credential
+            else:
+                head, _, nested = value.partition("?")
+                value = f"{head}?{mask_query(nested, depth + 1)}" if nested else mask_query(value, depth + 1)
         pairs.append((key, value))
     return urlencode(pairs, safe="/*:,")
 

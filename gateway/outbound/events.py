@@ -11,6 +11,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 import secrets as pysecrets
 import time
 
@@ -27,6 +28,7 @@ MAX_EVENTS = 500
 MAX_BODY = 128 * 1024
 PREVIOUS_VALID_SECONDS = 24 * 3600
 EVENT_MODULES = {"customer.updated": "Contacts", "order.updated": "Deals"}
+_DIGITS = re.compile(r"[0-9]{1,19}")  # ASCII digits only: str.isdigit() also takes "²"
 
 class SignatureError(Exception):
     """The request is not signed with a current events secret (message says how)."""
@@ -92,7 +94,7 @@ def parse_events(body: bytes) -> tuple[dict[str, set[int]], int]:
     """The body → ({module: {ops ids}}, number of events); RequestError names the event at fault."""
     try:
         data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         raise RequestError("the body must be JSON: an event object or a list of them") from None
     events = data if isinstance(data, list) else [data]
     if not events:
@@ -105,10 +107,10 @@ def parse_events(body: bytes) -> tuple[dict[str, set[int]], int]:
         if not isinstance(event, dict):
             raise RequestError("an event must be an object with type and id", status=422, parameter=where or "body")
         kind = event.get("type")
-        if kind not in EVENT_MODULES:
+        if not isinstance(kind, str) or kind not in EVENT_MODULES:
             raise RequestError(f"type must be one of {', '.join(EVENT_MODULES)}", status=422, parameter=f"{where}.type".lstrip("."))
         ops_id = event.get("id")
-        if isinstance(ops_id, str) and ops_id.isdigit():
+        if isinstance(ops_id, str) and _DIGITS.fullmatch(ops_id):
             ops_id = int(ops_id)
         if isinstance(ops_id, bool) or not isinstance(ops_id, int) or not 0 < ops_id < 2**63:
             raise RequestError("id must be a positive whole number (the OnPrintShop id)", status=422,
@@ -138,6 +140,11 @@ def events_secrets(rt) -> dict:
 def rotate_events_secret(rt) -> str:
     """A new events secret; the previous one stays valid for 24 hours. Returns the new one."""
     return SECRET.rotate(rt)
+
+
+def revoke_previous_events_secrets(rt) -> int:
+    """End the grace of every replaced events secret now; returns how many ended."""
+    return SECRET.revoke_previous(rt)
 
 
 def valid_secrets(rt) -> list[str]:
@@ -185,6 +192,28 @@ def accept(rt, webhook_id: str, wanted: dict[str, set[int]]) -> bool:
 def remember_id(rt, webhook_id: str) -> bool:
     """Store a webhook-id with no events; False when it was accepted before."""
     return accept(rt, webhook_id, {})
+
+
+def receive(rt, headers, body: bytes, now: float) -> tuple[dict, int]:
+    """A signed request → (answer, HTTP status). A validly signed body that cannot be used is
+    refused (4xx) and its webhook-id kept, so the sender's retries are answered "duplicate"."""
+    try:
+        webhook_id = verify(valid_secrets(rt), headers, body, now)
+    except SignatureError as exc:
+        raise RequestError(exc.message, status=exc.status, parameter=exc.parameter) from None
+    try:
+        wanted, count = parse_events(body)
+    except RequestError:
+        if not remember_id(rt, webhook_id):
+            return DUPLICATE
+        raise
+    if not accept(rt, webhook_id, wanted):
+        # A sender retries whatever it did not see answered 2xx: a repeat is a success that queues nothing.
+        return DUPLICATE
+    return {"status": "accepted", "count": count}, 202
+
+
+DUPLICATE = ({"status": "duplicate", "count": 0}, 200)
 
 
 def purge_seen_ids(rt, older_than_epoch: float) -> int:

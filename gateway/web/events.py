@@ -28,14 +28,5 @@ def receive_events():
     body = request.get_data(cache=False)
     if len(body) > MAX_BODY:
         raise RequestError(f"request body too large (at most {MAX_BODY // 1024} KiB)", status=413)
-    rt = runtime()
-    try:
-        webhook_id = events.verify(events.valid_secrets(rt), request.headers, body, time.time())
-    except events.SignatureError as exc:
-        raise RequestError(exc.message, status=exc.status, parameter=exc.parameter) from None
-    wanted, count = events.parse_events(body)
-    if not events.accept(rt, webhook_id, wanted):
-        # A sender retries whatever it did not see answered 2xx (a lost answer included): a repeat
-        # is a success that queues nothing again, or the sender would retry it for days.
-        return jsonify({"status": "duplicate", "count": 0}), 200
-    return jsonify({"status": "accepted", "count": count}), 202
+    answer, status = events.receive(runtime(), request.headers, body, time.time())
+    return jsonify(answer), status

@@ -78,9 +78,36 @@ def test_bad_signatures_stale_timestamps_and_bad_events_are_refused_with_json(ap
     missing = client.post("/api/v1/events", data=b"{}", headers={"Content-Type": "application/json"})
     assert missing.status_code == 400 and missing.json["parameter"] == "webhook-id"
     assert queue.status(rt)["pending"] == 0
-    # A refused delivery did not use up its webhook-id: the corrected one goes through.
-    raw, headers = signed(secret, [{"type": "order.updated", "id": 5}], webhook_id="bad-id")
+    # A validly signed delivery that was refused keeps its webhook-id: the sender's retry of it is a
+    # duplicate (so it stops retrying), and nothing was queued; a corrected event is a new message.
+    raw, headers = signed(secret, [{"type": "order.updated", "id": "x"}], webhook_id="bad-id")
+    assert post(client, raw, headers).json == {"status": "duplicate", "count": 0}
+    raw, headers = signed(secret, [{"type": "order.updated", "id": 5}], webhook_id="bad-id-corrected")
     assert post(client, raw, headers).status_code == 202
+    assert queue.status(rt)["pending"] == 1
+
+
+@pytest.mark.parametrize("event, parameter", [
+    ({"type": "order.updated", "id": "²"}, "id"),            # str.isdigit() says yes, int() says no
+    ({"type": "order.updated", "id": "١٢"}, "id"),           # Arabic-Indic digits
+    ({"type": ["order.updated"], "id": 1}, "type"),          # not a string at all
+])
+def test_a_validly_signed_event_the_gateway_cannot_use_is_a_4xx_and_its_retry_a_duplicate(app, client, event, parameter):
+    rt = app.extensions["gateway"]
+    raw, headers = signed(events.events_secret(rt), event, webhook_id="odd")
+    refused = post(client, raw, headers)
+    assert refused.status_code == 422 and refused.json["parameter"] == parameter
+    assert post(client, raw, headers).json == {"status": "duplicate", "count": 0}
+    assert queue.status(rt)["pending"] == 0
+
+
+def test_json_nested_20000_deep_is_a_400_not_a_503(app, client):
+    rt = app.extensions["gateway"]
+    raw = b"[" * 20000 + b"]" * 20000
+    _unused, headers = signed(events.events_secret(rt), {}, webhook_id="deep")
+    headers["webhook-signature"] = events.sign(events.events_secret(rt), "deep", headers["webhook-timestamp"], raw)
+    refused = client.post("/api/v1/events", data=raw, headers=headers)
+    assert refused.status_code == 400 and "JSON" in refused.json["error"]
 
 
 def test_a_rotated_secret_keeps_the_previous_one_valid_for_a_day(app, client):
