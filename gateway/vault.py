@@ -150,6 +150,14 @@ class RotatingSecret:
             rt.vault.put(conn, self.current_name, fresh)
         return fresh
 
+    def revoke_previous(self, rt) -> int:
+        """End every replaced secret's grace now (a leaked one stops working); returns how many ended."""
+        with rt.store.immediate() as conn:
+            ended = len(self._previous(rt, conn, for_update=True))
+            rt.vault.delete(conn, self.previous_name)
+            rt.store.set_setting(self.expires_setting, None, conn=conn)
+        return ended
+
     def _previous(self, rt, conn, for_update: bool = False) -> list[tuple[str, float]]:
         import json
 

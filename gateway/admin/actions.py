@@ -141,6 +141,20 @@ def rotate_events_secret(rt) -> Result:
                         "OnPrintShop's event sender before then.", "events secret rotated")
 
 
+def revoke_previous_secrets(rt, which: str) -> Result:
+    """End the grace of the replaced webhook or events secrets now (a leaked secret stops working)."""
+    name, revoke = {"webhook": ("webhook", secrets.revoke_previous_webhook_secrets),
+                    "events": ("events", events.revoke_previous_events_secrets)}[which]
+    try:
+        ended = revoke(rt)
+    except Exception as exc:
+        return _failed(f"end the old {name} secrets' grace", exc)
+    if not ended:
+        return Result(True, f"No previous {name} secret was still valid; nothing changed.", f"{name}: none in grace")
+    return Result(True, f"The grace of {ended} previous {name} secret{'s' if ended != 1 else ''} ended now: "
+                        f"only the current {name} secret is accepted.", f"{name}: {ended} ended")
+
+
 def set_notify(rt, on: bool, request_root: str | None = None) -> Result:
     try:
         result = notify.set_enabled(rt, on, request_root=request_root)

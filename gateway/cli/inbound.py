@@ -12,16 +12,23 @@ from .common import echo_status, one_line_errors, runtime
 
 @click.command("webhook-secret")
 @click.option("--rotate", is_flag=True, help="make a new secret; the old one stays valid for 24 hours")
+@click.option("--revoke-previous", is_flag=True,
+              help="end every previous secret's grace now (after a leak); with --rotate, the replaced one's too")
 @with_appcontext
 @one_line_errors
-def webhook_secret_command(rotate):
+def webhook_secret_command(rotate, revoke_previous):
     """Print the webhook secret and the webhook URLs to configure in Zoho."""
     rt = runtime()
     secret = secrets.rotate_webhook_secret(rt) if rotate else secrets.webhook_secrets(rt)["current"]
+    if revoke_previous:
+        ended = secrets.revoke_previous_webhook_secrets(rt)
+        audit.record(rt, "command line", "end webhook secrets' grace", f"webhook: {ended} ended")
+        click.echo(f"ended the grace of {ended} previous secret{'s' if ended != 1 else ''}: only this secret is accepted now",
+                   err=True)
     click.echo(f"secret {secret}")
     for url in secrets.webhook_urls(rt).values():
         click.echo(f"url {url}")
-    if rotate:
+    if rotate and not revoke_previous:
         click.echo("the previous secret stays valid for 24 hours: update both Zoho webhooks before then", err=True)
     if not rt.config.get("GATEWAY_PUBLIC_URL"):
         click.echo("note: GATEWAY_PUBLIC_URL is not set; the URLs above use a local address", err=True)

@@ -60,6 +60,13 @@ def rotate_webhook_secret(rt) -> str:
     return fresh
 
 
+def revoke_previous_webhook_secrets(rt) -> int:
+    """End the grace of every replaced webhook secret now; returns how many ended."""
+    ended = SECRET.revoke_previous(rt)
+    _forget(rt)
+    return ended
+
+
 def check_webhook_token(rt, given: str | None) -> bool:
     """Is `given` the current secret, or the previous one within its grace period? Constant time."""
     if not given or len(given) > MAX_TOKEN_LENGTH:

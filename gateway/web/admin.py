@@ -211,6 +211,13 @@ def rotate_events_secret():
     return _show(actions.rotate_events_secret(runtime()), "rotate events secret")
 
 
+@bp.post("/secrets/webhook/revoke-previous", defaults={"which": "webhook"})
+@bp.post("/secrets/events/revoke-previous", defaults={"which": "events"})
+@login_required
+def revoke_previous_secrets(which):
+    return _show(actions.revoke_previous_secrets(runtime(), which), f"end {which} secrets' grace")
+
+
 @bp.post("/notify")
 @login_required
 def notify():
