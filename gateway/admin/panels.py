@@ -19,7 +19,8 @@ WEBHOOK_HEADER = "X-Webhook-Token"
 # in Zoho's webhook form and where the gateway writes the value.
 WEBHOOK_PARAMETERS = (
     ("contacts", "id", "Contacts › Contact Id", "(link)"),
-    ("contacts", "email", "Contacts › Email", "customers_email_address"),
+    ("contacts", "email", "Contacts › Email", "finds the customer; written to customers_email_address only with "
+                                             "GATEWAY_WRITE_BACK_EMAIL=1"),
     ("contacts", "first_name", "Contacts › First Name", "customers_firstname"),
     ("contacts", "last_name", "Contacts › Last Name", "customers_lastname"),
     ("contacts", "phone", "Contacts › Phone", "customers_telephone"),

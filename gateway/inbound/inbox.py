@@ -162,7 +162,8 @@ def _state_conflict(exc: BaseException) -> bool:
 def _receive_once(rt, module: str, update: Update, source: str) -> Outcome:
     now = time.time()
     # SQLite's write lock is the whole state store's: OnPrintShop is connected to before it is taken.
-    with rt.ops.writer(connect_now=rt.store.dialect == dialect.SQLITE) as writer, decision_txn(rt.store) as sconn:
+    with rt.ops.writer(connect_now=rt.store.dialect == dialect.SQLITE,
+                      write_email=rt.config["GATEWAY_WRITE_BACK_EMAIL"]) as writer, decision_txn(rt.store) as sconn:
         values = dict(
             received_at=now, source=source, module=module, zoho_id=update.zoho_id, ops_id_hint=update.ops_id,
             modified_time=update.modified_time, time_given=update.modified_time_given,

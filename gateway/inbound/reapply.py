@@ -22,7 +22,8 @@ LEASE = "inbox.reapplier"
 
 def apply_row(rt, inbox_id: int) -> inbox.Outcome:
     """Decide and apply one stored delivery in its own transaction; raises OpsUnavailable, OpsBusy."""
-    with rt.ops.writer(connect_now=rt.store.dialect == dialect.SQLITE) as writer, inbox.decision_txn(rt.store) as sconn:
+    with rt.ops.writer(connect_now=rt.store.dialect == dialect.SQLITE,
+                      write_email=rt.config["GATEWAY_WRITE_BACK_EMAIL"]) as writer, inbox.decision_txn(rt.store) as sconn:
         row = inbox.load_row(sconn, inbox_id)
         if row is None:
             return inbox.Outcome("failed", "no such inbox row")

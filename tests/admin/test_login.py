@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 from werkzeug.security import generate_password_hash
 
+from gateway.state import tables
 from gateway import audit
 from gateway.admin import auth
 from tests.conftest import ADMIN_PASSWORD, AdminSession, csrf_token_from
@@ -34,7 +35,7 @@ def admin_routes(app):
 
 def audit_rows(app):
     with app.extensions["gateway"].store.engine.connect() as conn:
-        return conn.execute(sa.select(audit.audit_table)).all()
+        return conn.execute(sa.select(tables.audit_table)).all()
 
 
 def strip_csrf(html: str) -> str:

@@ -6,6 +6,7 @@ import pytest
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
 
+from gateway.state import tables
 from gateway import audit
 from tests.conftest import ADMIN_PASSWORD, AdminSession, csrf_token_from
 
@@ -100,5 +101,5 @@ def test_behind_one_proxy_hop_login_and_a_save_keep_csrf_working(production_app,
     # The audit log and the login throttle see the client's address, not the router's.
     assert audit.recent(app.extensions["gateway"], 5)[0]["who"] == "admin@203.0.113.7"
     with app.extensions["gateway"].store.engine.connect() as conn:
-        addresses = conn.execute(sa.select(audit.login_failures_table.c.address)).scalars().all()
+        addresses = conn.execute(sa.select(tables.login_failures_table.c.address)).scalars().all()
     assert addresses == ["203.0.113.7"]  # the one wrong password; the refused posts never reached the check

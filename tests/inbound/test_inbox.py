@@ -102,7 +102,8 @@ def test_renamed_tables_and_columns_from_the_mapping_file(make_app, tmp_path):
     assert r.status_code == 200, r.get_json()
     assert gw.query("SELECT status FROM shop_orders WHERE orders_id = 1") == [(5,)]
     assert gw.post("deals", {"id": "9304", "stage": "Closed Won", "modified_time": zt(1)}).status_code == 422
-    r = gw.post("contacts", {"id": "5304", "ops_id": "1", "first_name": "Ada K.", "modified_time": zt()})
+    r = gw.post("contacts", {"id": "5304", "ops_id": "1", "email": "ada@example.com", "first_name": "Ada K.",
+                             "modified_time": zt()})
     assert r.status_code == 200
     assert gw.query("SELECT fname FROM shop_customers WHERE customers_id = 1") == [("Ada K.",)]
 
@@ -112,9 +113,9 @@ def test_a_latin1_store_refuses_what_it_cannot_store(make_app, tmp_path):
     instance.mkdir()
     (instance / "mapping.toml").write_text('[database]\ncharset = "latin1"\n')
     gw = Gateway(make_app())
-    r = gw.post("contacts", {"id": "5305", "ops_id": "1", "first_name": "Zoë"})
+    r = gw.post("contacts", {"id": "5305", "ops_id": "1", "email": "ada@example.com", "first_name": "Zoë"})
     assert r.status_code == 200
-    r = gw.post("contacts", {"id": "5305", "ops_id": "1", "first_name": "李"})
+    r = gw.post("contacts", {"id": "5305", "ops_id": "1", "email": "ada@example.com", "first_name": "李"})
     assert r.status_code == 422 and r.get_json()["parameter"] == "first_name"
 
 
@@ -132,7 +133,7 @@ def test_rate_limit_uses_the_real_client_address_behind_the_proxy(make_app):
 @pytest.mark.parametrize("source", ["webhook", "notify", "catchup"])
 def test_receive_records_its_source(gw_sqlite, source):
     rt = gw_sqlite.rt
-    update = parse.validate("Contacts", {"id": "5306", "ops_id": "3", "phone": ""}, rt.ops.mapping, "UTC")
+    update = parse.validate("Contacts", {"id": "5306", "ops_id": "3", "email": "soren@example.dk", "phone": ""}, rt.ops.mapping, "UTC")
     outcome = inbox.receive(rt, "Contacts", update, source=source)
     assert (outcome.status, outcome.http_status) == ("applied", 200)
     assert reports.recent(rt)[0]["source"] == source
@@ -237,7 +238,7 @@ def test_a_row_locked_by_onprintshop_gets_202_then_is_applied(make_app, ops_db_u
 # -- the loop guard survives a state store that failed after OnPrintShop committed -------------------
 GUARDED = {
     "deals": ("orders", {"id": "9320", "ops_id": "1", "stage": "Shipped"}, lambda gw: gw.order(1)["orders_status_id"] == 4),
-    "contacts": ("customers", {"id": "5320", "ops_id": "2", "last_name": "Murray Hopper"},
+    "contacts": ("customers", {"id": "5320", "ops_id": "2", "email": "grace@example.com", "last_name": "Murray Hopper"},
                  lambda gw: gw.customer(2)["customers_lastname"] == "Murray Hopper"),
 }
 

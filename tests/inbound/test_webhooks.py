@@ -35,13 +35,14 @@ def as_dt(value) -> dt.datetime:
 # -- applied -----------------------------------------------------------------------------------------
 def test_contact_update_is_applied_by_ops_id_and_linked(gw):
     before = gw.customer(2)
-    r = gw.post("contacts", {"id": "5001", "ops_id": "2", "first_name": "Grace B.", "last_name": "Murray Hopper",
-                             "phone": "+1 555 0100", "modified_time": zt(), "unknown": "ignored"})
+    # found by ops_id: linked because its e-mail is the customer's
+    r = gw.post("contacts", {"id": "5001", "ops_id": "2", "email": "GRACE@example.com", "first_name": "Grace B.",
+                             "last_name": "Murray Hopper", "phone": "+1 555 0100", "modified_time": zt(), "unknown": "ignored"})
     assert r.status_code == 200 and r.get_json() == {"status": "applied"}
     after = gw.customer(2)
     assert after["customers_firstname"] == "Grace B." and after["customers_lastname"] == "Murray Hopper"
     assert after["customers_telephone"] == "+1 555 0100"
-    assert after["customers_email_address"] == before["customers_email_address"]  # absent: untouched
+    assert after["customers_email_address"] == before["customers_email_address"]  # the same address, other case: untouched
     assert as_dt(after["last_modified"]) == naive()
     with gw.rt.store.engine.connect() as conn:
         assert ops_id_for(conn, "Contacts", "5001") == 2
@@ -99,7 +100,7 @@ def test_every_modified_time_form_is_accepted(gw):
 
 
 def test_time_of_receipt_when_modified_time_is_absent(gw):
-    r = gw.post("contacts", {"id": "5003", "ops_id": "3", "first_name": "Søren A."})
+    r = gw.post("contacts", {"id": "5003", "ops_id": "3", "email": "soren@example.dk", "first_name": "Søren A."})
     assert r.get_json() == {"status": "applied"}
     written = as_dt(gw.customer(3)["last_modified"])
     assert abs((written - dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)).total_seconds()) < 5
@@ -163,9 +164,11 @@ def test_not_found_is_404_and_changes_nothing(gw):
     assert gw.snapshot() == before
 
 
-def test_email_of_another_customer_is_409(gw):
+def test_email_of_another_customer_is_409(make_app, ops_db_url):
+    gw = Gateway(make_app(OPS_DATABASE_URL=ops_db_url, GATEWAY_WRITE_BACK_EMAIL=True))
+    assert gw.post("contacts", {"id": "5006", "email": "grace@example.com"}).status_code == 200  # found by e-mail: linked
     before = gw.snapshot()
-    r = gw.post("contacts", {"id": "5006", "ops_id": "2", "email": "ADA@example.com", "first_name": "Grace"})
+    r = gw.post("contacts", {"id": "5006", "email": "ADA@example.com", "first_name": "Grace"})
     assert r.status_code == 409
     assert r.get_json()["parameter"] == "email" and "another" in r.get_json()["error"]
     assert gw.snapshot() == before
@@ -200,9 +203,11 @@ def test_bad_values_are_422_naming_the_parameter(gw, module, params, parameter):
     assert gw.snapshot() == before
 
 
-def test_sql_looking_strings_and_unicode_names_are_stored_literally(gw):
+def test_sql_looking_strings_and_unicode_names_are_stored_literally(make_app, ops_db_url):
+    gw = Gateway(make_app(OPS_DATABASE_URL=ops_db_url, GATEWAY_WRITE_BACK_EMAIL=True))
     sneaky = "Robert'); DROP TABLE customers;--"
-    r = gw.post("contacts", {"id": "5009", "ops_id": "1", "first_name": "Zoë 😀 李小龍", "last_name": sneaky,
+    assert gw.post("contacts", {"id": "5009", "email": "ada@example.com", "modified_time": zt(-10)}).status_code == 200
+    r = gw.post("contacts", {"id": "5009", "first_name": "Zoë 😀 李小龍", "last_name": sneaky,
                              "email": "o'brien+tag@example.com", "modified_time": zt()}, as_json=True)
     assert r.status_code == 200, r.get_json()
     row = gw.customer(1)
@@ -253,7 +258,8 @@ def test_wrong_or_missing_secret_changes_nothing(gw):
 
 def test_token_parameter_works_is_never_stored_and_masked_in_logs(gw_sqlite, gateway_logs):
     gw = gw_sqlite
-    r = gw.client.post(f"/webhooks/zoho/contacts?token={gw.secret}", data={"id": "5012", "ops_id": "1", "first_name": "Q"})
+    r = gw.client.post(f"/webhooks/zoho/contacts?token={gw.secret}", data={"id": "5012", "ops_id": "1", "email": "ada@example.com",
+                                                                                  "first_name": "Q"})
     assert r.status_code == 200
     r = gw.post("deals", {"id": "9012", "ops_id": "1", "stage": "Shipped", "token": gw.secret}, token=None, as_json=True)
     assert r.status_code == 200
@@ -355,11 +361,11 @@ def test_rate_limit_per_address_is_429_json(make_app):
     r = gw.post("contacts", {"id": "5014"}, token="guess-3")
     assert r.status_code == 429 and "too many" in r.get_json()["error"]
     # the same address's deliveries with the secret in the body wait out the limit with the guesser
-    body_token = {"id": "5014", "ops_id": "1", "first_name": "A", "token": gw.secret}
+    body_token = {"id": "5014", "ops_id": "1", "email": "ada@example.com", "first_name": "A", "token": gw.secret}
     assert gw.post("contacts", body_token, token=None).status_code == 429
     # ... but one with the right X-Webhook-Token header (or ?token=) is still taken: a guesser on
     # Zoho's shared outgoing addresses cannot get our real deliveries refused
-    assert gw.post("contacts", {"id": "5014", "ops_id": "1", "first_name": "A"}).status_code == 200
+    assert gw.post("contacts", {"id": "5014", "ops_id": "1", "email": "ada@example.com", "first_name": "A"}).status_code == 200
     assert gw.client.post(f"/webhooks/zoho/deals?token={gw.secret}",
                           data={"id": "9014", "ops_id": "1", "payment_status": "Unpaid"}).status_code == 200
     other = gw.client.post("/webhooks/zoho/deals", data={"id": "9014"},
@@ -465,7 +471,7 @@ def test_a_modified_time_hours_ahead_is_refused_and_changes_nothing(gw_sqlite):
 
 def test_a_raw_utf8_form_body_is_applied(gw_sqlite):
     gw = gw_sqlite
-    r = gw.client.post("/webhooks/zoho/contacts", data="id=900&ops_id=2&first_name=Müller".encode(),
+    r = gw.client.post("/webhooks/zoho/contacts", data="id=900&ops_id=2&email=grace@example.com&first_name=Müller".encode(),
                        content_type="application/x-www-form-urlencoded",
                        headers={"X-Webhook-Token": gw.secret})
     assert r.status_code == 200 and r.get_json() == {"status": "applied"}, r.get_json()

@@ -213,7 +213,7 @@ def test_a_callback_before_any_channel_is_refused(sync_app):
 
 
 def test_fired_callbacks_fetch_several_records_and_apply_them(sync_app, fake_zoho):
-    app = sync_app(serve=True)  # Zoho posts over real HTTP to the served gateway
+    app = sync_app(serve=True, GATEWAY_WRITE_BACK_EMAIL=True)  # Zoho posts over real HTTP to the served gateway
     switch_on(app)
     link(app, "Contacts", 1, ZC1)
     link(app, "Contacts", 2, ZC2)

@@ -26,9 +26,10 @@ class DatabaseWriter:
     """`with ops.writer() as writer: writer.apply(update, linked, links)`; one OnPrintShop
     transaction per change, committed before `apply` returns."""
 
-    def __init__(self, ops, connect_now: bool = False):
+    def __init__(self, ops, connect_now: bool = False, write_email: bool = False):
         self.ops = ops
         self._connect_now = connect_now
+        self._write_email = write_email
         self._conn = None
         self._unreachable = False
         self.down = False
@@ -58,7 +59,7 @@ class DatabaseWriter:
 
         def once():
             with self.ops.begin(self._conn) as conn:
-                return writes.apply_update(self.ops, conn, update, linked, links)
+                return writes.apply_update(self.ops, conn, update, linked, links, self._write_email)
 
         try:
             return rerun(once, attempts=3, when=_run_again)

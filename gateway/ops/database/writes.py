@@ -14,6 +14,7 @@ import math
 import sqlalchemy as sa
 
 from ...sync import loopguard
+from .. import policy
 from ..port import Applied as Result
 
 CONTACT_COLUMNS = {
@@ -24,11 +25,11 @@ CONTACT_COLUMNS = {
 }
 
 
-def apply_update(ops, oconn, update, linked, links) -> Result:
+def apply_update(ops, oconn, update, linked, links, write_email: bool = False) -> Result:
     """`linked`: the OnPrintShop id the gateway's link gives for the record (None: no link);
     `links.zoho_id_for(module, ops_id)` reads the gateway's links in the caller's transaction."""
     if update.module == "Contacts":
-        return _apply_contact(ops, oconn, links, update, linked)
+        return _apply_contact(ops, oconn, links, update, linked, write_email)
     return _apply_deal(ops, oconn, links, update, linked)
 
 
@@ -189,12 +190,16 @@ def _duplicate_email(ops, exc: sa.exc.IntegrityError, email) -> bool:
 
 
 # -- contacts → customers ---------------------------------------------------------------------------
-def _apply_contact(ops, oconn, links, update, linked) -> Result:
+def _apply_contact(ops, oconn, links, update, linked, write_email: bool) -> Result:
     row, ops_id, found_by, refusal = _locate(ops, oconn, links, update, "customers", "customers_id", linked)
     if refusal:
         return refusal
+    refusal = policy.ops_id_link_refusal(update, found_by, row["customers_email_address"], ops_id)
+    if refusal:
+        return refusal
+    fields, notes = policy.writable_fields(update.fields, row["customers_email_address"], write_email)
 
-    email = update.fields.get("email")
+    email = fields.get("email")
     if email is not None:
         def build(tables):
             c = tables["customers"].c
@@ -206,10 +211,12 @@ def _apply_contact(ops, oconn, links, update, linked) -> Result:
             return Result("conflict", f"the e-mail {email} already belongs to another OnPrintShop customer (id {taken[0]})",
                           ops_id=ops_id, found_by=found_by, parameter="email")
 
-    values = {CONTACT_COLUMNS[name]: value for name, value in update.fields.items()}
+    values = {CONTACT_COLUMNS[name]: value for name, value in fields.items()}
     changed = {key: value for key, value in values.items() if row[key] != value}
     if not changed:
-        return _no_change(ops, update, "customers", ops_id, found_by, row["last_modified"])
+        unchanged = _no_change(ops, update, "customers", ops_id, found_by, row["last_modified"])
+        unchanged.notes = notes
+        return unchanged
     last_modified = ops.local_from_epoch(update.modified_time)
     written = {"last_modified": last_modified, **changed}
     if "customers_email_address" not in changed:
@@ -229,8 +236,8 @@ def _apply_contact(ops, oconn, links, update, linked) -> Result:
                 return Result("conflict", f"the e-mail {email} already belongs to another OnPrintShop customer",
                               ops_id=ops_id, found_by=found_by, parameter="email")
             raise
-    return Result("applied", "applied: " + ", ".join(sorted(update.fields)), ops_id=ops_id, found_by=found_by,
-                  written=("customers", ops_id, last_modified))
+    return Result("applied", "applied: " + ", ".join(sorted(fields)), ops_id=ops_id, found_by=found_by,
+                  written=("customers", ops_id, last_modified), notes=notes)
 
 
 # -- deals → orders ---------------------------------------------------------------------------------
