@@ -49,26 +49,13 @@ def purge(rt, older_than_epoch: float) -> int:
         return conn.execute(audit_table.delete().where(audit_table.c.at < older_than_epoch)).rowcount
 
 
-def note_login_attempt(rt, address: str, now: float | None = None, keep_seconds: float = 3600) -> int:
-    """Record one login attempt from `address` before its password is checked; returns its row id.
-
-    It counts as a failure until `forget_login_attempt` withdraws it (the password was right, or
-    the attempt was refused unchecked). Recording first is what makes the throttle hold under
-    parallel requests: each attempt sees the rows of every attempt committed before it counts.
-    Rows older than an hour are dropped on the way.
-    """
+def note_login_attempt(rt, address: str, now: float | None = None) -> int:
+    """Record one login attempt from `address` before its password is checked (one INSERT); returns
+    its row id. It counts as a failure until `forget_login_attempt` withdraws it."""
     now = time.time() if now is None else now
-
-    def record(conn):
-        # Parallel attempts insert and prune side by side: Store.transaction (READ COMMITTED,
-        # rerun after a deadlock) keeps MariaDB's gap locks from failing one of them.
-        attempt_id = conn.execute(
-            login_failures_table.insert().values(address=(address or "unknown")[:64], at=now)
-        ).inserted_primary_key[0]
-        conn.execute(login_failures_table.delete().where(login_failures_table.c.at < now - keep_seconds))
-        return int(attempt_id)
-
-    return rt.store.transaction(record)
+    row = {"address": (address or "unknown")[:64], "at": now}
+    return int(rt.store.transaction(lambda conn: conn.execute(login_failures_table.insert().values(**row))
+                                    .inserted_primary_key[0]))
 
 
 def forget_login_attempt(rt, attempt_id: int) -> None:
@@ -82,19 +69,27 @@ def forget_login_attempt(rt, attempt_id: int) -> None:
     )
 
 
-def login_failures_since(rt, address: str, since: float, exclude_id: int | None = None) -> list[float]:
-    """The times of failed (or still unchecked) logins from `address` at or after `since`, oldest
-    first; `exclude_id` leaves out the caller's own attempt."""
-    query = (
-        sa.select(login_failures_table.c.at)
-        .where(login_failures_table.c.address == (address or "unknown")[:64], login_failures_table.c.at >= since)
-        .order_by(login_failures_table.c.at)
-    )
+def login_failures_since(rt, address: str | None, since: float, exclude_id: int | None = None,
+                         limit: int | None = None) -> list[float]:
+    """The times of failed (or still unchecked) logins at or after `since`, oldest first: from
+    `address`, or from every address with None (the newest `limit`); `exclude_id` leaves one out."""
+    t = login_failures_table.c
+    query = sa.select(t.at).where(t.at >= since)
+    if address is not None:
+        query = query.where(t.address == (address or "unknown")[:64])
     if exclude_id is not None:
-        query = query.where(login_failures_table.c.id != exclude_id)
+        query = query.where(t.id != exclude_id)
+    query = query.order_by(t.at.desc())
+    if limit is not None:
+        query = query.limit(limit)
     with rt.store.engine.connect() as conn:
-        rows = conn.execute(query).all()
-    return [row.at for row in rows]
+        return sorted(conn.execute(query).scalars())
+
+
+def purge_login_failures(rt, older_than_epoch: float, keep_seconds: float = 3600) -> int:
+    """Drop login attempts older than an hour (no throttle looks that far back) or the retention."""
+    cutoff = max(older_than_epoch, time.time() - keep_seconds)
+    return rt.store.run(login_failures_table.delete().where(login_failures_table.c.at < cutoff))
 
 
 def end_session(rt, session_id: str, until: float) -> None:

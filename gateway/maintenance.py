@@ -25,6 +25,7 @@ PARTS = (
     ("jobs", queue.purge_finished),
     ("event_ids", events.purge_seen_ids),
     ("audit", audit.purge),
+    ("login_failures", audit.purge_login_failures),
 )
 
 

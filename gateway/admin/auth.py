@@ -24,7 +24,8 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from .. import audit
 
-MAX_FAILURES = 5
+MAX_FAILURES = 5           # per client address per WINDOW_SECONDS
+GLOBAL_MAX_FAILURES = 30   # from every address together: many addresses do not buy more guesses
 WINDOW_SECONDS = 60.0
 ADMIN_PASSWORD_SETTING = "admin.password_hash"
 WRONG_PASSWORD = "That password is not right. Try again."
@@ -61,37 +62,45 @@ def check_password(rt, given: str) -> bool:
 class Throttle:
     blocked: bool
     retry_after: int  # seconds until the next attempt is allowed (0 when not blocked)
+    everyone: bool = False  # blocked by the deployment-wide cap, not this address's own failures
 
 
-def throttle_for(failure_times: list[float], now: float) -> Throttle:
-    """Pure rule: blocked while `MAX_FAILURES` failures fall within the last `WINDOW_SECONDS`."""
+def throttle_for(failure_times: list[float], now: float, limit: int = MAX_FAILURES) -> Throttle:
+    """Pure rule: blocked while `limit` failures fall within the last `WINDOW_SECONDS`."""
     recent = sorted(t for t in failure_times if t > now - WINDOW_SECONDS)
-    if len(recent) < MAX_FAILURES:
+    if len(recent) < limit:
         return Throttle(False, 0)
-    # The attempt is allowed again once the oldest of the last MAX_FAILURES leaves the window.
-    oldest_that_counts = recent[-MAX_FAILURES]
+    # The attempt is allowed again once the oldest of the last `limit` leaves the window.
+    oldest_that_counts = recent[-limit]
     return Throttle(True, max(1, int(oldest_that_counts + WINDOW_SECONDS - now + 0.999)))
+
+
+def _judge(rt, address: str, now: float, exclude_id: int | None = None) -> Throttle:
+    since = now - WINDOW_SECONDS
+    mine = throttle_for(audit.login_failures_since(rt, address, since, exclude_id), now)
+    if mine.blocked:
+        return mine
+    everyone = throttle_for(audit.login_failures_since(rt, None, since, exclude_id, limit=GLOBAL_MAX_FAILURES), now,
+                            GLOBAL_MAX_FAILURES)
+    return Throttle(True, everyone.retry_after, everyone=True) if everyone.blocked else everyone
 
 
 @dataclass(frozen=True)
 class Attempt:
-    id: int
+    id: int | None  # None: refused before anything was written
     throttle: Throttle
 
 
 def start_attempt(rt, address: str, now: float | None = None) -> Attempt:
-    """Record a login attempt (as a failure until withdrawn), then judge it against the others.
-
-    The row is written BEFORE the password is checked: were the failures counted first and the
-    failure written after the (slow) check, any number of parallel guesses would all pass the
-    count. Now the k-th attempt to commit sees at least k-1 others, so at most MAX_FAILURES
-    guesses per window reach the password check. (In a burst an attempt still being judged
-    counts for the ones beside it, so fewer may get through, even none: the safe side.)
-    """
+    """Refuse an attempt the committed failures already block (no write), else record it (as a
+    failure until withdrawn) BEFORE its password is checked and judge it against the others, so
+    parallel guesses cannot all pass the count (docs/security.md, "Admin login")."""
     now = time.time() if now is None else now
+    already = _judge(rt, address, now)
+    if already.blocked:
+        return Attempt(None, already)  # refused on what is committed: costs no write at all
     attempt_id = audit.note_login_attempt(rt, address, now)
-    others = audit.login_failures_since(rt, address, now - WINDOW_SECONDS, exclude_id=attempt_id)
-    return Attempt(attempt_id, throttle_for(others, now))
+    return Attempt(attempt_id, _judge(rt, address, now, exclude_id=attempt_id))
 
 
 def store_password(rt, password: str) -> None:
@@ -101,7 +110,8 @@ def store_password(rt, password: str) -> None:
 
 def withdraw(rt, attempt: Attempt) -> None:
     """The attempt was no failure (right password) or was refused unchecked: it does not count."""
-    audit.forget_login_attempt(rt, attempt.id)
+    if attempt.id is not None:
+        audit.forget_login_attempt(rt, attempt.id)
 
 
 # -- sessions ------------------------------------------------------------------------------------

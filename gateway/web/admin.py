@@ -76,8 +76,13 @@ def login():
     throttle = attempt.throttle
     if throttle.blocked:
         auth.withdraw(rt, attempt)  # refused unchecked: not a failure, so obeying Retry-After works
-        log.warning("admin login refused: too many failures from %s", address)
-        message = f"Too many failed logins from your address. Wait {throttle.retry_after} seconds, then try again."
+        if throttle.everyone:
+            log.warning("admin login refused: too many failed logins from every address together")
+            message = (f"Too many failed logins to this gateway just now, from many addresses. "
+                       f"Wait {throttle.retry_after} seconds, then try again.")
+        else:
+            log.warning("admin login refused: too many failures from %s", address)
+            message = f"Too many failed logins from your address. Wait {throttle.retry_after} seconds, then try again."
         response = current_app.make_response((render_template("admin/login.html", form=form, error=message), 429))
         response.headers["Retry-After"] = str(throttle.retry_after)
         return response
@@ -167,13 +172,18 @@ def index():
 
 
 # -- actions ------------------------------------------------------------------------------------
+def _refused(message: str):
+    """A form the admin must correct: the page again, with the reason, as a 400."""
+    flash(message, "error")
+    return _page(ConfigureForm(formdata=None), 400)
+
+
 @bp.post("/jobs/retry")
 @login_required
 def retry_job():
     form = RetryJobForm()
     if not form.validate_on_submit():
-        flash("Nothing retried: " + _form_problem(form), "error")
-        return redirect(url_for(".index"))
+        return _refused("Nothing retried: " + _form_problem(form))
     return _show(actions.retry_job(runtime(), form.job_id.data), "retry job")
 
 
@@ -194,8 +204,7 @@ def retry_failed_deliveries():
 def push():
     form = PushForm()
     if not form.validate_on_submit():
-        flash("Nothing pushed: " + _form_problem(form), "error")
-        return redirect(url_for(".index"))
+        return _refused("Nothing pushed: " + _form_problem(form))
     return _show(actions.push(runtime(), form.kind.data, form.record_id.data), "push")
 
 

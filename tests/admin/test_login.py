@@ -285,3 +285,63 @@ def test_the_environment_hash_is_the_one_sessions_are_tied_to(make_app):
     assert session.login("from the environment", set_password=False).status_code == 302
     session.set_password("stored with the command")  # not the password in force: no session ends
     assert session.client.get("/admin/").status_code == 200
+
+
+def test_many_addresses_together_are_capped_deployment_wide(app):
+    AdminSession(app, app.test_client()).set_password()
+    addresses = [f"203.0.113.{n}" for n in range(1, 30)]
+    failures = 0
+    for address in addresses:
+        for _ in range(auth.MAX_FAILURES - 1):  # each address stays under its own limit
+            client = app.test_client()
+            client.environ_base["REMOTE_ADDR"] = address
+            code = AdminSession(app, client).login("a wrong guess", set_password=False).status_code
+            if code == 429:
+                break
+            assert code == 401
+            failures += 1
+        if failures >= auth.GLOBAL_MAX_FAILURES:
+            break
+    assert failures == auth.GLOBAL_MAX_FAILURES
+    fresh = app.test_client()
+    fresh.environ_base["REMOTE_ADDR"] = "198.51.100.200"  # never failed: the deployment-wide cap still holds
+    blocked = AdminSession(app, fresh).login(set_password=False)
+    assert blocked.status_code == 429 and "from many addresses" in blocked.get_data(as_text=True)
+    assert 1 <= int(blocked.headers["Retry-After"]) <= 60
+
+
+def test_a_refused_login_costs_at_most_one_small_write(app):
+    """A throttled attempt writes nothing; a wrong password writes its one row (no prune, no delete)."""
+    rt = app.extensions["gateway"]
+    AdminSession(app, app.test_client()).set_password()
+    writes = []
+
+    def count(_conn, _cursor, statement, *_args):
+        if statement.lstrip().split(None, 1)[0].upper() in ("INSERT", "UPDATE", "DELETE", "REPLACE"):
+            writes.append(statement)
+
+    for engine in {rt.store.engine, rt.store.write_engine}:
+        sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        session = AdminSession(app, app.test_client())
+        for _ in range(auth.MAX_FAILURES):
+            writes.clear()
+            assert session.login("a wrong guess", set_password=False).status_code == 401
+            assert len(writes) == 1 and "gw_login_failures" in writes[0], writes
+        for _ in range(3):
+            writes.clear()
+            assert session.login("a wrong guess", set_password=False).status_code == 429
+            assert writes == []
+    finally:
+        for engine in {rt.store.engine, rt.store.write_engine}:
+            sa.event.remove(engine, "before_cursor_execute", count)
+
+
+def test_old_login_attempts_are_purged_by_the_retention_job(app):
+    from gateway import maintenance
+
+    rt = app.extensions["gateway"]
+    audit.note_login_attempt(rt, "192.0.2.7", now=time.time() - 7200)
+    audit.note_login_attempt(rt, "192.0.2.7")
+    assert maintenance.purge(rt)["login_failures"] == 1
+    assert len(audit.login_failures_since(rt, "192.0.2.7", 0)) == 1
