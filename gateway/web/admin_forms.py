@@ -63,15 +63,20 @@ def missing_fields(action: str, form: ConfigureForm) -> list[str]:
     return problems
 
 
+MAX_ID = 2 ** 63 - 1  # the largest id a database column holds
+
+
 class RetryJobForm(FlaskForm):
-    job_id = IntegerField("Job", validators=[InputRequired(message="Which dead job?"), NumberRange(min=1)])
+    job_id = IntegerField("Job", validators=[InputRequired(message="Which dead job?"),
+                                             NumberRange(min=1, max=MAX_ID, message="Job ids are whole numbers from 1.")])
 
 
 class PushForm(FlaskForm):
     kind = SelectField("What", choices=[SelectChoice("customers", "Customer"), SelectChoice("orders", "Order")])
     record_id = IntegerField(
         "OnPrintShop id",
-        validators=[InputRequired(message="Enter the OnPrintShop id to push."), NumberRange(min=1, message="Ids are positive whole numbers.")],
+        validators=[InputRequired(message="Enter the OnPrintShop id to push."),
+                    NumberRange(min=1, max=MAX_ID, message=f"Ids are whole numbers from 1 to {MAX_ID}.")],
     )
 
 

@@ -62,14 +62,14 @@ def receive_delivery(module: str):
     rt = runtime()
     header_token = request.headers.get(TOKEN_HEADER)
     query_token = request.args.get("token")
-    raw = _read_raw()
     if header_token is not None or query_token is not None:
-        # Checked before the body is read, so nobody learns anything about the body without the secret.
+        # Checked before the body is read: without the secret nothing of the body is read or judged.
         if not secrets.check_webhook_token(rt, header_token if header_token is not None else query_token):
             raise _unauthorized(missing=not (header_token or query_token))
-        params = body.read_body(request.content_type, raw)
+        params = body.read_body(request.content_type, _read_raw())
         params.pop("token", None)
     else:
+        raw = _read_raw()
         try:
             params = body.read_body(request.content_type, raw)
         except RequestError as exc:

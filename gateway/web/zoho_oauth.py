@@ -10,12 +10,12 @@ import hmac
 import secrets as pysecrets
 import time
 
-from flask import Blueprint, current_app, flash, redirect, request, session, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 
 from .. import audit
 from ..zoho import connect as zoho_connect
 from ..zoho import oauth
-from ..zoho.datacenters import DATA_CENTERS, accounts_url
+from ..zoho.datacenters import DATA_CENTERS, accounts_url, trusted_accounts_server
 from .context import runtime
 from .security import login_required
 
@@ -32,11 +32,15 @@ def redirect_uri_for_request() -> str:
     return url_for("zoho_oauth.callback", _external=True)
 
 
-def _back(message: str, ok: bool, action: str):
+def _audit(action: str, detail: str) -> None:
     try:
-        audit.record(runtime(), f"admin@{request.remote_addr or 'unknown'}", action, message[:200])
+        audit.record(runtime(), f"admin@{request.remote_addr or 'unknown'}", action, detail)
     except Exception:  # the audit trail must not stop the admin from seeing the outcome
         current_app.logger.warning("audit record failed for %s", action)
+
+
+def _back(message: str, ok: bool, action: str):
+    _audit(action, message[:200])
     flash(message, "ok" if ok else "error")
     return redirect(url_for("admin.index"))
 
@@ -75,12 +79,18 @@ def callback():
     creds = zoho_connect.redirect_credentials(rt)
     if creds is None:
         return _back("The saved Zoho settings are gone; save them again, then connect.", False, "zoho callback refused")
+    server = request.args.get("accounts-server") or None
+    if server and trusted_accounts_server(rt.config, server) is None:
+        message = (f"Zoho's answer named {server[:100]!r} as its accounts server, which is not a Zoho accounts server "
+                   "(or not a URL); nothing was changed and nothing was sent there. Start again with “Connect through Zoho”.")
+        _audit("zoho callback refused", message[:200])
+        return render_template("admin/problem.html", title="Not a Zoho accounts server", message=message), 400
     location = (request.args.get("location") or creds["data_center"]).strip().lower()
     if location not in DATA_CENTERS:
         return _back(f"Zoho named an unknown data center ({location[:20]!r}); nothing was changed.", False, "zoho callback refused")
     result = zoho_connect.configure(
         rt, data_center=location, client_id=creds["client_id"], client_secret=creds["client_secret"], grant_token=code,
         account_id=creds["account_id"], redirect_uri=started.get("redirect_uri"), modules=creds["modules"],
-        accounts_server=request.args.get("accounts-server") or None,
+        accounts_server=server,
     )
     return _back(result.message, result.ok, "connect through zoho")

@@ -81,8 +81,12 @@ def trusted_accounts_server(config, server: str | None) -> str | None:
         return None
     server = server.strip().rstrip("/")
     known = {_origin(url) for url, _ in DATA_CENTERS.values()}
-    origin = _origin(server)
-    if origin in known and urlsplit(server).path in ("", "/"):
+    try:
+        origin = _origin(server)
+        path = urlsplit(server).path
+    except ValueError:  # not a URL at all (e.g. an unclosed "[" in the host)
+        return None
+    if origin in known and path in ("", "/"):
         return server
     override = config.get("ZOHO_ACCOUNTS_URL")
     if override and origin == _origin(str(override)):

@@ -66,8 +66,9 @@ def test_retry_all_moves_every_dead_job_back(page_app, admin):
 
 
 def test_a_bad_job_id_is_refused_in_words(page_app, admin):
-    admin.post("/admin/jobs/retry", {"job_id": "abc"})
-    assert any(m.startswith("Nothing retried:") for m in flashes(page_text(admin)))
+    refused = admin.post("/admin/jobs/retry", {"job_id": "abc"})
+    assert refused.status_code == 400
+    assert any(m.startswith("Nothing retried:") for m in flashes(refused.get_data(as_text=True)))
 
 
 def test_push_one_order_now(page_app, admin):
@@ -82,8 +83,17 @@ def test_pushing_a_record_that_does_not_exist_queues_nothing(page_app, admin):
     admin.post("/admin/push", {"kind": "customers", "record_id": "99999"})
     assert "OnPrintShop has no customer with id 99999; nothing was queued." in flashes(page_text(admin))
     assert queue.status(rt_of(page_app))["pending"] == 0
-    admin.post("/admin/push", {"kind": "customers", "record_id": "-4"})
-    assert any(m.startswith("Nothing pushed:") for m in flashes(page_text(admin)))
+    refused = admin.post("/admin/push", {"kind": "customers", "record_id": "-4"})
+    assert refused.status_code == 400
+    assert any(m.startswith("Nothing pushed:") for m in flashes(refused.get_data(as_text=True)))
+
+
+def test_an_absurdly_long_id_is_a_clear_400_not_a_database_error(page_app, admin, gateway_logs):
+    refused = admin.post("/admin/push", {"kind": "customers", "record_id": "1" * 23})
+    assert refused.status_code == 400
+    [message] = [m for m in flashes(refused.get_data(as_text=True)) if m.startswith("Nothing pushed:")]
+    assert "whole numbers from 1 to 9223372036854775807" in message and "database" not in message
+    assert queue.status(rt_of(page_app))["pending"] == 0 and "Traceback" not in gateway_logs()
 
 
 def test_queue_card_shows_counts_and_a_pause(page_app, admin):

@@ -110,8 +110,8 @@ def test_a_wrong_state_or_a_foreign_accounts_server_changes_nothing(setup, fake_
     query["accounts-server"] = "https://accounts.evil.example"
     from urllib.parse import urlencode
 
-    client.get("/admin/zoho/callback?" + urlencode(query))
-    assert "is not a Zoho accounts server" in flashes(client)[-1]
+    refused = client.get("/admin/zoho/callback?" + urlencode(query))
+    assert refused.status_code == 400 and "is not a Zoho accounts server" in refused.get_data(as_text=True)
     assert fake_zoho.calls["oauth.grant"] == 0
     assert connection.state(rt) == "not_configured"
     assert connection.status(rt)["pending"]["client_id_last4"] == "…" + client_id[-4:]  # kept for another try
@@ -135,3 +135,19 @@ def test_connect_needs_saved_settings_and_a_login(make_app, zoho_settings):
     response = client.get("/admin/zoho/connect")
     assert response.status_code == 302 and response.headers["Location"].endswith("/admin/")
     assert flashes(client) == ["Save the data center, Client ID, Client Secret and Account ID first, then connect through Zoho."]
+
+
+def test_an_accounts_server_that_is_not_even_a_url_is_a_clear_400(setup, fake_zoho):
+    app, client = setup
+    rt = app.extensions["gateway"]
+    client_id, secret = fake_zoho.add_client()
+    assert connect.save_pending(rt, data_center="us", client_id=client_id, client_secret=secret, account_id=ACCOUNT).ok
+    _, back = start(client, fake_zoho)
+    query = {k: v[0] for k, v in parse_qs(back.query).items()}
+    query["accounts-server"] = "https://[::1"  # urlsplit refuses it ("Invalid IPv6 URL")
+    from urllib.parse import urlencode
+
+    refused = client.get("/admin/zoho/callback?" + urlencode(query))
+    assert refused.status_code == 400
+    assert "not a Zoho accounts server (or not a URL)" in refused.get_data(as_text=True)
+    assert fake_zoho.calls["oauth.grant"] == 0 and connection.state(rt) == "not_configured"

@@ -104,3 +104,17 @@ def test_authenticated_deliveries_with_pathological_bodies_get_4xx(make_app, gat
             "webhook-signature": events.sign(events_secret, webhook_id, stamp, body)})
         _assert_no_failure(r, gateway_logs, f"events {content_type} {body[:30]!r}")
         assert 400 <= r.status_code < 500, (body[:30], r.get_json())
+
+
+def test_a_wrong_webhook_secret_is_refused_before_the_body_is_read(make_app):
+    """With the secret in the header, a wrong one is a 401 whatever the body: it is not even read
+    (a 70 KiB body would otherwise be judged first, as too large)."""
+    app = make_app(RATELIMIT_ENABLED=False)
+    client = app.test_client()
+    r = client.post("/webhooks/zoho/deals", data=b"x" * (70 * 1024), content_type="application/x-www-form-urlencoded",
+                    headers={"X-Webhook-Token": "a wrong guess"})
+    assert r.status_code == 401 and "wrong webhook secret" in r.get_json()["error"]
+    right = secrets.webhook_secrets(app.extensions["gateway"])["current"]
+    r = client.post("/webhooks/zoho/deals", data=b"x" * (70 * 1024), content_type="application/x-www-form-urlencoded",
+                    headers={"X-Webhook-Token": right})
+    assert r.status_code == 413
