@@ -90,12 +90,27 @@ class Links(Protocol):
     def zoho_id_for(self, module: str, ops_id: int) -> str | None: ...
 
 
-class Writer(Protocol):
+class Writer:
     """Applies changes from Zoho; made by `Backend.writer()` around the caller's transaction."""
 
-    down: bool  # the store was found unreachable moments ago: do not try now
+    down: bool = False  # the store was found unreachable moments ago: do not try now
 
-    def apply(self, update: Update, linked: int | None, links: Links) -> Applied: ...
+    def apply(self, update: Update, linked: int | None, links: Links) -> Applied:
+        raise NotImplementedError
+
+    def apply_batch(self, items: list[tuple[Update, int | None]], links: Links) -> list[Applied | OpsError]:
+        """Apply several changes (a backend may do it in one transaction); per item its `Applied`, or the
+        OpsError it met. OpsUnavailable ends the batch: every item not applied yet gets it."""
+        results: list[Applied | OpsError] = []
+        for update, linked in items:
+            if results and isinstance(results[-1], OpsUnavailable):
+                results.append(results[-1])
+                continue
+            try:
+                results.append(self.apply(update, linked, links))
+            except OpsError as exc:
+                results.append(exc)
+        return results
 
 
 class Backend(Protocol):

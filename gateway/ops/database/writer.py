@@ -6,7 +6,7 @@ import logging
 import sqlalchemy as sa
 
 from ...state.engine import is_lock_conflict, rerun
-from ..port import Applied, OpsBusy, OpsRefused, OpsUnavailable
+from ..port import Applied, OpsBusy, OpsRefused, OpsUnavailable, Writer
 from . import writes
 
 log = logging.getLogger("gateway.ops")
@@ -22,7 +22,7 @@ def _run_again(exc: BaseException) -> bool:
             and getattr(exc.orig, "args", (None,))[:1] != (1205,))
 
 
-class DatabaseWriter:
+class DatabaseWriter(Writer):
     """`with ops.writer() as writer: writer.apply(update, linked, links)`; one OnPrintShop
     transaction per change, committed before `apply` returns."""
 
