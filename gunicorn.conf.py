@@ -1,9 +1,5 @@
-"""gunicorn settings, read from the environment as Heroku sets it.
-
-Background work (queue worker, poller, inbox re-applier, channel renewal) runs in each web
-worker when GATEWAY_RUN_WORKER=1: started in post_worker_init, never in the master, and
-stopped in worker_exit, which hands its leases back.
-"""
+"""gunicorn settings, read from the environment as Heroku sets it (docs/settings.md); with
+GATEWAY_RUN_WORKER=1 each worker runs the background work, from post_worker_init to worker_exit."""
 import os
 
 bind = os.environ.get("GUNICORN_BIND") or f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"

@@ -1,8 +1,5 @@
-"""The OnPrintShop ⇄ Zoho CRM gateway: the app factory.
-
-`create_app(test_config=None)` reads the settings, opens the state store and the vault, and
-registers the HTTP side (`gateway.web`) and the command line (`gateway.cli`).
-"""
+"""The OnPrintShop ⇄ Zoho CRM gateway: `create_app` reads the settings, opens the runtime (state
+store, vault) and registers the HTTP side and the commands (docs/architecture.md)."""
 from __future__ import annotations
 
 import os

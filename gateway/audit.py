@@ -1,13 +1,6 @@
-"""The admin audit trail: who did what, when, from the admin page; login attempts; ended sessions.
-
-`record(rt, who, action, detail)` writes one row to `gw_audit` and one log line; `recent(rt,
-limit)` reads the newest rows for the page. Login attempts are kept in `gw_login_failures` (one
-row per failed or not yet checked attempt, by client address) so the login throttle holds
-across every process sharing the state store. Admin sessions ended by logout are kept in
-`gw_admin_ended_sessions` (by the session's random id) until they would have expired, so a
-copied cookie dies with the logout. No table ever holds a secret: callers pass details a
-person may read.
-"""
+"""The admin audit trail (`gw_audit`, plus a log line), the login attempts the throttle counts
+(`gw_login_failures`) and sessions ended by logout (`gw_admin_ended_sessions`); never a secret
+(docs/security.md)."""
 from __future__ import annotations
 
 import logging
@@ -59,11 +52,8 @@ def note_login_attempt(rt, address: str, now: float | None = None) -> int:
 
 
 def forget_login_attempt(rt, attempt_id: int) -> None:
-    """Withdraw an attempt recorded by `note_login_attempt`: it was not a failure.
-
-    Through Store.transaction like the insert: on MariaDB this delete by id and a parallel
-    attempt's prune lock the same rows in opposite orders, and the deadlock that follows is
-    rerun there instead of becoming a 500."""
+    """Withdraw an attempt recorded by `note_login_attempt`: it was not a failure. Through
+    Store.transaction: on MariaDB a parallel prune may deadlock with it, and that is rerun."""
     rt.store.transaction(
         lambda conn: conn.execute(login_failures_table.delete().where(login_failures_table.c.id == attempt_id))
     )

@@ -1,8 +1,5 @@
-"""Background work: the threads a web process (GATEWAY_RUN_WORKER=1) or `flask worker` runs.
-
-Started from gunicorn's `post_worker_init` (never in the master, never in commands or test
-apps) and stopped in `worker_exit`, so each task hands its leases back.
-"""
+"""Background work: the threads a gunicorn worker (GATEWAY_RUN_WORKER=1, started in `post_worker_init`,
+stopped in `worker_exit`) or `flask worker` runs (docs/operations.md)."""
 from __future__ import annotations
 
 import logging

@@ -1,8 +1,5 @@
-"""Logging people can use: one line per request with a request id, text or JSON lines.
-
-Never a secret, a token or a full body: query strings are logged with any `token` masked, and
-bodies are not logged at all.
-"""
+"""Logging people can use: text or JSON lines, request ids; never a secret, a token or a body
+(secret query parameters are masked)."""
 from __future__ import annotations
 
 import json

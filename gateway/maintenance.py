@@ -1,8 +1,5 @@
-"""Retention: the hourly purge of what the gateway no longer needs to keep.
-
-Finished inbox rows, finished queue jobs, remembered event ids and audit rows older than
-GATEWAY_RETENTION_DAYS; work not yet done is never purged. One process purges at a time.
-"""
+"""Retention: the hourly purge, by one process at a time, of what the gateway no longer needs;
+work not yet done is never purged (docs/operations.md, "Retention")."""
 from __future__ import annotations
 
 import logging

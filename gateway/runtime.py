@@ -1,8 +1,5 @@
-"""What a running app holds: the state store, the vault, OnPrintShop, the Zoho side.
-
-One `Runtime` per app (`app.extensions["gateway"]`); parts that cost a connection or hold
-per-process state are made once, on first use.
-"""
+"""What a running app holds (`app.extensions["gateway"]`): the state store, the vault, OnPrintShop,
+the Zoho side; parts that cost a connection or hold per-process state are made on first use."""
 from __future__ import annotations
 
 import threading

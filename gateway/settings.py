@@ -1,8 +1,5 @@
-"""Settings: defaults, then `instance/config.py`, then the environment (which wins).
-
-Owns the rules of docs/settings.md: what production requires, what development generates into
-the instance folder, and how database URLs are mapped to the installed drivers.
-"""
+"""Settings: defaults, then `instance/config.py`, then the environment (which wins); what production
+requires and development generates, database URLs mapped to the drivers (docs/settings.md)."""
 from __future__ import annotations
 
 import base64
@@ -111,10 +108,8 @@ def load(instance_path: str, environ: dict | None = None, test_config: dict | No
 
 
 def normalize_database_url(url: str, name: str = "DATABASE_URL") -> str:
-    """Map Heroku-style URLs to the installed drivers (psycopg 3, PyMySQL) and check the URL parses.
-
-    Errors name the setting, never echo the URL (it may hold a password).
-    """
+    """Map Heroku-style URLs to the installed drivers (psycopg 3, PyMySQL) and check the URL parses;
+    errors name the setting, never echo the URL (it may hold a password)."""
     url = url.strip()
     for prefix, replacement in (
         ("postgres://", "postgresql+psycopg://"),

@@ -17,12 +17,9 @@ def zone(name: str, setting: str) -> ZoneInfo:
 
 
 def read_wall_clock(naive: dt.datetime, tz, not_after: float) -> dt.datetime:
-    """A naive wall-clock time in `tz` as an aware datetime.
-
-    In the hour repeated when clocks go back, the later reading unless it is after `not_after`
-    (epoch seconds), else the earlier; a time in a skipped hour is read with the offset from
-    before the change (docs/operations.md, "Clock changes").
-    """
+    """A naive wall-clock time in `tz` as an aware datetime: in a repeated hour the later reading
+    unless it is after `not_after` (epoch seconds); in a skipped hour, the offset from before
+    (docs/operations.md, "Clock changes")."""
     first = naive.replace(tzinfo=tz, fold=0)
     second = naive.replace(tzinfo=tz, fold=1)
     # fold=1 is the later instant only in a repeated hour; in a skipped one it is the earlier.

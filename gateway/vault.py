@@ -1,8 +1,5 @@
-"""The vault: every secret the gateway keeps is stored only as a MultiFernet token.
-
-Keys come from `GATEWAY_FERNET_KEYS`, newest first. `put`/`get` read and write the
-`gw_secrets` table; `rotate_all` re-encrypts every row under the newest key.
-"""
+"""The vault: every secret the gateway keeps is stored only as a MultiFernet token (`gw_secrets`)
+under `GATEWAY_FERNET_KEYS`, newest first; `rotate_all` re-encrypts under the newest key."""
 from __future__ import annotations
 
 import time
@@ -93,15 +90,9 @@ class Vault:
 
 
 class RotatingSecret:
-    """A secret the admin copies into another system (Zoho's webhooks, OnPrintShop's event sender).
-
-    Kept in the vault, made on first use. A rotation keeps the one it replaces valid for `grace`
-    seconds, so the other side can be updated without a refused delivery. Every replaced secret
-    keeps its own grace (up to MAX_PREVIOUS of them): a second rotation within the day (a double
-    click, a second try) must not cut short the first one's, or the secret Zoho still sends would
-    stop working at once. The previous ones are stored as one encrypted JSON list, newest first.
-    `clock` is called each time, so tests may move it.
-    """
+    """A secret the admin copies into another system (Zoho's webhooks, OnPrintShop's event sender),
+    made on first use; each replaced one stays valid for its own `grace` (up to MAX_PREVIOUS), so a
+    second rotation never cuts short the first one's (docs/security.md)."""
 
     MAX_PREVIOUS = 5
 

@@ -1,8 +1,5 @@
-"""What each admin button does, in words: call the owning service, say what happened.
-
-Every function returns a `Result`: whether it worked, the message shown after the POST, and the
-detail for the audit log. Neither ever carries a secret (the message travels in the session cookie).
-"""
+"""What each admin button does: call the owning service and return a `Result` (the message shown
+after the POST, the audit detail), never with a secret: the message travels in the session cookie."""
 from __future__ import annotations
 
 import logging

@@ -1,15 +1,5 @@
-"""Admin login policy: which password hash counts, the failed-login throttle, sessions, safe redirects.
-
-- `GATEWAY_ADMIN_PASSWORD_HASH` (a Werkzeug hash in the environment) wins over the stored
-  setting written by `set-admin-password`.
-- With no password set at all, a login is checked against a dummy hash of the same kind, so
-  the answer and its timing do not tell an outsider whether a password exists.
-- At most `MAX_FAILURES` failed logins per `WINDOW_SECONDS` per client address; the count
-  lives in the state store, so it holds across gunicorn workers and dynos, and each attempt is
-  recorded before its password is checked, so it holds for parallel guesses too.
-- A session holds a fingerprint of the password hash it was made with and a random id: a new
-  password ends every session, a logout ends that one, even for a copied cookie.
-"""
+"""Admin login policy: which password hash counts, the failed-login throttle, sessions, safe
+redirects (docs/security.md)."""
 from __future__ import annotations
 
 import hashlib
@@ -94,7 +84,7 @@ class Attempt:
 def start_attempt(rt, address: str, now: float | None = None) -> Attempt:
     """Refuse an attempt the committed failures already block (no write), else record it (as a
     failure until withdrawn) BEFORE its password is checked and judge it against the others, so
-    parallel guesses cannot all pass the count (docs/security.md, "Admin login")."""
+    parallel guesses cannot all pass the count (docs/security.md)."""
     now = time.time() if now is None else now
     already = _judge(rt, address, now)
     if already.blocked:
@@ -116,13 +106,8 @@ def withdraw(rt, attempt: Attempt) -> None:
 
 # -- sessions ------------------------------------------------------------------------------------
 def password_fingerprint(secret_key, stored_hash: str) -> str:
-    """A short keyed digest of the password hash in force, kept in the session at login.
-
-    Sessions are signed cookies: without it a copied cookie stayed valid for its 8 hours whatever
-    happened. A new password (set-admin-password, or another GATEWAY_ADMIN_PASSWORD_HASH) gives a
-    new fingerprint, so every session made with the old one ends. Keyed with SECRET_KEY so the
-    readable cookie says nothing about the hash.
-    """
+    """A short digest of the password hash in force, keyed with SECRET_KEY, kept in the session: a new
+    password ends every session made with the old one (docs/security.md, "Sessions")."""
     key = secret_key.encode() if isinstance(secret_key, str) else bytes(secret_key or b"")
     return hmac.new(key, stored_hash.encode(), hashlib.sha256).hexdigest()[:16]
 

@@ -15,11 +15,8 @@ MAX_FIELDS = 200
 
 
 def read_body(content_type: str | None, raw: bytes) -> dict[str, object]:
-    """The delivery's parameters from a form or a JSON object body.
-
-    `application/x-www-form-urlencoded` and `multipart/form-data` are form data; `application/json`
-    and `text/plain` whose body is a JSON object are raw JSON. Anything else is 415.
-    """
+    """The delivery's parameters from form data (urlencoded, multipart) or a JSON object
+    (`application/json`, or `text/plain` holding one); anything else is 415."""
     if len(raw) > MAX_BODY:
         raise RequestError(f"the body is larger than {MAX_BODY // 1024} KiB", status=413)
     mimetype, options = _split_content_type(content_type)

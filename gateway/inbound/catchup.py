@@ -1,9 +1,6 @@
-"""Catch-up: pulling the Contacts and Deals modified in Zoho and applying them through the inbox.
-
-Also how a Zoho record (API field names) becomes the parameters a webhook would have sent, and
-reading records by id (the Notification API uses that). The watermark moves only after a
-module's pass completes (docs/inbound.md, "Catch-up").
-"""
+"""Catch-up: pulling the Contacts and Deals modified in Zoho and applying them through the inbox;
+also a Zoho record as webhook parameters, and reading records by id for the Notification API
+(docs/inbound.md, "Catch-up")."""
 from __future__ import annotations
 
 import logging

@@ -1,11 +1,6 @@
-"""The durable inbox: every authenticated, valid update from Zoho is stored before it is answered.
-
-`receive` decides (duplicate, stale, waiting behind an earlier update of the record) and applies
-the update through the OnPrintShop port in one state-store transaction, which also records the
-delivery with its outcome; the answer is given only once that transaction has committed. When
-OnPrintShop cannot take it now, the delivery is committed pending (202) and `reapply` applies it
-later, in order. The protocol, and why it is safe, is in docs/inbound.md.
-"""
+"""The durable inbox: every valid update from Zoho is decided, applied and recorded in one
+state-store transaction, answered only once committed; what OnPrintShop cannot take now is stored
+pending for `reapply`. The protocol, and why it is safe: docs/inbound.md, "The inbox"."""
 from __future__ import annotations
 
 import contextlib
@@ -67,9 +62,7 @@ def _link_of(module, zoho_id):
 _MARKER_COLUMNS = (applied_table.c.modified_time, applied_table.c.fingerprint, applied_table.c.ops_id)
 _BY_KEY = (applied_table.c.module == sa.bindparam("module"), applied_table.c.zoho_id == sa.bindparam("zoho_id"))
 
-# The record's marker row, locked, read with what the decision needs once it is locked (an earlier
-# pending row, the gateway's link): one round trip on MariaDB/SQLite. PostgreSQL reads a statement
-# in the snapshot taken before any lock wait, so there the two reads stay two statements.
+# Marker row locked and read with the decision's inputs in one round trip (not on PostgreSQL: docs/inbound.md).
 _LOCK_AND_READ = sa.select(
     *_MARKER_COLUMNS,
     _earlier_pending(applied_table.c.module, applied_table.c.zoho_id).scalar_subquery().label("earlier"),

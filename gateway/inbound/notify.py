@@ -1,9 +1,5 @@
-"""Notification API mode: the gateway's Zoho channel, switched on and off and kept alive.
-
-The channel is subscribed with `POST /crm/v8/actions/watch` for `Contacts.edit` and `Deals.edit`,
-expiring six days ahead and renewed a day before it lapses; its token is a secret in the vault.
-Callbacks are handled by `notify_pending` (docs/inbound.md, "Notification API").
-"""
+"""Notification API mode: the gateway's Zoho channel, switched on and off and renewed before it
+lapses; callbacks are `notify_pending`'s (docs/inbound.md, "Notification API")."""
 from __future__ import annotations
 
 import logging

@@ -1,9 +1,6 @@
-"""Notification API callbacks: the record ids Zoho announces, kept until they are applied.
-
-Ids are written to `gw_notify_pending` before anything else, then fetched from Zoho and applied
-through the inbox; a row leaves only once its record was applied (or found gone). When Zoho
-cannot serve the fetch now, the ids wait and the upkeep loop fetches them later, with backoff.
-"""
+"""Notification API callbacks: the announced record ids are stored first (`gw_notify_pending`),
+then fetched from Zoho and applied through the inbox; ids Zoho cannot serve now wait for the
+upkeep loop (docs/inbound.md, "Notification API")."""
 from __future__ import annotations
 
 import hmac

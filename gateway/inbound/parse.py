@@ -1,14 +1,5 @@
-"""Validating a Zoho delivery's parameters: `validate(...)` makes an `Update` or names the bad one.
-
-Pure functions, no database; `RequestError` (422) names the parameter at fault.
-
-What an `Update` holds (keys of `Update.fields`, only those present in the delivery):
-- Contacts: `email`, `first_name`, `last_name` (required columns: never empty), `phone`
-  (None clears it).
-- Deals: `stage` (the OnPrintShop status name it stands for, aliases applied; matched
-  case-insensitively), `payment_status` (`Paid` or `Unpaid`).
-`modified_time` is epoch seconds (UTC); when the delivery has none, the time of receipt.
-"""
+"""Validating a Zoho delivery's parameters (pure): `validate(...)` makes an `Update` or raises
+RequestError (422) naming the parameter at fault (docs/inbound.md, "Webhook deliveries")."""
 from __future__ import annotations
 
 import datetime as dt
@@ -40,10 +31,7 @@ DEAL_FIELDS = {
 NULLABLE = {"phone"}
 PAYMENT_STATUSES = ("Paid", "Unpaid")
 
-# How far ahead of our clock a modified_time may be: clock skew between Zoho and us, nothing more.
-# A time further ahead would be written into OnPrintShop's last_modified and make every correct
-# later delivery for the record "stale" until that moment passes; hours ahead is what a wrong
-# GATEWAY_ZOHO_TIMEZONE (Zoho's wall clock east of the setting) looks like. So it is refused.
+# Clock skew, nothing more: a time further ahead would make later deliveries "stale" until then.
 MAX_FUTURE_SECONDS = 10 * 60
 EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc).timestamp()
 clock = time.time  # the time of receipt; tests set it
@@ -93,16 +81,9 @@ class Update:
 # -- the values -----------------------------------------------------------------------------------
 def validate(module: str, params: dict, mapping: Mapping, zoho_tz, *, statuses=None, refresh_statuses=None,
              now: float | None = None, date_order: str = "dmy") -> Update:
-    """Check every parameter of one delivery and return the `Update`; RequestError(422) names the bad one.
-
-    `zoho_tz` is the time zone of offset-less datetimes (GATEWAY_ZOHO_TIMEZONE, a name or a
-    tzinfo); `date_order` ("dmy" or "mdy", GATEWAY_ZOHO_DATE_ORDER) says whether 11/05/2026 is
-    11 May or 5 November. `statuses`, when given, are the known OnPrintShop status names: a stage must be
-    one of them (after aliases, case-insensitive); without it the stage is checked when applied.
-    `refresh_statuses()`, when given, is asked once for the names read afresh before a stage not
-    among `statuses` is refused (a status just added in OnPrintShop); None from it: checked when
-    applied. Unknown parameters are ignored.
-    """
+    """Check every parameter of one delivery and return the `Update`; RequestError(422) names the
+    bad one. A stage must be among `statuses` (if given), else among `refresh_statuses()` read once
+    afresh; `zoho_tz` and `date_order` read offset-less `modified_time`s."""
     if module not in MODULES:
         raise ValueError(f"module must be one of {MODULES}, not {module!r}")
     now = clock() if now is None else now
@@ -235,14 +216,9 @@ def _stage(value: str, mapping: Mapping, statuses, refresh_statuses=None) -> str
 
 
 def parse_modified_time(text: str, zoho_tz, date_order: str = "dmy", now: float | None = None) -> float:
-    """Every `modified_time` form a delivery may use → epoch seconds; offset-less forms are read in `zoho_tz`.
-
-    `date_order` "dmy" reads 11/05/2026 as 11 May, "mdy" as 5 November; a date that only fits
-    the other order is refused naming GATEWAY_ZOHO_DATE_ORDER, never read the other way.
-    An offset-less time in the hour repeated when clocks go back is the latest reading not after
-    `now` (the time of receipt, default the clock) plus MAX_FUTURE_SECONDS: Zoho sends a change as
-    it is made, so 01:10 received at 01:10 of the second pass is that one, not an hour earlier.
-    """
+    """Every `modified_time` form a delivery may use → epoch seconds, offset-less forms read in
+    `zoho_tz` and `date_order` (never swapped silently); in a repeated hour, the latest reading not
+    after `now` + MAX_FUTURE_SECONDS (docs/operations.md, "Clock changes")."""
     if date_order not in ("dmy", "mdy"):
         raise ValueError(f"date_order must be 'dmy' or 'mdy', not {date_order!r}")
     text = text.strip()

@@ -39,11 +39,8 @@ def postpone(rt, inbox_id: int, seconds: float) -> None:
 
 
 def reapply_pending(rt, limit: int = 500) -> dict:
-    """One pass over the due pending rows; returns {"applied": n, "left": n, "unavailable": bool}.
-
-    Stops at the first sign that OnPrintShop is away; a record it refuses or keeps locked holds
-    back only its own later rows.
-    """
+    """One pass over the due pending rows, record by record in order; stops when OnPrintShop is away.
+    Returns {"applied": n, "left": n, "unavailable": bool}."""
     now = time.time()
     with rt.store.engine.connect() as conn:
         rows = conn.execute(

@@ -1,10 +1,5 @@
-"""The webhook secret Zoho sends in `X-Webhook-Token`: creation, rotation with grace, the check.
-
-Zoho does not sign webhooks, so a shared secret is the whole authentication. It lives only in
-the vault (`webhook.secret.current`, `webhook.secret.previous`); a replaced one stays valid
-for `GRACE_SECONDS` after its rotation (each its own, see vault.RotatingSecret), so the admin can
-update the two Zoho webhooks without losing deliveries. The check is constant-time.
-"""
+"""The webhook secret Zoho sends in `X-Webhook-Token` (Zoho does not sign webhooks): kept in the
+vault, rotated with a grace period for each replaced one, checked in constant time."""
 from __future__ import annotations
 
 import hmac

@@ -1,7 +1,5 @@
-"""OnPrintShop as inbound and outbound see it: one port (`port.py`) and the backend behind it.
-
-Nothing outside this package knows which backend runs; `open_backend` is the one place that chooses.
-"""
+"""OnPrintShop as inbound and outbound see it: one port (`port.py`) and the backend behind it;
+nothing outside this package knows which backend runs (`open_backend` chooses)."""
 from __future__ import annotations
 
 import os
@@ -44,11 +42,8 @@ def is_embedded_demo(backend, instance_path: str) -> bool:
 
 
 def create_demo(backend, force: bool = False, only_if_absent: bool = False) -> bool:
-    """Create the reference schema with demo customers and orders; True when created.
-
-    `only_if_absent`: do nothing when any of its tables exists. Raises DemoTablesExist when some
-    exist (unless `force`: they are dropped first), ValueError for a backend without a database.
-    """
+    """Create the reference schema with demo rows; True when created. `only_if_absent`: do nothing if
+    any table exists; else DemoTablesExist when some do (`force` drops them first)."""
     if not isinstance(backend, OpsDatabase):
         raise ValueError("demo data can only be created in an OnPrintShop database (OPS_BACKEND=database)")
     if only_if_absent and backend.existing_tables():

@@ -1,16 +1,6 @@
-"""The mapping between the gateway and one OnPrintShop database: names, lengths, aliases.
-
-Its defaults are exactly the reference schema (docs/onprintshop.md). A real store whose tables differ
-describes them in an optional `instance/mapping.toml` (see `instance/mapping.toml.example`),
-read and validated once at start-up: a wrong key or value stops start-up with a `ConfigError`
-naming it (e.g. `mapping.toml: columns.customers.emial is not a column of customers`).
-
-Everywhere in the code a table and a column are named by their *reference* name (the reference name,
-e.g. `customers.customers_email_address`); the mapping says what they are called in this
-store. `gateway.ops.schema` builds SQLAlchemy tables whose column *keys* are the reference
-names and whose SQL names are the mapped ones, so `tables["customers"].c.customers_email_address`
-works against any store.
-"""
+"""The mapping between the gateway and one OnPrintShop database: names, lengths, aliases, charset,
+Zoho custom fields. Defaults are the reference schema; `instance/mapping.toml` overrides them,
+validated once at start-up (docs/onprintshop.md). Code always uses the reference names."""
 from __future__ import annotations
 
 import os

@@ -1,8 +1,6 @@
-"""Rules every backend applies to a Contact from Zoho: when an `ops_id` may link it, and the e-mail.
-
-A customer's e-mail is their store login: a Zoho user must not be able to hand an account to
-another address, so it is written only with GATEWAY_WRITE_BACK_EMAIL=1 (docs/security.md).
-"""
+"""Rules every backend applies to a Contact from Zoho: an `ops_id` links it only with the customer's
+e-mail, and an e-mail (the store login) is written only with GATEWAY_WRITE_BACK_EMAIL=1
+(docs/security.md, "Zoho cannot take over a store account")."""
 from __future__ import annotations
 
 from .port import Applied

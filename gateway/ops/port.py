@@ -1,10 +1,6 @@
 """The OnPrintShop port: what inbound and outbound may ask of a store, whatever the backend.
 
-Records come back as `Customer` and `Order`; changes from Zoho go in through a `Writer` and come
-back as `Applied`. Every failure is one of three `OpsError`s, so callers decide what to do
-without knowing the backend: wait for the store (`OpsUnavailable`), try the record again soon
-(`OpsBusy`), or count an attempt for this record only (`OpsRefused`).
-"""
+Every failure is one of three `OpsError`s, so callers need not know the backend (docs/ops-backends.md)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -114,7 +110,7 @@ class Writer:
 
 
 class Backend(Protocol):
-    """An OnPrintShop store: a MySQL database, or a hosted store's API."""
+    """An OnPrintShop store (today its MySQL database; docs/ops-backends.md)."""
 
     name: str
     mapping: object  # gateway.ops.mapping.Mapping: names, lengths, charset, aliases, custom Zoho fields

@@ -1,9 +1,5 @@
-"""One claimed batch: push it to Zoho and settle every job by its record's outcome.
-
-Refused records are dead with Zoho's reason; network failures, timeouts and 5xx are counted
-attempts; 429, a spent budget and a lost authorization pause the whole queue without counting;
-a Deal waits for its customer's Contact (docs/outbound.md, "What happens to a batch").
-"""
+"""One claimed batch: push it to Zoho and settle every job by its record's own outcome
+(docs/outbound.md, "What happens to a batch")."""
 from __future__ import annotations
 
 import logging
@@ -213,13 +209,9 @@ def no_customer_error(order_id: int, customer_id: int) -> str:
 
 
 def _refused_contact(conn, sent: push.Outgoing) -> tuple[str, str]:
-    """Zoho refused a Deal's Contact_Name: what to do, and why when giving up.
-
-    'relink': the customer's link is the Contact sent and was made a while ago (the Contact was
-    probably deleted in Zoho since); 'resend': the link changed meanwhile (another batch relinked
-    it), so the Deal goes again as things are now; 'bury': the Contact was pushed moments ago and
-    Zoho still refuses it, so relinking again would only loop.
-    """
+    """Zoho refused a Deal's Contact_Name: 'relink' (an old link: the Contact was probably deleted),
+    'resend' (the link changed meanwhile) or 'bury' (pushed moments ago, still refused: relinking
+    would loop), with why when burying (docs/outbound.md, "What happens to a batch")."""
     if sent.customer_id is None:
         return "bury", "the Deal's customer is unknown"
     t = links.links_table.c

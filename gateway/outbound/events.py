@@ -1,9 +1,5 @@
-"""The events API's rules: Standard Webhooks signatures, the event body, and queueing it once.
-
-OnPrintShop (or a script) signs each request with the events secret (`whsec_<base64>`); a
-`webhook-id` is accepted once, and its events are queued in the same transaction
-(docs/events-api.md).
-"""
+"""The events API's rules: Standard Webhooks signatures, the event body, and queueing each
+`webhook-id` once, in the same transaction as its events (docs/events-api.md)."""
 from __future__ import annotations
 
 import base64
@@ -58,11 +54,8 @@ def sign(secret: str, webhook_id: str, timestamp: int | str, body: bytes) -> str
 
 
 def verify(secrets: list[str], headers, body: bytes, now: float, tolerance: int = TOLERANCE_SECONDS) -> str:
-    """Check a Standard Webhooks signature against any of `secrets`; return the webhook-id.
-
-    Raises SignatureError naming the header at fault: missing headers or a timestamp that is not
-    a number (400), a timestamp outside the tolerance or no matching `v1` signature (401).
-    """
+    """Check a Standard Webhooks signature against any of `secrets`; return the webhook-id, or raise
+    SignatureError naming the header at fault (400 malformed, 401 out of tolerance or no match)."""
     webhook_id = (headers.get("webhook-id") or "").strip()
     stamp = (headers.get("webhook-timestamp") or "").strip()
     signatures = (headers.get("webhook-signature") or "").strip()
@@ -158,12 +151,8 @@ class _Repeated(Exception):
 
 
 def accept(rt, webhook_id: str, wanted: dict[str, set[int]]) -> bool:
-    """Remember the webhook-id and queue the events in ONE transaction; False when it was accepted before.
-
-    Both commit or neither does: were the id committed first and the database lost before the
-    jobs were (the clean-up needing the database too), the sender's retry would be refused as a
-    repeat and the event lost. A repeat rolls back before anything is queued.
-    """
+    """Remember the webhook-id and queue the events in ONE transaction (else a retry after a lost
+    commit would be refused as a repeat and the events lost); False when it was accepted before."""
     now = time.time()
 
     def work(conn):

@@ -1,9 +1,5 @@
-"""The queue's pause, for the whole deployment (setting `outbound.pause`).
-
-Zoho needs re-authorization, the daily call budget is spent, or Zoho answered 429. A pause
-burns no attempts, and a new one never shortens the one in force: the later end wins, and one
-that waits for the admin stays until the admin acts (docs/outbound.md, "Pauses").
-"""
+"""The queue's pause for the whole deployment (setting `outbound.pause`): it burns no attempts, and
+a new one never shortens the one in force (docs/outbound.md, "Pauses")."""
 from __future__ import annotations
 
 import json
@@ -24,13 +20,9 @@ UNTIL_CONNECTED = ("reauthorization", "not_configured")
 
 
 def pause(store, kind: str, reason: str, until: float | None = None, streak: int = 0) -> dict:
-    """Pause the whole queue (kind 'reauthorization' | 'not_configured' | 'budget' | 'refused' |
-    'throttled') until `until`, or with None until the admin acts; returns the pause in force after.
-
-    A pause never cuts short the one in force: a timed pause replaces it only when it ends later,
-    and a pause without an end is never replaced by one with an end (a 429 answered to a sender in
-    flight must not turn "re-authorize Zoho" into a wait that ends by itself).
-    """
+    """Pause the whole queue (a kind of docs/outbound.md, "Pauses") until `until`, or with None until
+    the admin acts; returns the pause in force after. Only a later end replaces a timed pause, and
+    nothing timed replaces one without an end."""
     def decide(current, now):
         if _in_force(current, now) and until is not None:
             if current.get("until") is None or current["until"] >= until:
@@ -41,12 +33,9 @@ def pause(store, kind: str, reason: str, until: float | None = None, streak: int
 
 
 def pause_throttled(store, retry_after: float | None, policy: RetryPolicy = THROTTLE_POLICY) -> dict:
-    """Zoho answered 429: pause until Retry-After, or for a backoff that grows with each 429 pause
-    in a row (`streak`, kept after the pause ends until a send goes through: end_throttle_streak).
-
-    The 429s of senders that were in flight together belong to one pause: while a 429 pause is in
-    force another one can only move its end later (a longer Retry-After) and does not count again.
-    """
+    """Zoho answered 429: pause until Retry-After, or for a backoff growing with each 429 pause in a
+    row (`streak`, until a send goes through); while one is in force, another 429 can only move
+    its end later and does not count again."""
     def decide(current, now):
         in_force = _in_force(current, now)
         if in_force and current.get("kind") == "throttled":
@@ -105,11 +94,9 @@ def _in_force(state: dict | None, now: float) -> bool:
 
 
 def _change_pause(store, decide, ended: bool = False):
-    """Read the pause, `decide(current, now)` the new one, write it if it changed: one transaction,
-    the setting's row locked (FOR UPDATE; SQLite's BEGIN IMMEDIATE), so two senders' 429s are
-    decided one after the other and neither overwrites what the other just decided.
-
-    Returns the pause decided (or, with `ended`, whether the pause was ended)."""
+    """Read the pause, `decide(current, now)` the new one and write it, in one transaction with the
+    row locked, so two senders' decisions never overwrite each other. Returns the pause decided
+    (with `ended`: whether the pause was ended)."""
     query = sa.select(settings_table.c.value).where(settings_table.c.name == PAUSE_SETTING)
     query = dialect.locked(query, store.dialect)
 

@@ -1,10 +1,6 @@
-"""The change poller: queues OnPrintShop customers and orders whose `last_modified` moved.
-
-Every GATEWAY_POLL_SECONDS one process (the lease holder) reads the rows changed after its
-watermark and queues them, re-reading an overlap behind it; changes the gateway itself wrote
-from Zoho are skipped (the loop guard). On its first run it starts from "now" (docs/outbound.md,
-"The change poller").
-"""
+"""The change poller: one process queues OnPrintShop customers and orders whose `last_modified`
+moved past its watermark, re-reading an overlap, skipping the gateway's own writes
+(docs/outbound.md, "The change poller")."""
 from __future__ import annotations
 
 import datetime as dt
@@ -25,11 +21,7 @@ log = logging.getLogger("gateway.outbound.poller")
 
 LEASE_NAME = "outbound.poller"
 SETTLE_SECONDS = 5
-# Every round reads again this far behind the watermark. A row can land behind it: stamped by a
-# clock that lags the database's, or committed long after its last_modified was set (a slow
-# transaction, a bulk import, a replica catching up). SETTLE_SECONDS alone only covers a few
-# seconds of that. Versions already queued are remembered (gw_polled_versions), so the re-read
-# queues nothing twice and costs no Zoho call; a change later than this behind is still missed.
+# Re-read behind the watermark each round: rows land late (lagging clocks, slow commits); see docs/outbound.md.
 OVERLAP = dt.timedelta(minutes=10)
 PAGE = 1000
 FORMAT = "%Y-%m-%d %H:%M:%S"

@@ -1,10 +1,5 @@
-"""Pushing OnPrintShop records to Zoho: the payloads, one upsert call per batch.
-
-`contact_record` / `deal_record` build what is sent (pure); `record_hash` is stored with the
-link so an unchanged record is not sent again; `prepare` sorts a batch into what to send,
-what is unchanged, gone, or waiting for its customer's Contact; `send` makes the call and
-reads every record's own result (docs/outbound.md, "Payloads").
-"""
+"""Pushing OnPrintShop records to Zoho: the payloads and their hash, sorting a batch (`prepare`),
+one upsert call per batch and every record's own result (docs/outbound.md, "Payloads")."""
 from __future__ import annotations
 
 import dataclasses
@@ -144,12 +139,9 @@ def linked_ids(store, module: str, ids) -> dict[int, tuple[str, str | None]]:
 
 def prepare(rt, module: str, ops_ids, *, account_id: str, force=False, dry_run: bool = False,
             contacts_synced: bool = True) -> Prepared:
-    """Read the records of one batch and build what to send (see the module docstring).
-
-    With `dry_run`, Deals whose customer has no Contact yet are included with
-    `Contact_Name: {"id": null}`, to show what would be sent. `force` is True (send every
-    record even if unchanged) or the set of ids to send even if unchanged.
-    """
+    """Sort one batch into what to send, unchanged, gone, waiting for a Contact or without a customer.
+    `force`: True or the ids to send even if unchanged; `dry_run` also shows Deals still waiting,
+    with `Contact_Name: {"id": null}`."""
     ops_ids = list(dict.fromkeys(int(i) for i in ops_ids))
     forced = set(ops_ids) if force is True else set(force or ())
     result = Prepared(module)
@@ -216,11 +208,8 @@ class BatchRefused(Exception):
 
 
 def send(rt, module: str, outgoing: list[Outgoing]) -> list[RecordResult]:
-    """One upsert call; every record's own result, in the order sent.
-
-    Raises the client's errors (Throttled, Unavailable, ReauthorizationNeeded, NotConfigured,
-    BudgetExhausted, ApiRefused) and BatchRefused for a 4xx without per-record results.
-    """
+    """One upsert call; every record's own result, in the order sent. Raises the client's errors, and
+    BatchRefused for a 4xx without per-record results."""
     body = upsert_body(module, [o.record for o in outgoing])
     response = rt.zoho.request("POST", upsert_path(module), json=body)
     return read_results(response.status_code, _json(response), outgoing)

@@ -1,10 +1,6 @@
-"""The durable push queue (`gw_jobs`): one job per OnPrintShop record waiting to go to Zoho.
-
-A job names a record, never its data (the payload is built when it is sent). At most one live
-job per record (`active_key`): a change merges into a pending job, marks an in-flight one
-`requeue`, revives a dead one. Workers claim jobs atomically and hold them under a lease
-(docs/outbound.md, "The queue").
-"""
+"""The durable push queue (`gw_jobs`): at most one live job per OnPrintShop record, naming it, never
+its data; later changes merge into it; workers claim jobs under a lease (docs/outbound.md,
+"The queue")."""
 from __future__ import annotations
 
 import dataclasses
@@ -204,15 +200,8 @@ def complete(conn, holder: str, job_ids, note: str | None = None) -> None:
 
 
 def _finish(conn, holder: str, job_ids, final: str, final_values: dict, requeued_values: dict, now: float) -> None:
-    """End a send in ONE statement: `final` (done/dead), or pending again at once when a change
-    was merged while the job was in flight (`requeue`).
-
-    One statement, not "requeued ones first, then the rest": between two statements a merge could
-    set `requeue` on a row the first skipped, and the second would then end it, losing the change.
-    A single UPDATE waits for the merge's row lock and decides on the row as the merge left it.
-    `requeue` is assigned last because MySQL's UPDATE reads columns already assigned earlier in
-    the same SET. The requeued job keeps `force_send` (a forced push merged in flight still counts).
-    """
+    """End a send in ONE statement (why: docs/outbound.md, "The queue"): `final` (done/dead), or
+    pending again at once when a change was merged in flight (`requeue`, which keeps `force_send`)."""
     t = jobs_table.c
     requeued = t.requeue == sa.true()
     assignments = [(t.state, sa.case((requeued, "pending"), else_=final)),
@@ -238,11 +227,8 @@ def defer(conn, holder: str, job_ids, until: float, note: str | None = None) -> 
 
 
 def fail(conn, holder: str, jobs: list[Job], error: str, policy: RetryPolicy = DEFAULT_POLICY, rng=random) -> list[Job]:
-    """A counted failed attempt: retry later per the policy, or dead; returns the jobs now dead.
-
-    Jobs failing together are retried together (one jittered time per attempt count), so
-    they keep going out in the same batches.
-    """
+    """A counted failed attempt: retry later per the policy, or dead; returns the jobs now dead. Jobs
+    failing together get one jittered time per attempt count, so they stay in the same batches."""
     now = time.time()
     error = error[:ERROR_MAX]
     dead: list[Job] = []

@@ -7,13 +7,8 @@ import random
 
 @dataclasses.dataclass(frozen=True)
 class RetryPolicy:
-    """When to try a failed send again: exponential backoff with full jitter, then give up.
-
-    After the n-th failed attempt the next one waits a random time between 0 and
-    min(cap, base × 2^(n-1)). With the defaults the ceilings are 30 s, 1, 2, 4, 8, 16, 32 min,
-    1 h 4 min, 2 h 8 min, 4 h 16 min, then 6 h for the remaining attempts: 18 attempts in all,
-    about a day on average (at most about two) before the job is dead.
-    """
+    """After the n-th failed attempt, wait a random time up to min(cap, base × 2^(n-1)); give up after
+    `max_attempts` (the defaults: docs/outbound.md, "Retries")."""
 
     base: float = 30.0
     cap: float = 6 * 3600.0
@@ -29,7 +24,7 @@ class RetryPolicy:
         return rng.uniform(0, self.ceiling(attempts))
 
     def schedule(self) -> list[float]:
-        """The ceilings of every wait, in order (for the README and the tests)."""
+        """The ceilings of every wait, in order (docs/outbound.md, "Retries"; the tests)."""
         return [self.ceiling(n) for n in range(1, self.max_attempts)]
 
 

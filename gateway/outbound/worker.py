@@ -1,10 +1,6 @@
-"""The queue worker: sender threads that claim batches of jobs and push them to Zoho.
-
-`run(rt, stop)` starts 2 × GATEWAY_ZOHO_CONCURRENCY senders in this process (the deployment-wide
-gate keeps the calls in flight at the cap); the calling thread renews this process's job leases,
-reclaims the jobs of dead processes, and on stop hands every lease it still holds back. What a
-batch's outcomes do to its jobs is `batch.process_batch` (docs/outbound.md).
-"""
+"""The queue worker: 2 × GATEWAY_ZOHO_CONCURRENCY sender threads claim and push batches; the calling
+thread renews leases, reclaims dead processes' jobs, and hands its leases back on stop
+(docs/outbound.md, "The queue")."""
 from __future__ import annotations
 
 import logging
@@ -64,9 +60,7 @@ class Worker:
             log.info("queue worker %s stopped; handed back %d jobs", self.holder, handed)
 
     def _sender(self, stop: threading.Event, index: int) -> None:
-        # While the queue is idle only sender 0 looks for due jobs (every IDLE_SECONDS); when it
-        # finds some it wakes the others, and one that finds nothing sends them back to sleep.
-        # An idle deployment costs a couple of queries a second per process, not one per sender.
+        # Idle, only sender 0 polls and wakes the others: a few queries a second per process, not per sender.
         while not stop.is_set():
             try:
                 if paused_now(self.rt):

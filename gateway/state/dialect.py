@@ -1,11 +1,5 @@
-"""What differs between SQLite, PostgreSQL and MariaDB/MySQL, in one place.
-
-- SQLite has one writer: a read-then-write takes the write lock at once (`BEGIN IMMEDIATE`)
-  instead of row locks, so `FOR UPDATE` is left out there.
-- `SKIP LOCKED` exists on PostgreSQL and MariaDB/MySQL 8.
-- An insert-or-refresh ("upsert") is spelled differently by each.
-- Auto-increment ids are BIGINT, but INTEGER on SQLite (only that is its rowid).
-"""
+"""What differs between SQLite, PostgreSQL and MariaDB/MySQL: row locks and SKIP LOCKED (SQLite's
+one writer is taken at once instead), upserts, id types (docs/architecture.md, "The state store")."""
 from __future__ import annotations
 
 import sqlalchemy as sa

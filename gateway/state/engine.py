@@ -1,8 +1,5 @@
-"""Database engines for any supported URL, and recognising a transaction worth running again.
-
-SQLite gets WAL, a busy timeout and explicit BEGINs; MariaDB/MySQL a pool that pings only idle
-connections and rolls back only connections that may hold a transaction.
-"""
+"""Database engines for any supported URL, and recognising a transaction worth running again
+(docs/architecture.md, "The state store")."""
 from __future__ import annotations
 
 import random

@@ -10,12 +10,9 @@ from .store import new_holder_id
 
 def leased_loop(store, stop, lease: str, work, *, every: float, lease_seconds: float, wanted=None,
                 keep_lease: bool = False, log: logging.Logger, what: str) -> None:
-    """Until `stop` is set: every `every` seconds (or `every()`), if `wanted()` (default: always) and the lease
-    is ours, run `work()`. A number `work` returns is the wait before the next round instead.
-
-    The lease is handed back after each round, or with `keep_lease` held (and renewed) while the
-    loop runs, then handed back when it stops. A failing round is logged and the loop goes on.
-    """
+    """Until `stop`: every `every` seconds (or `every()`), if `wanted()` and the lease is ours, run
+    `work()` (a number it returns is the next wait). The lease goes back after each round, or with
+    `keep_lease` is held until the loop stops; a failing round is logged and the loop goes on."""
     holder = new_holder_id()
     try:
         while not stop.is_set():

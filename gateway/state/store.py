@@ -1,8 +1,6 @@
 """The state store (`DATABASE_URL`): transactions, settings and leases over one engine.
 
-SQLite runs in WAL mode with a busy timeout, and `immediate()` takes its one write lock at once,
-so several gunicorn workers can share it; elsewhere `FOR UPDATE` does the locking.
-"""
+`immediate()` takes SQLite's one write lock at once; elsewhere `FOR UPDATE` does the locking."""
 from __future__ import annotations
 
 import contextlib

@@ -1,8 +1,6 @@
 """Every table of the gateway's own state store (`DATABASE_URL`), on one `metadata`.
 
-The schema is defined here once; modules import the tables they work on, and the migrations
-in `gateway/state/migrations` bring a database to it.
-"""
+`init-db` (`migrate.init_db`) creates those missing; modules import the tables they work on."""
 from __future__ import annotations
 
 import sqlalchemy as sa
@@ -28,7 +26,7 @@ leases_table = sa.Table(
     sa.Column("expires_at", sa.Double, nullable=False, default=0.0),
 )
 
-# Written by the releases before migrations; kept so those databases are adopted unchanged.
+# The schema version `init-db` records (there are no migrations yet).
 schema_version_table = sa.Table(
     "gw_schema_version",
     metadata,

@@ -1,10 +1,6 @@
-"""Links between OnPrintShop records and Zoho records (`gw_links`).
-
-One row per (module, OnPrintShop id): the Zoho id, and a hash of what was last sent, so an
-unchanged record is not sent again. The outbound side writes links after a push; the inbound
-side reads them to find the record a Zoho delivery is about (and writes them on `ops_id`).
-Modules are named as in Zoho: 'Contacts', 'Deals'.
-"""
+"""Links between OnPrintShop and Zoho records (`gw_links`): per (Zoho module name, OnPrintShop id)
+the Zoho id and a hash of what was last sent. Outbound writes them after a push; inbound reads
+them to find a delivery's record (and writes them when it found it by `ops_id` or e-mail)."""
 from __future__ import annotations
 
 import time
@@ -56,12 +52,8 @@ def forget(conn, module: str, ops_id: int) -> None:
 
 
 def save_many(conn, module: str, rows: list[tuple[int, str, str]]) -> None:
-    """`save` for a whole batch of (ops_id, zoho_id, sent_hash), in a few statements.
-
-    The same rules as `save`: a Zoho id linked to another OnPrintShop id moves to this one.
-    Should the batch form meet a conflict it cannot sort out (two ids swapping Zoho records in
-    one batch), it falls back to `save` one by one.
-    """
+    """`save` for a batch of (ops_id, zoho_id, sent_hash) in a few statements; on a conflict it
+    cannot sort out (two ids swapping Zoho records in one batch) it falls back to `save` per row."""
     if not rows:
         return
     t = links_table

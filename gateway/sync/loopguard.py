@@ -1,8 +1,5 @@
-"""The loop guard: the OnPrintShop changes the gateway itself wrote from Zoho (`gw_loopguard`).
-
-The change poller skips a row whose (table, id, last_modified) is recorded here, so a change
-that came from Zoho is not pushed back to it (docs/inbound.md, "No echo").
-"""
+"""The loop guard (`gw_loopguard`): the OnPrintShop row versions the gateway itself wrote from
+Zoho, which the change poller skips (docs/inbound.md, "No echo")."""
 from __future__ import annotations
 
 import datetime as dt

@@ -1,8 +1,5 @@
-"""The admin blueprint (`/admin`): login, the one status-and-configuration page, its actions.
-
-Views stay thin: forms check shape, `gateway.admin.actions` does and words the work, `panels`
-gathers the page. Every action is a POST answered by a redirect with a message (Post/Redirect/Get).
-"""
+"""The admin blueprint (`/admin`): login, the one page, its actions (POST, then a redirect with a
+message). Thin views: forms check shape, `gateway.admin` does, words and gathers (docs/admin-page.md)."""
 from __future__ import annotations
 
 import logging

@@ -24,9 +24,7 @@ def wants_json() -> bool:
 def register(app) -> None:
     @app.before_request
     def _no_automatic_options():
-        # Flask answers OPTIONS by itself, 200 text/html with an empty body. Nothing calls these
-        # endpoints from a browser (Zoho and scripts post server to server; no CORS is offered),
-        # so OPTIONS is a method they do not offer: 405 in JSON, with the real Allow header.
+        # No CORS is offered (nothing calls these from a browser): OPTIONS is 405 in JSON, not Flask's empty 200.
         if request.method == "OPTIONS" and wants_json() and request.url_rule is not None:
             allowed = sorted(m for m in request.url_rule.methods or () if m not in ("OPTIONS", "HEAD"))
             raise MethodNotAllowed(valid_methods=allowed)

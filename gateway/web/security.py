@@ -1,8 +1,5 @@
-"""Security wired into every response and every admin page: CSRF, headers, login, rate limits.
-
-`limiter` and `csrf` are created unbound and bound per app in `init_app`; `login_required`
-guards every admin view (docs/security.md).
-"""
+"""Security wired into every response and admin page: CSRF, headers, login, rate limits; `limiter`
+and `csrf` are bound per app in `init_app` (docs/security.md)."""
 from __future__ import annotations
 
 import functools
@@ -32,10 +29,8 @@ def refused(response) -> bool:
 
 
 class CookieSessionInterface(SecureCookieSessionInterface):
-    """Flask's signed-cookie session, with less work on requests that have none (Zoho's
-    deliveries, the events API, health checks): without a session cookie the same new empty
-    session is made without building the signing serializer, and an empty session nobody touched
-    is not saved (Flask would work out the cookie's attributes, then do nothing with them)."""
+    """Flask's signed-cookie session, cheaper for requests without a cookie (Zoho's deliveries, the
+    events API, health checks): no signing serializer is built, and an untouched empty session is not saved."""
 
     def open_session(self, app, request):
         if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):

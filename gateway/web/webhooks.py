@@ -1,8 +1,5 @@
-"""Zoho's workflow webhooks: `POST /webhooks/zoho/contacts` and `POST /webhooks/zoho/deals`.
-
-Bound the body, check the secret, validate the parameters, hand the update to the inbox and
-answer its outcome as JSON (docs/inbound.md).
-"""
+"""Zoho's workflow webhooks, `POST /webhooks/zoho/contacts` and `/deals`: bound the body, check the
+secret, validate, hand the update to the inbox, answer its outcome (docs/inbound.md)."""
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
@@ -37,9 +34,7 @@ def _carries_the_secret() -> bool:
     return given is not None and secrets.check_webhook_token(runtime(), given)
 
 
-# One limit shared by both endpoints (every route of this blueprint), counted per address. Set on
-# the blueprint rather than on each view: the limiter then checks it once, before the request,
-# where a decorated view has it looked up a second time in the view's wrapper.
+# One per-address limit for both endpoints, set on the blueprint so the limiter checks it only once.
 limiter.shared_limit(_rate_limit, scope="zoho-webhooks", deduct_when=refused)(bp)
 
 
@@ -81,9 +76,7 @@ def receive_delivery(module: str):
             raise _unauthorized(missing=token in (None, ""))
 
     ops = rt.ops
-    # A stage the cached statuses (30 s) do not know is looked up once more before it is refused:
-    # a status just added in OnPrintShop is taken at once. If the database cannot be asked, the
-    # cached names decide (an unknown stage stays a 422), or with none cached it is checked when applied.
+    # An unknown stage is looked up once more (a status just added); without the database, the cached names decide.
     update = parse.validate(module, params, ops.mapping, rt.config["GATEWAY_ZOHO_TIMEZONE"], statuses=ops.status_names(),
                             refresh_statuses=lambda: ops.status_names(refresh=True),
                             date_order=rt.config["GATEWAY_ZOHO_DATE_ORDER"])

@@ -1,9 +1,6 @@
-"""The redirect-based way to connect Zoho (`/admin/zoho/connect` → Zoho → `/admin/zoho/callback`).
-
-The credentials come from the form saved with "Connect through Zoho" (else the stored
-connection's); `state` is a random value kept in the session and checked once, in constant time;
-Zoho's `location` and `accounts-server` are honoured only for known Zoho servers (docs/zoho.md).
-"""
+"""The redirect-based way to connect Zoho (`/admin/zoho/connect` → Zoho → `/admin/zoho/callback`):
+`state` kept in the session and checked once; `location` and `accounts-server` honoured only for
+known Zoho servers (docs/zoho.md, "The redirect flow (no grant token to paste)")."""
 from __future__ import annotations
 
 import hmac

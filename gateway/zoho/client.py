@@ -1,18 +1,6 @@
-"""The Zoho CRM API client: base URL, the shared access token, one retry on a rejected token.
-
-`ZohoClient.request()` sends one call and returns the `requests.Response` for the caller to
-read (module logic — upserts, searches, watch channels — lives with the concerns that need it).
-What every call needs is done here, once:
-
-- the base URL: `ZOHO_API_URL`, else the `api_domain` Zoho gave with the tokens;
-- `Authorization: Zoho-oauthtoken <token>` from the deployment's one TokenService;
-- a 401 `INVALID_TOKEN` leads to one refresh and one retry, and the refresh happens only if
-  the token that failed is still the current one (TokenService.invalidate);
-- every call passes through the deployment-wide gate (gateway.zoho.gate: concurrency slots and
-  daily budget) when that module exists;
-- failures become types: HTTP 429 → Throttled (Retry-After parsed), 5xx, timeouts and network
-  errors → Unavailable, a second 401 or another 401 code → ApiRefused.
-"""
+"""The Zoho CRM API client: what every call needs (base URL, the shared token, one retry on a
+rejected token, the deployment-wide gate, typed failures); callers read the response themselves
+(docs/zoho.md, "The API client")."""
 from __future__ import annotations
 
 import contextlib
@@ -81,12 +69,8 @@ class ZohoClient:
 
     # -- the interface ------------------------------------------------------------------------
     def request(self, method: str, path: str, *, params=None, json=None, headers=None, timeout: float = 30) -> requests.Response:
-        """Send one CRM API call (`path` like "/crm/v8/Contacts/upsert"); return Zoho's response.
-
-        Raises Throttled (429), Unavailable (timeout, network, 5xx), ApiRefused (401 that a fresh
-        token does not cure), NotConfigured / ReauthorizationNeeded (from the token service),
-        BudgetExhausted (from the gate). Every other status is returned for the caller to read.
-        """
+        """Send one CRM API call (`path` like "/crm/v8/Contacts/upsert") and return Zoho's response;
+        raises Throttled, Unavailable, ApiRefused, NotConfigured, ReauthorizationNeeded, BudgetExhausted."""
         url = self.base_url() + "/" + path.lstrip("/")
         token = self.tokens.access_token()
         for attempt in (1, 2):

@@ -1,9 +1,6 @@
-"""Connecting Zoho: saving the form and exchanging the grant token at once, changing the Account
-ID or modules, disconnecting, and the form the redirect flow starts from.
-
-A save replaces the stored connection only when Zoho said yes, so a failed save leaves the
-working connection as it was; then the replaced refresh token is revoked (Zoho allows 20).
-"""
+"""Connecting Zoho: save and exchange the grant token at once, change Account ID or modules,
+disconnect, keep the redirect flow's form. A failed save leaves the working connection as it
+was; a successful one revokes the refresh token it replaced (docs/zoho.md, "What a save does")."""
 from __future__ import annotations
 
 import logging
@@ -26,10 +23,8 @@ log = logging.getLogger("gateway.zoho")
 
 
 def _validated_form(rt, data_center, client_id, client_secret, account_id, redirect_uri, modules):
-    """The fields the save and the redirect flow share, checked; raises FormError naming the field.
-
-    An empty Client Secret reuses the stored one when the Client ID is the stored one.
-    """
+    """The fields the save and the redirect flow share, checked (FormError names the field); an
+    empty Client Secret reuses the stored one for the same Client ID."""
     dc = validate_data_center(data_center)
     client_id = credential("client_id", client_id, "Client ID")
     account = validate_account_id(account_id)
@@ -48,14 +43,9 @@ def _validated_form(rt, data_center, client_id, client_secret, account_id, redir
 
 def configure(rt, *, data_center, client_id, client_secret, grant_token, account_id, redirect_uri=None,
               modules=MODULES, accounts_server=None) -> Result:
-    """Save the Zoho settings and exchange the grant token at once (the page's save, the CLI's configure).
-
-    `client_secret` may be left empty when `client_id` is the stored connection's (or the saved
-    pending form's): the stored secret is used. `accounts_server` is the server Zoho named in the
-    redirect flow's callback. Returns Result(ok, message); never raises for a Zoho failure or a
-    bad field: the message says what was wrong and what to do, and the previous connection stays
-    exactly as it was. A success replacing another refresh token revokes that one at Zoho.
-    """
+    """Save the Zoho settings and exchange the grant token at once (the page's save, `configure`).
+    `accounts_server`: the one Zoho named in the redirect flow. A Zoho failure or a bad field is a
+    Result saying what to do, never an exception; the previous connection then stays as it was."""
     try:
         dc, client_id, secret, account, redirect, chosen = _validated_form(
             rt, data_center, client_id, client_secret, account_id, redirect_uri, modules)
@@ -181,12 +171,8 @@ def disconnect(rt) -> Result:
 
 
 def save_pending(rt, *, data_center, client_id, client_secret, account_id, redirect_uri=None, modules=MODULES) -> Result:
-    """Keep a form for the redirect flow (/admin/zoho/connect) without touching the live connection.
-
-    The admin page calls this when the admin chooses "connect through Zoho" instead of pasting a
-    grant token; /admin/zoho/connect then starts from it. An empty secret reuses the stored one
-    for the same Client ID.
-    """
+    """Keep the form for the redirect flow ("Connect through Zoho"; /admin/zoho/connect starts from
+    it) without touching the live connection; an empty secret reuses the stored one."""
     try:
         dc, client_id, secret, account, redirect, chosen = _validated_form(
             rt, data_center, client_id, client_secret, account_id, redirect_uri, modules)
@@ -203,11 +189,8 @@ def save_pending(rt, *, data_center, client_id, client_secret, account_id, redir
 
 
 def redirect_credentials(rt) -> dict | None:
-    """What the redirect flow needs: the pending form if one was saved, else the stored connection.
-
-    A dict with data_center, client_id, client_secret, account_id, modules, redirect_uri, source
-    ("pending" or "connection"); None when neither exists.
-    """
+    """What the redirect flow needs, from the pending form, else the stored connection (`source`):
+    data_center, client_id, client_secret, account_id, modules, redirect_uri; None without either."""
     with rt.store.begin() as conn:
         form = rt.store.get_setting(PENDING_SETTING, None, conn=conn)
         if form:

@@ -1,9 +1,6 @@
-"""The Zoho connection as stored: what the admin saved, the tokens Zoho gave for it, its state.
-
-The non-secret parts are one JSON setting (`zoho.connection`); the Client ID, Client Secret and
-tokens are only in the vault. Every save gets a new `generation`, so a token refresh in flight
-for an old connection cannot overwrite a new one (docs/zoho.md).
-"""
+"""The Zoho connection as stored: non-secret fields in the setting `zoho.connection`, credentials
+and tokens only in the vault. Each save is a new `generation`, so a refresh in flight for an old
+connection cannot overwrite a new one (docs/zoho.md)."""
 from __future__ import annotations
 
 import time
@@ -68,10 +65,8 @@ def unreadable_secrets(rt) -> str | None:
 
 
 def update_fields(store, generation: str, changes: dict, *, vault=None, access_token: str | None = None) -> bool:
-    """Change the stored connection's fields if it is still `generation`; False when it was replaced.
-
-    The row is read locked: a save that commits a new generation meanwhile waits for this
-    transaction, or this one sees the new generation, never a mix of the two."""
+    """Change the stored connection's fields if it is still `generation`; False when it was replaced
+    (read locked: a concurrent save waits, or is seen, never mixed)."""
     with store.immediate() as conn:
         info = load(store, conn, for_update=True)
         if info is None or info.get("generation") != generation:
@@ -121,14 +116,8 @@ def modules(rt) -> tuple[str, ...]:
 
 
 def status(rt) -> dict:
-    """Everything the page shows about the connection; credentials only as their last four characters.
-
-    Keys: state, data_center, data_center_name, accounts_url, api_domain, api_url, account_id,
-    modules, redirect_uri, client_id_last4, refresh_token_last4, access_token_last4,
-    access_expires_at, last_refresh_at, connected_at, refresh_blocked_until, last_error,
-    last_error_at, pending (a form saved for the redirect flow: its data_center, account_id,
-    client_id_last4, or None). Times are epoch seconds (None when unknown).
-    """
+    """Everything the page shows about the connection (credentials only as their last four
+    characters; times in epoch seconds), plus `pending`: the redirect flow's saved form, or None."""
     with rt.store.begin() as conn:
         info = load(rt.store, conn)
         error = rt.store.get_setting(LAST_ERROR_SETTING, None, conn=conn)

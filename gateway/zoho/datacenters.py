@@ -1,9 +1,5 @@
-"""Zoho's data centers: where each one's accounts server and CRM API live, and the overrides.
-
-A Zoho organisation lives in one data center; its OAuth client, grant tokens and refresh
-tokens only work at that data center's accounts server. `ZOHO_ACCOUNTS_URL` and
-`ZOHO_API_URL` override the table for tests and private clouds.
-"""
+"""Zoho's data centers: each one's accounts server and CRM API (a client and its tokens work only
+at their own), and the overrides `ZOHO_ACCOUNTS_URL`, `ZOHO_API_URL` (docs/zoho.md)."""
 from __future__ import annotations
 
 from urllib.parse import urlsplit
@@ -71,12 +67,8 @@ def _origin(url: str) -> tuple[str, str]:
 
 
 def trusted_accounts_server(config, server: str | None) -> str | None:
-    """The `accounts-server` Zoho's redirect named, if we may send our client secret there.
-
-    Accepted: one of the known Zoho accounts servers (over https), or a URL on the same
-    origin as the `ZOHO_ACCOUNTS_URL` override (tests, private clouds). Anything else is
-    refused, so a forged callback cannot make the gateway post its client secret elsewhere.
-    """
+    """The `accounts-server` Zoho's redirect named, if our client secret may go there: a known Zoho
+    accounts server, or the origin of `ZOHO_ACCOUNTS_URL`; else None (a forged callback)."""
     if not server:
         return None
     server = server.strip().rstrip("/")

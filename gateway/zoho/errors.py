@@ -1,9 +1,5 @@
-"""The Zoho side's error types: what went wrong talking to Zoho, in words a person can act on.
-
-Every Zoho failure the gateway knows how to name is one of these; callers catch the type they
-can do something about (the queue pauses on `ReauthorizationNeeded`, `Throttled` and
-`BudgetExhausted`, retries later on `Unavailable`) and show `str(exc)` to people.
-"""
+"""The Zoho side's error types, in words a person can act on: callers catch what they can act on
+(the queue pauses on some, retries on `Unavailable`) and show `str(exc)` to people."""
 from __future__ import annotations
 
 import email.utils
@@ -39,10 +35,8 @@ class NotConfigured(ZohoError):
 
 
 class Throttled(ZohoError):
-    """Zoho asked us to slow down (HTTP 429, or the accounts server's "too many requests").
-
-    `retry_after` is the number of seconds to wait when known, else None (back off yourself).
-    """
+    """Zoho asked us to slow down (HTTP 429, or the accounts server's "too many requests");
+    `retry_after`: seconds to wait when known, else None (back off yourself)."""
 
     def __init__(self, message: str, *, retry_after: float | None = None, code: str | None = None):
         super().__init__(message, code=code)

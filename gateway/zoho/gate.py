@@ -1,25 +1,6 @@
-"""The deployment-wide limits on Zoho API calls: the concurrency cap and the daily call budget.
-
-Zoho counts concurrent calls and daily credits per organisation, not per process, so both
-limits live in the state store and hold however many gunicorn workers or `worker` processes
-share it:
-
-- Concurrency: `GATEWAY_ZOHO_CONCURRENCY` slot leases (`zoho-slot-0` … in `gw_leases`). A call
-  takes any free or lapsed slot with one UPDATE (`LIMIT 1` on MySQL, a `SKIP LOCKED` pick with
-  `RETURNING` on PostgreSQL and SQLite) and hands it back when it returns; while all are busy,
-  one thread per process polls every few milliseconds and the others wait on it locally.
-  A slot of a killed process lapses after `SLOT_LEASE_SECONDS`, longer than any call may take
-  (the client's timeout is 30 s). A per-process semaphore keeps a process from polling the
-  store with more threads than there are slots.
-- Budget: every call is counted in ten-minute buckets (`gw_zoho_meter`, kind "calls"); when
-  `GATEWAY_DAILY_CALL_BUDGET` is set and the last 24 hours hold that many calls, `call()` raises
-  BudgetExhausted before anything is sent. The check and the count are not one transaction, so
-  processes racing at the very end of the budget may overshoot it by at most the concurrency.
-
-The same meter counts records pushed (kind "pushes") for the queue's figures.
-
-The Zoho client wraps every API call in `with gate.for_runtime(rt).call():`.
-"""
+"""The deployment-wide limits on Zoho API calls, kept in the state store: concurrency slot leases
+and the daily call budget (a meter that also counts records pushed). The client wraps every call
+in `with gate.for_runtime(rt).call():` (docs/outbound.md, "The queue")."""
 from __future__ import annotations
 
 import contextlib
@@ -119,11 +100,8 @@ class Gate:
 
     @contextlib.contextmanager
     def call(self):
-        """Hold one of the deployment's call slots for one Zoho API call.
-
-        Raises BudgetExhausted (nothing sent) when the daily budget is spent, Unavailable when
-        no slot frees up within SLOT_WAIT_SECONDS.
-        """
+        """Hold one of the deployment's call slots for one Zoho API call; BudgetExhausted (nothing
+        sent) when the budget is spent, Unavailable when no slot frees up within SLOT_WAIT_SECONDS."""
         # Budget and count first, outside the slot: a slot is held only for the call itself.
         if self.budget is not None and count_last_day(self.store, "calls") >= self.budget:
             raise BudgetExhausted(

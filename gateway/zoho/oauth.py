@@ -1,11 +1,6 @@
-"""Zoho OAuth 2.0 as plain functions: exchange a grant token, refresh, revoke, build the auth URL.
-
-No state and no storage here: callers (gateway.zoho.connection, gateway.zoho.tokens) decide
-what to keep. Zoho answers token errors in the JSON body, often with HTTP 200, so every answer
-is read from its body whatever the status, and classified by `interpret()` into a `TokenAnswer`
-or one of the typed errors of gateway.zoho.errors, with a message saying what to do. Nothing
-here logs or repeats a secret: messages name Zoho's error code and the host, never a value sent.
-"""
+"""Zoho OAuth 2.0 as plain functions (no state, no storage): exchange, refresh, revoke, the auth URL.
+Zoho answers token errors in the body, often with HTTP 200, so every body is read; messages name
+Zoho's error code and the host, never a value sent."""
 from __future__ import annotations
 
 import logging
@@ -62,11 +57,8 @@ def _is_throttle(body: dict) -> bool:
 
 
 def interpret(status: int, body: object, *, purpose: str, headers=None) -> TokenAnswer:
-    """Classify one answer of the token endpoint (pure: no I/O).
-
-    `purpose` is "grant" or "refresh" (the same code means different things for each).
-    Raises Throttled, OAuthRejected or Unavailable; returns the TokenAnswer on success.
-    """
+    """Classify one answer of the token endpoint (pure); `purpose` "grant" or "refresh" (a code means
+    different things for each). Returns the TokenAnswer, or raises Throttled, OAuthRejected, Unavailable."""
     if isinstance(body, dict):
         if _is_throttle(body):
             raise Throttled(THROTTLE_MESSAGE, retry_after=_retry_after(headers), code="Access Denied")

@@ -1,25 +1,6 @@
-"""One Zoho access token for the whole deployment, refreshed once per expiry.
-
-Zoho allows 10 access tokens per refresh token per 10 minutes, so every thread of every process
-must share one token and refresh it once. `TokenService.access_token()` reads the current token
-from the state store; a few minutes before it expires (or when the API rejected it) one caller
-refreshes it: a per-process lock lets one thread per process try, and a lease row in the state
-store (`gw_leases`, name `zoho.token_refresh`) lets one process at a time do it; the others wait
-and re-read the store, where they find the new token. A refresh is skipped whenever the stored
-token is no longer the stale one the caller saw (someone else already refreshed).
-
-Failures: the accounts server's throttle answer records "blocked until" in the store (doubling
-up to 10 minutes) so nobody retries at once; a network failure blocks briefly; `invalid_code`
-(the refresh token was revoked) marks the connection needs_reauthorization and raises
-ReauthorizationNeeded, so the queue pauses instead of burning attempts.
-
-A 401 for a token refreshed less than REJECTED_REFRESH_COOLDOWN ago refreshes nothing: Zoho
-rejecting a fresh token points at something a refresh does not cure (the API of another data
-center, a revoked client), and refreshing on every such call would spend Zoho's 10 refreshes per
-10 minutes in seconds, blocking refreshes for the whole deployment. It raises ApiRefused (the
-queue waits and tries again later); the time of the last refresh is in the state store, so
-every process keeps the cooldown.
-"""
+"""One Zoho access token for the whole deployment, in the state store, refreshed once per expiry
+by one thread of one process (a lock and the lease `zoho.token_refresh`); throttling, failures and
+the rejected-token cooldown: docs/zoho.md, "Keeping the token fresh"."""
 from __future__ import annotations
 
 import logging
@@ -68,11 +49,8 @@ class TokenService:
         return self._refresh(stale=token)
 
     def invalidate(self, failed_token: str) -> str:
-        """Zoho rejected `failed_token`: a new token, refreshing only if it is still the stored one.
-
-        Raises ApiRefused, refreshing nothing, when the stored token was itself refreshed less
-        than REJECTED_REFRESH_COOLDOWN ago (see the module docstring).
-        """
+        """Zoho rejected `failed_token`: a new token, refreshing only if it is still the stored one;
+        ApiRefused, refreshing nothing, within REJECTED_REFRESH_COOLDOWN of the last refresh."""
         return self._refresh(stale=failed_token, rejected=True)
 
     def api_domain(self) -> tuple[str | None, str | None]:
@@ -135,12 +113,8 @@ class TokenService:
             self._lock.release()
 
     def _check_cooldown(self, info: dict) -> None:
-        """Refuse to refresh a rejected token that was refreshed moments ago (ApiRefused).
-
-        Only the service's own refreshes count (`token_refreshed_at`), not the grant of a new
-        connection: after the admin saves the settings, one refresh may still find out whether
-        the refresh token works.
-        """
+        """ApiRefused for a rejected token refreshed moments ago; only our own refreshes count, not a
+        new connection's grant (one refresh may then still test the refresh token)."""
         refreshed_at = info.get("token_refreshed_at")
         if refreshed_at is None:
             return

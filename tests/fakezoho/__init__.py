@@ -1,4 +1,4 @@
-"""A fake Zoho (accounts server and CRM API) that behaves as ../shared/ZOHO_NOTES.md says."""
+"""A fake Zoho (accounts server and CRM API) that behaves as Zoho's documentation says (docs/zoho.md)."""
 from .server import FakeZoho
 
 __all__ = ["FakeZoho"]

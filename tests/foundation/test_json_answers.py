@@ -1,4 +1,4 @@
-"""CONTRACT §4: every answer under /webhooks and /api is JSON with an `error`, the bare prefixes too."""
+"""docs/security.md: every answer under /webhooks and /api is JSON with an `error`, the bare prefixes too."""
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,4 @@
-"""Settings as CONTRACT §2 says: production requires its secrets, development generates them once."""
+"""Settings as docs/settings.md says: production requires its secrets, development generates them once."""
 import os
 import stat
 import subprocess

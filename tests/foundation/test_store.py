@@ -66,6 +66,6 @@ def test_readiness_when_the_state_store_is_down_keeps_the_contract_values(make_a
     assert ready.status_code == 503
     body = ready.get_json()
     assert body["status"] == "unavailable" and body["state_store"] == "unavailable: OperationalError"
-    assert body["zoho"] in ("connected", "needs_reauthorization", "not_configured")  # CONTRACT §4 only
+    assert body["zoho"] in ("connected", "needs_reauthorization", "not_configured")  # only the three values docs/operations.md names
     assert body["zoho"] == "not_configured" and body["zoho_error"] == "OperationalError"
     assert body["ops_database"] == "ok"

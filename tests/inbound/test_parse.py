@@ -1,4 +1,4 @@
-"""Reading a Zoho delivery: body forms and every value rule of CONTRACT §7 (pure functions)."""
+"""Reading a Zoho delivery: body forms and every value rule of docs/inbound.md (pure functions)."""
 from __future__ import annotations
 
 import datetime as dt

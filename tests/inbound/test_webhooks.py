@@ -1,4 +1,4 @@
-"""The Zoho webhooks end to end: every answer of CONTRACT §7 and the OnPrintShop rows afterwards."""
+"""The Zoho webhooks end to end: every answer of docs/inbound.md and the OnPrintShop rows afterwards."""
 from __future__ import annotations
 
 import datetime as dt

@@ -1,4 +1,4 @@
-"""The outbound commands exactly as CONTRACT §3 words them: push, queue status, queue retry-dead."""
+"""The outbound commands exactly as docs/commands.md words them: push, queue status, queue retry-dead."""
 from __future__ import annotations
 
 import json

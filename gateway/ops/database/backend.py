@@ -1,9 +1,5 @@
-"""The OnPrintShop database backend (`OPS_BACKEND=database`): a self-hosted store's MySQL.
-
-Connections fail fast when the server is away, so a webhook can answer "accepted" instead of
-hanging; status names are cached for a short while; every driver error is classified as
-unavailable, busy or refused (docs/ops-backends.md).
-"""
+"""The OnPrintShop database backend: a self-hosted store's MySQL. Connections fail fast, status
+names are cached briefly, every driver error is unavailable, busy or refused (docs/ops-backends.md)."""
 from __future__ import annotations
 
 import threading
@@ -42,8 +38,7 @@ class OpsDatabase(LocalClock):
         self.url = url
         self.mapping = mapping or mapping_module.Mapping()
         if url.startswith("mysql"):
-            # A row lock wait ends well before the read timeout, as error 1205: that record waits
-            # ("busy"), where a read timeout would take the whole database for "down".
+            # A lock wait ends as error 1205 ("busy": that record waits) well before the read timeout ("down").
             engine_kwargs.setdefault("connect_args", {
                 "connect_timeout": CONNECT_TIMEOUT, "read_timeout": QUERY_TIMEOUT, "write_timeout": QUERY_TIMEOUT,
                 "init_command": f"SET SESSION innodb_lock_wait_timeout = {max(1, int(LOCK_WAIT_SECONDS))}",
@@ -88,12 +83,8 @@ class OpsDatabase(LocalClock):
             return False
 
     def failure_kind(self, exc: BaseException) -> str:
-        """"unavailable", "busy" or "refused" for an error raised by this database.
-
-        An OperationalError no code identifies (drivers raise it for lost connections and for
-        many per-statement errors alike), or an InterfaceError, is "unavailable" only if the
-        database does not answer a ping now.
-        """
+        """"unavailable", "busy" or "refused" for an error raised by this database; an unidentified
+        OperationalError or InterfaceError is "unavailable" only if a ping fails now."""
         if isinstance(exc, (sa.exc.DisconnectionError, sa.exc.TimeoutError)):
             return "unavailable"
         if not isinstance(exc, sa.exc.DBAPIError):

@@ -1,9 +1,5 @@
-"""The demo OnPrintShop database: the reference schema (docs/onprintshop.md) with a few customers and orders.
-
-Used by `flask --app wsgi init-ops-demo` and by `make run` (embedded SQLite only). It is the
-one place where the gateway creates tables in an OnPrintShop database, and it refuses to
-touch one that already has any of them unless forced.
-"""
+"""The demo OnPrintShop database: the reference schema (docs/onprintshop.md) with a few customers
+and orders, for `init-ops-demo` and `make run`; the one place the gateway creates tables there."""
 from __future__ import annotations
 
 import datetime as dt

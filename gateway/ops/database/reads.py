@@ -1,8 +1,5 @@
-"""What the outbound side reads from the OnPrintShop database: records to push, and changes.
-
-Read-only queries over the mapped tables. `changed_since` walks rows by (`last_modified`, id):
-the id breaks ties, so rows sharing one second are neither skipped nor repeated across pages.
-"""
+"""What outbound reads from the OnPrintShop database (read-only): records to push, and changed
+rows by (`last_modified`, id), the id breaking ties so no row is skipped or repeated across pages."""
 from __future__ import annotations
 
 import datetime as dt

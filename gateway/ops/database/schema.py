@@ -1,11 +1,6 @@
-"""The OnPrintShop tables (the reference schema, docs/onprintshop.md) as SQLAlchemy Core, named through a `Mapping`.
-
-`build_tables(mapping)` returns {reference table name: Table} on a MetaData of its own (never
-the gateway's state-store metadata: the gateway creates nothing in OnPrintShop's database
-except through `init-ops-demo`). Each Column's *key* is its reference name and its SQL name
-the mapped one, so code reads `tables["orders"].c.orders_status_id` whatever the store calls it.
-On MySQL/MariaDB the tables are created with utf8mb4.
-"""
+"""The OnPrintShop tables (the reference schema, docs/onprintshop.md) as SQLAlchemy Core, on a
+MetaData of their own: column keys are the reference names, SQL names the mapping's, so
+`tables["orders"].c.orders_status_id` works whatever the store calls it."""
 from __future__ import annotations
 
 import sqlalchemy as sa

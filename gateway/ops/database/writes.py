@@ -1,11 +1,6 @@
-"""Writing one change from Zoho into the OnPrintShop database, inside the caller's transaction.
-
-The record is found by the gateway's link, else the `ops_id` Zoho sent, else (a Contact) by its
-e-mail; what must not be written is refused (stale against the row's own `last_modified`, an
-e-mail of another customer, an unknown stage); only the parameters present are written, plus
-`last_modified` (the delivery's time, so "last writer wins" compares like with like) and, for a
-new order status, an `orders_status_history` row. It never commits.
-"""
+"""Writing one change from Zoho into the OnPrintShop database, in the caller's transaction (never
+committed here): find and lock the row, refuse what must not be written, write only what changed,
+plus `last_modified` and a status history row (docs/ops-backends.md)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -43,9 +38,7 @@ def _same_text(ops, column, value):
     return sa.func.lower(column) == sa.func.lower(value)
 
 
-# The columns a decision reads (the rest of OnPrintShop's row is not fetched: every column costs
-# the driver a descriptor to parse and a value to convert, on every delivery). A row looked up by
-# its id does not read the id back: it is the value looked up.
+# Only the columns a decision reads (each fetched column costs driver work on every delivery); not the id looked up.
 READ_COLUMNS = {
     "customers": (*CONTACT_COLUMNS.values(), "last_modified"),
     "orders": ("orders_status_id", "payment_status", "last_modified"),
@@ -129,8 +122,7 @@ def _not_found(update) -> Result:
 
 def _stale_against_row(ops, update, last_modified) -> Result | None:
     if not isinstance(last_modified, dt.datetime):
-        # NULL, or MySQL's zero date ('0000-00-00 00:00:00', which drivers hand back as text):
-        # the row has no usable time of its last change, so only Zoho's order counts.
+        # NULL, or MySQL's zero date (handed back as text): no usable time, so only Zoho's order counts.
         return None
     row_time = ops.epoch_from_local(last_modified)
     # Whole seconds: OnPrintShop keeps DATETIME to the second.
@@ -155,10 +147,9 @@ def _locate(ops, oconn, links, update, table_key: str, id_column: str, linked):
 
 
 def _no_change(ops, update, table_key: str, ops_id: int, found_by, row_last_modified) -> Result:
-    """OnPrintShop already has the values. If its `last_modified` is this delivery's time, it is
-    most likely the gateway's own earlier write of this same delivery (whose state-store commit
-    failed: a deadlock rerun, or Zoho's retry after our 503), so its loop-guard row is recorded
-    again; else the outbound poller would push Zoho's own values back to Zoho."""
+    """OnPrintShop already has the values. At this delivery's own `last_modified` it is likely our
+    earlier write whose state-store commit failed: the loop-guard row is recorded again, or the
+    poller would push Zoho's values back (docs/inbound.md, "The inbox")."""
     written = None
     if row_last_modified is not None and (
             loopguard.stamp(row_last_modified) == loopguard.stamp(ops.local_from_epoch(update.modified_time))):
@@ -220,18 +211,14 @@ def _apply_contact(ops, oconn, links, update, linked, write_email: bool) -> Resu
     last_modified = ops.local_from_epoch(update.modified_time)
     written = {"last_modified": last_modified, **changed}
     if "customers_email_address" not in changed:
-        # No savepoint (two round trips fewer) when the e-mail is left alone: any refusal then is
-        # OnPrintShop's (NOT NULL, a trigger, a unique key), raised so the inbox keeps the delivery
-        # and retries it (then 'failed'); the OnPrintShop transaction is rolled back whole.
+        # No savepoint (two round trips fewer): any refusal here is OnPrintShop's, raised for the inbox to retry.
         _update_row(ops, oconn, "customers", ops_id, written)
     else:
         try:
             with oconn.begin_nested():
                 _update_row(ops, oconn, "customers", ops_id, written)
         except sa.exc.IntegrityError as exc:
-            # Only a duplicate key on the e-mail (a customer given that address since our check) is
-            # Zoho's conflict to resolve (the savepoint keeps the transaction usable: PostgreSQL
-            # aborts it at an error); any other refusal is OnPrintShop's: raised, as above.
+            # Only a duplicate e-mail is Zoho's conflict (the savepoint keeps PostgreSQL's transaction usable).
             if _duplicate_email(ops, exc, email):
                 return Result("conflict", f"the e-mail {email} already belongs to another OnPrintShop customer",
                               ops_id=ops_id, found_by=found_by, parameter="email")
