@@ -55,4 +55,11 @@ class LocalClock:
         return self.from_local(naive, now).timestamp()
 
     def now_local(self) -> dt.datetime:
-        return self.to_local(dt.datetime.now(dt.timezone.utc))
+        return self.to_local(dt.datetime.fromtimestamp(clock(), dt.timezone.utc))
+
+    def set_back_within(self, seconds: float) -> dt.timedelta:
+        """How far the wall clock was set back (clocks going back) in the last `seconds`: zero mostly."""
+        now = dt.datetime.fromtimestamp(clock(), dt.timezone.utc)
+        before = now - dt.timedelta(seconds=seconds)
+        change = before.astimezone(self.timezone).utcoffset() - now.astimezone(self.timezone).utcoffset()
+        return max(change, dt.timedelta(0))

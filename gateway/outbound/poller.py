@@ -23,6 +23,7 @@ LEASE_NAME = "outbound.poller"
 SETTLE_SECONDS = 5
 # Re-read behind the watermark each round: rows land late (lagging clocks, slow commits); see docs/outbound.md.
 OVERLAP = dt.timedelta(minutes=10)
+SET_BACK_WINDOW = dt.timedelta(hours=2)  # covers the repeated hour of any zone's clock change
 PAGE = 1000
 FORMAT = "%Y-%m-%d %H:%M:%S"
 
@@ -73,9 +74,12 @@ def poll_once(rt, settle: float = SETTLE_SECONDS) -> dict[str, int]:
             queued[table] = 0
             continue
         send = not synced or setting in synced
-        start = mark[0] - OVERLAP
-        if floor is not None and start < floor:
-            start = floor
+        # After clocks go back, rows of the repeated hour carry times behind the watermark: re-read them too.
+        set_back = rt.ops.set_back_within((OVERLAP + SET_BACK_WINDOW).total_seconds())
+        behind = OVERLAP + set_back
+        start = mark[0] - behind
+        if floor is not None and start < floor - set_back:
+            start = floor - set_back
         cursor = (start, 0)
         total = 0
         while True:
@@ -90,7 +94,7 @@ def poll_once(rt, settle: float = SETTLE_SECONDS) -> dict[str, int]:
                 set_watermark(rt, table, mark[0], mark[1], floor=floor)
             if len(rows) < PAGE:
                 break
-        _forget_versions_before(rt, table, mark[0] - OVERLAP)
+        _forget_versions_before(rt, table, mark[0] - behind)
         queued[table] = total
         if total:
             log.info("poller queued %d changed %s", total, table)

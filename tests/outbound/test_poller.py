@@ -68,3 +68,28 @@ def test_a_row_that_lands_behind_the_watermark_is_queued_once_and_sent_once(gw):
     assert poller.poll_once(rt, settle=0)["customers"] == 1
     gw.drain()
     assert fake.upsert_calls["Contacts"] == upserts + 1
+
+
+def test_changes_in_the_hour_repeated_when_clocks_go_back_are_not_missed(make_app, fake_zoho, zoho_settings, monkeypatch):
+    """New York, 1 November 2026: at 06:00 UTC 02:00 EDT becomes 01:00 EST. A customer changed at
+    01:20 EST (the second 01:20) is 35 minutes behind the watermark the poller reached at 01:55 EDT."""
+    from gateway import timezones
+    from tests.outbound.conftest import Gateway as OutboundGateway
+
+    utc = dt.timezone.utc
+    moment = [dt.datetime(2026, 11, 1, 5, 55, tzinfo=utc).timestamp()]
+    monkeypatch.setattr(timezones, "clock", lambda: moment[0])
+    gw = OutboundGateway(make_app(OPS_TIMEZONE="America/New_York", **zoho_settings), fake_zoho)
+    from gateway.ops.database import demo
+
+    demo.create(gw.rt.ops, force=True)
+    gw.connect()
+    rt = gw.rt
+    assert poller.poll_once(rt, settle=0) == {"customers": 0, "orders": 0}  # first round: from 01:55 EDT
+    moment[0] = dt.datetime(2026, 11, 1, 6, 20, tzinfo=utc).timestamp()
+    [changed] = gw.add_customers(1, modified=rt.ops.now_local())  # 01:20 again, now EST
+    assert rt.ops.now_local() == dt.datetime(2026, 11, 1, 1, 20)
+    moment[0] = dt.datetime(2026, 11, 1, 6, 30, tzinfo=utc).timestamp()
+    assert poller.poll_once(rt, settle=0)["customers"] == 1
+    assert queue.pending_ids(rt, "Contacts", [changed]) == {changed}
+    assert poller.poll_once(rt, settle=0)["customers"] == 0  # queued once, not again each round
