@@ -55,16 +55,16 @@ class Served:
             self.proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "gunicorn"), "wsgi:app"], cwd=REPO,
                                          env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self._modified = int(time.time()) - 3600
-        self._wait_until_serving()
+        # Both workers have loaded the app: with background work, post_worker_init logs its queue worker.
+        self._wait_until_serving("Booting worker" if env.get("GATEWAY_RUN_WORKER") == "0" else "queue worker")
 
-    def _wait_until_serving(self, seconds: float = 60.0) -> None:
+    def _wait_until_serving(self, marker: str, seconds: float = 60.0) -> None:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"gunicorn exited: {self.output()}")
             try:
-                # both workers have loaded the app and run post_worker_init (which logs the queue worker)
-                if self.get("/healthz", timeout=2).status == 200 and self.output().count("queue worker") >= 2:
+                if self.get("/healthz", timeout=2).status == 200 and self.output().count(marker) >= 2:
                     return
             except OSError:
                 pass

@@ -20,8 +20,9 @@ from tests.serving.conftest import Raw, Served, chunked_webhook
 
 @pytest.fixture(scope="module")
 def proxied(tmp_path_factory):
-    """Behind one proxy hop (GATEWAY_PROXY_HOPS=1), logging JSON lines."""
-    server = Served(tmp_path_factory.mktemp("served"), GATEWAY_PROXY_HOPS="1", GATEWAY_LOG_FORMAT="json")
+    """Behind one proxy hop (GATEWAY_PROXY_HOPS=1), logging JSON lines; no background work (it stops slowly)."""
+    server = Served(tmp_path_factory.mktemp("served"), GATEWAY_PROXY_HOPS="1", GATEWAY_LOG_FORMAT="json",
+                    GATEWAY_RUN_WORKER="0")
     yield server
     server.stop()
 
@@ -139,6 +140,21 @@ def test_admin_forms_up_to_1_mib_are_read_and_larger_ones_refused(proxied):
         assert status == 413 and headers["connection"] == "close" and raw.closed()
     finally:
         raw.close()
+
+
+def test_clients_keeping_their_side_open_after_connection_close_do_not_stall_the_worker(proxied):
+    # gthread closes such connections in its event loop, waiting up to 2 s for each client's FIN.
+    raws = [Raw(proxied.port) for _ in range(10)]
+    try:
+        for raw in raws:
+            raw.send(b"GET /healthz HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n")
+        assert all(raw.response()[0] == 200 for raw in raws)
+        for _ in range(4):
+            started = time.monotonic()
+            assert proxied.get("/healthz").status == 200 and time.monotonic() - started < 2.0
+    finally:
+        for raw in raws:
+            raw.close()
 
 
 def test_the_forwarded_address_reaches_the_access_log(proxied):
