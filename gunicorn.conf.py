@@ -5,7 +5,9 @@ import os
 bind = os.environ.get("GUNICORN_BIND") or f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
-worker_class = "gthread"
+# gthread, except that each request's head and body are read in the worker's event loop (with
+# deadlines) before a thread runs it: slow clients cannot take the threads (docs/slow-clients.md).
+worker_class = "gateway.serving.worker.BufferingWorker"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 20
 keepalive = 5
