@@ -72,7 +72,8 @@ class Worker:
                     stop.wait(IDLE_SECONDS * random.uniform(0.8, 1.2))
                 else:
                     self._busy.clear()
-                    self._busy.wait(IDLE_SECONDS * 10)
+                    if not stop.is_set():  # run() sets stop, then _busy: a clear after that must not wait
+                        self._busy.wait(IDLE_SECONDS * 10)
             except Exception:  # keep sending; one bad batch must not stop the worker
                 log.exception("queue sender failed; continuing in 5 s")
                 stop.wait(5)

@@ -5,8 +5,8 @@ import time
 
 from flask import Blueprint, current_app, jsonify, request
 
-from ..errors import RequestError
 from ..outbound import events
+from .bodies import read_bounded
 from .context import runtime
 from .security import csrf, limiter, refused
 
@@ -23,10 +23,6 @@ def _rate_limit() -> str:
 @bp.post("/events")
 @limiter.limit(_rate_limit, deduct_when=refused)
 def receive_events():
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise RequestError(f"request body too large (at most {MAX_BODY // 1024} KiB)", status=413)
-    body = request.get_data(cache=False)
-    if len(body) > MAX_BODY:
-        raise RequestError(f"request body too large (at most {MAX_BODY // 1024} KiB)", status=413)
+    body = read_bounded(MAX_BODY)
     answer, status = events.receive(runtime(), request.headers, body, time.time())
     return jsonify(answer), status

@@ -7,6 +7,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from ..errors import RequestError
 from ..inbound import notify_pending
+from .bodies import read_bounded
 from .context import runtime
 from .security import csrf, limiter, refused
 
@@ -20,26 +21,10 @@ def _rate_limit() -> str:
     return current_app.config["GATEWAY_WEBHOOK_RATE_LIMIT"]
 
 
-def _read_bounded(stream, limit: int) -> bytes:
-    """Up to `limit` bytes; a stream may return less than asked per read, so read until EOF or the limit."""
-    chunks, size = [], 0
-    while size < limit:
-        chunk = stream.read(limit - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
-
-
 def _read_callback() -> dict:
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise RequestError("request body too large (at most 64 KiB)", status=413)
     if request.mimetype not in ("application/json", "text/plain"):
         raise RequestError("send the notification as application/json", status=415)
-    raw = _read_bounded(request.stream, MAX_BODY + 1)  # a chunked body has no length: read one byte past
-    if len(raw) > MAX_BODY:
-        raise RequestError("request body too large (at most 64 KiB)", status=413)
+    raw = read_bounded(MAX_BODY)
     try:
         body = json.loads(raw or b"null")
     except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting

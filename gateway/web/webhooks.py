@@ -6,6 +6,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from ..errors import RequestError
 from ..inbound import body, inbox, parse, secrets
+from .bodies import read_bounded
 from .context import runtime
 from .security import csrf, limiter, refused
 
@@ -47,10 +48,7 @@ def _unauthorized(missing: bool):
 
 
 def _read_raw() -> bytes:
-    length = request.content_length
-    if length is not None and length > body.MAX_BODY:
-        raise RequestError(f"the body is larger than {body.MAX_BODY // 1024} KiB", status=413)
-    return request.stream.read(body.MAX_BODY + 1)  # a chunked body has no length: read one byte past the limit
+    return read_bounded(body.MAX_BODY, f"the body is larger than {body.MAX_BODY // 1024} KiB")
 
 
 def receive_delivery(module: str):

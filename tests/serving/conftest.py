@@ -19,6 +19,7 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Settings the test must not inherit from whoever runs it; the gunicorn gets its own.
+DEMO_EMAILS = {1: "ada@example.com", 2: "grace@example.com", 3: "soren@example.dk", 4: "chidi@example.ng"}
 _DROPPED = ("DATABASE_URL", "OPS_DATABASE_URL", "PORT", "HOST", "WEB_CONCURRENCY", "SECRET_KEY")
 
 
@@ -91,8 +92,8 @@ class Served:
         """A valid Contacts delivery (form-encoded), a second later than the previous one."""
         self._modified += 1
         stamp = dt.datetime.fromtimestamp(self._modified, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-        return urllib.parse.urlencode({"id": f"77{customer}", "ops_id": str(customer), "first_name": f"Served{self._modified}",
-                                       "modified_time": stamp}).encode()
+        return urllib.parse.urlencode({"id": f"77{customer}", "ops_id": str(customer), "email": DEMO_EMAILS[customer],
+                                       "first_name": f"Served{self._modified}", "modified_time": stamp}).encode()
 
     def webhook_headers(self) -> dict:
         return {"X-Webhook-Token": self.secret, "Content-Type": "application/x-www-form-urlencoded"}

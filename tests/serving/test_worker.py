@@ -211,3 +211,16 @@ def test_a_stop_finishes_the_request_being_read_and_runs_the_worker_hooks(tmp_pa
     log = served.output()
     # post_worker_init started each worker's background work, worker_exit stopped it
     assert log.count("queue worker") >= 4 and log.count("started with") == 2 and log.count("stopped; handed back") == 2, log
+
+
+def test_a_malformed_chunked_body_is_a_400_not_a_traceback(served):
+    raw = Raw(served.port)
+    try:
+        head = "".join(f"{k}: {v}\r\n" for k, v in served.webhook_headers().items())
+        raw.send(f"POST /webhooks/zoho/deals HTTP/1.1\r\nHost: gateway.test\r\n{head}Transfer-Encoding: chunked\r\n\r\n".encode())
+        raw.send(b"zz\r\nid=9\r\n0\r\n\r\n")  # "zz" is not a chunk size
+        status, _headers, answer = raw.response()
+    finally:
+        raw.close()
+    assert status == 400 and "could not be read" in json.loads(answer)["error"]
+    assert "Traceback" not in served.output()
