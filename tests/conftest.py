@@ -247,14 +247,16 @@ class LockWaiters:
     holds: a test holds a lock until another transaction is really queued behind it, not for a
     guessed time. `with LockWaiters(conn) as waiters: wait_until(waiters.count, ...)`.
 
-    MariaDB/MySQL: the transactions SHOW ENGINE INNODB STATUS lists as waiting for a lock on a row of
-    the holder's database (information_schema.innodb_trx leaves some of them out on MariaDB 10.11:
-    a delivery's FOR UPDATE with subqueries waits there unlisted); in a test's own database only
-    the holder holds locks. PostgreSQL: pg_stat_activity, waiting for a Lock that pg_blocking_pids
-    says the holder's backend holds. SQLite has no lock table: a statement that needs the write lock (BEGIN IMMEDIATE, INSERT,
-    UPDATE, DELETE) started on another connection of the holder's engine and not finished, which
-    while the holder has the one write lock means it is in SQLite's busy wait; on SQLite make this
-    before the waiting transaction starts.
+    - MariaDB/MySQL: the transactions SHOW ENGINE INNODB STATUS lists as waiting for a lock on a
+      row of the holder's database (information_schema.innodb_trx leaves some out on MariaDB 10.11:
+      a delivery's FOR UPDATE with subqueries waits there unlisted); in a test's own database only
+      the holder holds locks.
+    - PostgreSQL: pg_stat_activity, waiting for a Lock that pg_blocking_pids says the holder's
+      backend holds.
+    - SQLite has no lock table: a statement that needs the write lock (BEGIN IMMEDIATE, INSERT,
+      UPDATE, DELETE) started on another connection of the holder's engine and not finished, which
+      while the holder has the one write lock means it is in SQLite's busy wait. On SQLite make
+      this before the waiting transaction starts.
     """
 
     WRITES = ("BEGIN IMMEDIATE", "BEGIN EXCLUSIVE", "INSERT", "UPDATE", "DELETE", "REPLACE")
