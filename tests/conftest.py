@@ -8,6 +8,8 @@
 - `fake_zoho` is a started fake Zoho server; `zoho_settings` points an app at it.
 - `admin` logs a client in through the real login form.
 - `gateway_logs` captures everything the gateway logs, for "no secret in the logs" checks.
+- `wait_until(condition, ...)` waits for a condition with a deadline (never for a guessed time);
+  `LockWaiters(conn)` tells whether another transaction is queued behind `conn`'s locks.
 """
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ import io
 import logging
 import os
 import re
+import threading
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -221,3 +225,95 @@ def gateway_logs():
     yield stream.getvalue
     logger.removeHandler(handler)
     logger.setLevel(previous)
+
+
+# -- waiting for conditions, not for time ----------------------------------------------------------
+def wait_until(condition, timeout: float = 10.0, interval: float = 0.02, message="the condition"):
+    """Call `condition()` every `interval` seconds until it returns something truthy, and return that;
+    fail the test when it is still falsy after `timeout` seconds. `message` says what was awaited:
+    a string, or a function called at the failure (to show the state then, e.g. a log's tail)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            pytest.fail(f"waited {timeout:g} s for {message() if callable(message) else message}")
+        time.sleep(interval)
+
+
+class LockWaiters:
+    """How many other transactions wait for a lock `holder` (a Connection inside its transaction)
+    holds: a test holds a lock until another transaction is really queued behind it, not for a
+    guessed time. `with LockWaiters(conn) as waiters: wait_until(waiters.count, ...)`.
+
+    - MariaDB/MySQL: the transactions SHOW ENGINE INNODB STATUS lists as waiting for a lock on a
+      row of the holder's database (information_schema.innodb_trx leaves some out on MariaDB 10.11:
+      a delivery's FOR UPDATE with subqueries waits there unlisted); in a test's own database only
+      the holder holds locks.
+    - PostgreSQL: pg_stat_activity, waiting for a Lock that pg_blocking_pids says the holder's
+      backend holds.
+    - SQLite has no lock table: a statement that needs the write lock (BEGIN IMMEDIATE, INSERT,
+      UPDATE, DELETE) started on another connection of the holder's engine and not finished, which
+      while the holder has the one write lock means it is in SQLite's busy wait. On SQLite make
+      this before the waiting transaction starts.
+    """
+
+    WRITES = ("BEGIN IMMEDIATE", "BEGIN EXCLUSIVE", "INSERT", "UPDATE", "DELETE", "REPLACE")
+
+    def __init__(self, holder):
+        self.engine = holder.engine
+        self.dialect = self.engine.dialect.name
+        self._running: dict[int, str] = {}
+        self._guard = threading.Lock()
+        self._listeners = []
+        if self.dialect == "sqlite":
+            self._holder_dbapi = holder.connection.dbapi_connection
+            self._listeners = [("before_cursor_execute", self._started), ("after_cursor_execute", self._finished),
+                               ("handle_error", self._failed)]
+            for name, listener in self._listeners:
+                sa.event.listen(self.engine, name, listener)
+        elif self.dialect == "mysql":
+            self._database = holder.exec_driver_sql("SELECT DATABASE()").scalar()
+        elif self.dialect == "postgresql":
+            self._holder_id = holder.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        else:
+            raise NotImplementedError(self.dialect)
+
+    def count(self) -> int:
+        if self.dialect == "sqlite":
+            with self._guard:
+                return len(self._running)
+        with self.engine.connect() as conn:
+            if self.dialect == "mysql":
+                status = conn.exec_driver_sql("SHOW ENGINE INNODB STATUS").one()[2]
+                return sum(1 for trx in status.split("\n---TRANSACTION ")
+                           if "FOR THIS LOCK TO BE GRANTED" in trx and f" of table `{self._database}`." in trx)
+            return int(conn.execute(sa.text(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND CAST(:holder AS integer) = ANY(pg_blocking_pids(pid))"), {"holder": self._holder_id}).scalar())
+
+    def _started(self, conn, cursor, statement, *_args):
+        if conn.connection.dbapi_connection is not self._holder_dbapi and statement.lstrip().upper().startswith(self.WRITES):
+            with self._guard:
+                self._running[id(cursor)] = statement
+
+    def _finished(self, _conn, cursor, *_args):
+        with self._guard:
+            self._running.pop(id(cursor), None)
+
+    def _failed(self, context):
+        with self._guard:
+            self._running.pop(id(context.cursor), None)
+
+    def close(self) -> None:
+        for name, listener in self._listeners:
+            sa.event.remove(self.engine, name, listener)
+        self._listeners = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_exc):
+        self.close()
+        return False

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from gateway.state import engine as store
 from gateway.inbound import inbox
+from tests.conftest import wait_until
 
 
 @pytest.fixture
@@ -66,9 +67,16 @@ def test_a_connection_the_server_dropped_is_replaced_at_checkout(mysql_engines, 
     monkeypatch.setattr(store, "PING_AFTER_IDLE", 0.05)
     with engine.connect() as conn:
         first = conn.exec_driver_sql("SELECT CONNECTION_ID()").scalar()
+    resting_since = time.monotonic()  # back in the pool
     with other.begin() as conn:
         conn.exec_driver_sql(f"KILL {int(first)}")
-    time.sleep(0.1)
+
+    def dropped_and_rested() -> bool:
+        with other.connect() as conn:
+            listed = conn.exec_driver_sql(f"SELECT COUNT(*) FROM information_schema.processlist WHERE id = {int(first)}").scalar()
+        return not listed and time.monotonic() - resting_since >= store.PING_AFTER_IDLE
+
+    wait_until(dropped_and_rested, timeout=10, message="the server to drop the killed connection (and it to rest long enough to be pinged)")
     with engine.connect() as conn:  # no error: the dead one was pinged and thrown away
         assert conn.exec_driver_sql("SELECT CONNECTION_ID()").scalar() != first
 

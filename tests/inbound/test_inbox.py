@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from gateway.ops.database import writes
 from gateway.inbound import inbox, parse, reapply, reports
 from gateway.sync import loopguard
+from tests.conftest import wait_until
 from tests.inbound.conftest import Gateway
 from gateway.state import tables
 
@@ -52,21 +53,30 @@ def test_background_reapplier_applies_after_the_database_returns(make_app, tmp_p
     update = parse.validate("Deals", {"id": "9302", "ops_id": "1", "stage": "Printing", "modified_time": zt()},
                             rt.ops.mapping, "UTC")
     assert inbox.receive(rt, "Deals", update, source="catchup").status == "accepted"
+    passes = []
+    real_pass = reapply.reapply_pending
+
+    def counted_pass(*args, **kwargs):
+        result = real_pass(*args, **kwargs)
+        passes.append(result)
+        return result
+
+    monkeypatch.setattr(reapply, "reapply_pending", counted_pass)
     stop = threading.Event()
     thread = threading.Thread(target=reapply.run, args=(rt, stop), daemon=True)
     thread.start()
     try:
-        time.sleep(0.5)  # backing off against a database that is not there
+        # Backing off against a database that is not there: two passes found it away (the second
+        # after a back-off), and the row is still pending.
+        wait_until(lambda: sum(1 for p in passes if p["unavailable"]) >= 2, timeout=10,
+                   message=lambda: f"two passes of the re-applier to find OnPrintShop away: {passes}")
         assert reports.pending_count(rt) == 1
         folder.mkdir()
         Gateway(make_app(OPS_DATABASE_URL=f"sqlite:///{folder}/ops.db"))  # the demo database appears
-        deadline = time.time() + 10
-        while reports.pending_count(rt) and time.time() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: reports.pending_count(rt) == 0, timeout=10, message="the row applied once the database is there")
     finally:
         stop.set()
         thread.join(5)
-    assert reports.pending_count(rt) == 0
     assert reports.recent(rt)[0]["outcome"] == "applied" and reports.recent(rt)[0]["source"] == "catchup"
 
 

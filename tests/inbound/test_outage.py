@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from gateway.inbound import reports, secrets
 from gateway.ops.database import demo
+from tests.conftest import wait_until
 
 MARIADBD = shutil.which("mariadbd", path="/usr/sbin:/usr/bin:/usr/local/sbin:/usr/local/bin")
 INSTALL_DB = shutil.which("mariadb-install-db") or shutil.which("mysql_install_db")
@@ -58,19 +59,19 @@ class PrivateMariaDB:
         if os.geteuid() == 0:
             args.append("--user=root")
         self.process = subprocess.Popen(args, stdout=open(self.folder / "server.log", "ab"), stderr=subprocess.STDOUT)
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("the private mariadbd did not start: see " + str(self.folder / "server.log"))
+        wait_until(self.accepting, timeout=60, interval=0.1,
+                   message=f"the private mariadbd to accept connections (see {self.folder / 'server.log'})")
         engine = sa.create_engine(f"mysql+pymysql://root@127.0.0.1:{self.port}/")
         with engine.begin() as conn:
             conn.exec_driver_sql("CREATE DATABASE IF NOT EXISTS ops CHARACTER SET utf8mb4")
         engine.dispose()
+
+    def accepting(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -128,19 +129,21 @@ def test_outage_200_deliveries_accepted_then_all_applied_in_order_across_a_resta
     env = dict(os.environ, GATEWAY_ENV="development", GATEWAY_INSTANCE_PATH=app.instance_path,
                DATABASE_URL=app.config["DATABASE_URL"], OPS_DATABASE_URL=private_mariadb.url,
                GATEWAY_POLL_SECONDS="0")
+    worker_log = tmp_path / "worker.log"
     worker = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "worker"], cwd=REPO, env=env,
-                              stdout=open(tmp_path / "worker.log", "wb"), stderr=subprocess.STDOUT)
+                              stdout=open(worker_log, "wb"), stderr=subprocess.STDOUT)
     try:
-        time.sleep(3)
+        # Its re-applier really tried the missing database (and backs off): then nothing is applied.
+        wait_until(lambda: "OnPrintShop database unavailable" in worker_log.read_text(), timeout=60, interval=0.1,
+                   message=lambda: "the worker's re-applier to find OnPrintShop down: " + worker_log.read_text()[-2000:])
         assert reports.pending_count(rt2) == 200
         private_mariadb.start()
-        deadline = time.time() + 90
-        while reports.pending_count(rt2) and time.time() < deadline:
-            time.sleep(0.5)
+        wait_until(lambda: reports.pending_count(rt2) == 0, timeout=90, interval=0.5,
+                   message=lambda: f"every delivery applied ({reports.pending_count(rt2)} still pending): "
+                   + worker_log.read_text()[-2000:])
     finally:
         worker.terminate()
         worker.wait(timeout=30)
-    assert reports.pending_count(rt2) == 0, (tmp_path / "worker.log").read_text()[-2000:]
     assert sorted(row["outcome"] for row in reports.recent(rt2, limit=500)) == ["applied"] * 200
 
     # Every update is in OnPrintShop, per order in modified_time order.

@@ -1,8 +1,9 @@
 """What a webhook delivery costs, and what the cheaper path must still do.
 
-- An update for a known record is a fixed number of SQL statements (each is a round trip): on
-  MariaDB/MySQL the record's lock, the earlier pending row and the link are one statement; a
-  Contact update that leaves the e-mail alone takes no savepoint.
+- An update for a known record costs at most a budget of SQL statements (each is a round trip):
+  on MariaDB/MySQL the record's lock, the earlier pending row and the link are one statement; a
+  Contact update that leaves the e-mail alone takes no savepoint. The budgets are ceilings: a
+  change that saves a statement passes, one that adds a statement fails.
 - Read together with the lock, the earlier pending row and the link are still read after the
   lock is granted: a delivery waiting for its record sees what the holder committed.
 - The cheaper security headers and session handling answer as before.
@@ -19,16 +20,18 @@ import sqlalchemy as sa
 from gateway.inbound import reports, secrets
 from gateway.ops.database import backend as database
 from gateway.web.security import CSP
+from tests.conftest import LockWaiters, wait_until
 from tests.inbound.conftest import Gateway
 from gateway.state import tables
 
-# Per dialect of the state store: the record's lock with its earlier pending row and link (one
-# statement, two on PostgreSQL), the loop guard, the record's last applied update, the inbox row;
-# SQLite's BEGIN IMMEDIATE is a statement of its own.
-STATE_STATEMENTS = {"mysql": 4, "postgresql": 5, "sqlite": 5}
+# The most statements one delivery for a known record may cost (ceilings, not exact counts: fewer
+# is fine, one more fails). Per dialect of the state store: the record's lock with its earlier
+# pending row and link (one statement, two on PostgreSQL), the loop guard, the record's last
+# applied update, the inbox row; SQLite's BEGIN IMMEDIATE is a statement of its own.
+STATE_STATEMENT_BUDGET = {"mysql": 4, "postgresql": 5, "sqlite": 5}
 # OnPrintShop: the order locked, updated, and its status history row; the customer locked, the
 # e-mail checked, the customer updated (+ BEGIN IMMEDIATE on SQLite).
-OPS_STATEMENTS = {"mysql": 3, "sqlite": 4}
+OPS_STATEMENT_BUDGET = {"mysql": 3, "sqlite": 4}
 
 
 class Statements:
@@ -46,7 +49,7 @@ class Statements:
             sa.event.remove(engine, "before_cursor_execute", self._count)
 
 
-def test_a_deal_update_for_a_known_record_costs_a_fixed_number_of_statements(make_app, ops_db_url, state_db_url,
+def test_a_deal_update_for_a_known_record_stays_within_its_statement_budget(make_app, ops_db_url, state_db_url,
                                                                              monkeypatch):
     # Nothing time-based may add a read during the counted delivery (the cached secret and statuses).
     monkeypatch.setattr(secrets, "CACHE_SECONDS", 3600.0)
@@ -69,8 +72,8 @@ def test_a_deal_update_for_a_known_record_costs_a_fixed_number_of_statements(mak
     assert guarded == 2
 
 
-def test_a_contact_update_leaving_the_email_alone_costs_a_fixed_number_of_statements(make_app, ops_db_url,
-                                                                                      state_db_url, monkeypatch):
+def test_a_contact_update_leaving_the_email_alone_stays_within_its_statement_budget(make_app, ops_db_url,
+                                                                                     state_db_url, monkeypatch):
     monkeypatch.setattr(secrets, "CACHE_SECONDS", 3600.0)
     gw = Gateway(make_app(OPS_DATABASE_URL=ops_db_url, DATABASE_URL=state_db_url))
     base_ms = (int(time.time()) - 600) * 1000
@@ -85,7 +88,7 @@ def test_a_contact_update_leaving_the_email_alone_costs_a_fixed_number_of_statem
 
 
 def _post_counting_statements(gw, module: str, params: dict) -> None:
-    """Post one delivery, check it was applied with the expected number of statements on each database."""
+    """Post one delivery, check it was applied within the statement budget of each database."""
     rt = gw.rt
     state = Statements([rt.store.engine, rt.store.write_engine])
     ops = Statements([rt.ops.engine])
@@ -95,8 +98,8 @@ def _post_counting_statements(gw, module: str, params: dict) -> None:
         state.close()
         ops.close()
     assert answer.status_code == 200 and answer.get_json() == {"status": "applied"}
-    assert len(state.seen) == STATE_STATEMENTS[rt.store.dialect], state.seen
-    assert len(ops.seen) == OPS_STATEMENTS[rt.ops.dialect], ops.seen
+    assert len(state.seen) <= STATE_STATEMENT_BUDGET[rt.store.dialect], state.seen
+    assert len(ops.seen) <= OPS_STATEMENT_BUDGET[rt.ops.dialect], ops.seen
 
 
 @contextlib.contextmanager
@@ -114,17 +117,21 @@ def holding_the_record(rt, zoho_id: str):
             yield conn
 
 
-def _post_in_background(gw, params):
+def _post_in_background(gw, holder, params):
+    """Post a delivery in another thread; returns once it is observably waiting for the lock `holder`
+    (the connection holding the record) has."""
     answer: dict = {}
 
     def post():
         client = gw.app.test_client()
         answer["response"] = client.post("/webhooks/zoho/deals", data=params, headers={"X-Webhook-Token": gw.secret})
 
-    thread = threading.Thread(target=post)
-    thread.start()
-    time.sleep(0.6)
-    assert thread.is_alive(), "the delivery should be waiting for its record's lock"
+    with LockWaiters(holder) as waiters:
+        thread = threading.Thread(target=post)
+        thread.start()
+        wait_until(lambda: waiters.count() or not thread.is_alive(), timeout=30,
+                   message="the delivery to wait for its record's lock")
+        assert thread.is_alive() and waiters.count(), "the delivery should be waiting for its record's lock"
     return thread, answer
 
 
@@ -148,8 +155,8 @@ def test_a_delivery_waiting_for_its_record_sees_the_earlier_update_the_holder_st
             "modified_time": float(base + 60), "time_given": True, "fields": '{"payment_status": "Unpaid"}',
             "fingerprint": "f" * 64, "state": "pending", "attempts": 0, "next_attempt_at": now + 3600,
         })
-        thread, answer = _post_in_background(gw, {"id": "9802", "ops_id": "1", "stage": "Shipped",
-                                                  "modified_time": str((base + 120) * 1000)})
+        thread, answer = _post_in_background(gw, conn, {"id": "9802", "ops_id": "1", "stage": "Shipped",
+                                                        "modified_time": str((base + 120) * 1000)})
     thread.join(30)
     response = answer["response"]
     # Applied only after the earlier one: kept pending, OnPrintShop untouched for now.
@@ -163,8 +170,8 @@ def test_a_delivery_waiting_for_its_record_uses_the_link_the_holder_saved(make_a
     with holding_the_record(gw.rt, "9803") as conn:
         # The holder links the Deal to another order (a delivery found by its ops_id saves the link).
         conn.execute(sa.text("UPDATE gw_links SET ops_id = 2 WHERE module = 'Deals' AND zoho_id = '9803'"))
-        thread, answer = _post_in_background(gw, {"id": "9803", "stage": "Shipped",  # no ops_id: found by the link
-                                                  "modified_time": str((base + 60) * 1000)})
+        thread, answer = _post_in_background(gw, conn, {"id": "9803", "stage": "Shipped",  # no ops_id: found by the link
+                                                        "modified_time": str((base + 60) * 1000)})
     thread.join(30)
     response = answer["response"]
     assert response.status_code == 200 and response.get_json() == {"status": "applied"}

@@ -4,11 +4,11 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 
 import pytest
 
 from gateway.outbound import queue, worker
+from tests.conftest import wait_until
 from tests.outbound.conftest import Gateway, gunicorn
 
 
@@ -26,12 +26,13 @@ def test_two_workers_on_one_state_store_never_exceed_the_concurrency_together(gw
     threads = [threading.Thread(target=worker.Worker(app.extensions["gateway"], senders=4).run, args=(stop,)) for app in apps]
     for t in threads:
         t.start()
-    deadline = time.time() + 60
-    while queue.status(gw.rt)["done"] < 1200 and time.time() < deadline:
-        time.sleep(0.1)
-    stop.set()
-    for t in threads:
-        t.join()
+    try:
+        wait_until(lambda: queue.status(gw.rt)["done"] >= 1200, timeout=60, interval=0.1,
+                   message=lambda: f"all 1200 sent: {queue.status(gw.rt)}")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
     assert queue.status(gw.rt)["done"] == 1200
     assert gw.fake.max_in_flight == 2
     assert gw.fake.calls["429 TOO_MANY_REQUESTS"] == 0
@@ -66,10 +67,8 @@ def test_two_gunicorn_processes_share_the_concurrency_and_a_killed_one_loses_not
 
     first = gunicorn(env, workers=2)
     try:
-        deadline = time.time() + 60
-        while fake_zoho.upserted["Contacts"] < 2000 and time.time() < deadline:
-            time.sleep(0.05)
-        assert fake_zoho.upserted["Contacts"] >= 2000, first.output()
+        wait_until(lambda: fake_zoho.upserted["Contacts"] >= 2000, timeout=60, interval=0.05,
+                   message=lambda: f"2000 of 5000 in Zoho ({fake_zoho.upserted['Contacts']}): {first.output()}")
         os.killpg(first.proc.pid, signal.SIGKILL)  # master and both workers, mid-flight
         first.proc.wait(10)
     finally:
@@ -79,9 +78,8 @@ def test_two_gunicorn_processes_share_the_concurrency_and_a_killed_one_loses_not
 
     second = gunicorn(env, workers=2)
     try:
-        deadline = time.time() + 150
-        while queue.status(gw.rt)["done"] < 5000 and time.time() < deadline:
-            time.sleep(0.5)
+        wait_until(lambda: queue.status(gw.rt)["done"] >= 5000, timeout=150, interval=0.5,
+                   message=lambda: f"all 5000 sent after the restart: {queue.status(gw.rt)} {second.output()}")
     finally:
         second.stop()
     status = queue.status(gw.rt)

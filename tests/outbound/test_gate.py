@@ -5,9 +5,11 @@ import threading
 import time
 
 import pytest
+import sqlalchemy as sa
 
 from gateway.state import Store
 from gateway.state.migrate import init_db
+from gateway.state.tables import leases_table
 from gateway.zoho import gate
 from gateway.zoho.errors import BudgetExhausted
 
@@ -52,10 +54,14 @@ def test_a_slot_of_a_killed_process_lapses(store, monkeypatch):
     killed = gate.Gate(store, concurrency=1, budget=None)
     call = killed.call()
     call.__enter__()  # the process dies holding its slot: nobody hands it back
+    with store.engine.connect() as conn:
+        lapses_at = conn.execute(sa.select(leases_table.c.expires_at).where(leases_table.c.name == killed.slots[0])).scalar()
     started = time.monotonic()
     with gate.Gate(store, concurrency=1, budget=None).call():
+        entered = time.time()
         waited = time.monotonic() - started
-    assert 0.1 < waited < 5
+    assert entered >= lapses_at  # the slot was taken only once the dead process's lease had lapsed
+    assert waited < 5
 
 
 def test_the_daily_budget_refuses_calls_before_sending(store):

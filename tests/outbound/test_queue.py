@@ -9,6 +9,7 @@ import pytest
 from gateway.outbound import queue
 from gateway.state import Store, new_holder_id
 from gateway.state.migrate import init_db
+from tests.conftest import LockWaiters, wait_until
 
 
 class Rt:
@@ -61,11 +62,17 @@ def test_a_change_merged_while_the_batch_settles_is_not_lost(rt, ending):
     holder = new_holder_id()
     ids = [job.id for job in queue.claim(rt.store, holder, "Contacts")]
     merged = threading.Event()
+    held: dict = {}
 
     def merge_and_hold(conn):
-        queue.enqueue_in(conn, rt.store, "Contacts", [42], force=True)
-        merged.set()
-        time.sleep(0.8)  # the settle below starts while this transaction holds the row
+        with LockWaiters(conn) as waiters:
+            queue.enqueue_in(conn, rt.store, "Contacts", [42], force=True)
+            merged.set()
+            # Hold the row until the settle below is really waiting for it.
+            try:
+                held["waiters"] = wait_until(waiters.count, timeout=30, message="the settle to wait for the merged row")
+            except BaseException as exc:  # reported by the test's thread
+                held["error"] = exc
 
     merger = threading.Thread(target=rt.store.transaction, args=(merge_and_hold,))
     merger.start()
@@ -75,6 +82,10 @@ def test_a_change_merged_while_the_batch_settles_is_not_lost(rt, ending):
     else:
         rt.store.transaction(lambda conn: queue.bury(conn, holder, ids, "Zoho INVALID_DATA: invalid data (field Email)"))
     merger.join(10)
+    assert not merger.is_alive()
+    if "error" in held:
+        raise held["error"]
+    assert held["waiters"] >= 1  # the settle started while the merge held the row
 
     status = queue.status(rt)
     assert (status["pending"], status["in_flight"]) == (1, 0)
@@ -112,8 +123,8 @@ def test_a_killed_workers_jobs_are_claimed_again_and_a_stopping_one_hands_them_b
     dead_worker = new_holder_id()
     queue.claim(rt.store, dead_worker, "Contacts", limit=2, lease_seconds=0.05)
     assert queue.claim(rt.store, new_holder_id(), "Contacts", limit=5)[0].ops_id == 3
-    time.sleep(0.1)
-    assert queue.reclaim_lapsed(rt.store) == 2
+    reclaimed = wait_until(lambda: queue.reclaim_lapsed(rt.store), timeout=10, message="the dead worker's leases to lapse")
+    assert reclaimed == 2  # both of its jobs at once, not the live worker's
     stopping = new_holder_id()
     assert [j.ops_id for j in queue.claim(rt.store, stopping, "Contacts")] == [1, 2]
     assert queue.renew(rt.store, stopping) == 2

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from gateway.outbound import pause as pauses, queue, retry
 from gateway.state import tables
+from tests.conftest import wait_until
 
 FAST = retry.RetryPolicy(base=0.02, cap=0.05, max_attempts=6)
 
@@ -22,23 +23,44 @@ def due_times(gw):
         return conn.execute(sa.select(tables.jobs_table.c.next_try_at)).all()
 
 
+def pass_time(gw, seconds: float) -> None:
+    """Move the queue's clock on by `seconds`: the stored pause ends and the jobs fall due that much
+    earlier, as if that time had passed (instead of sleeping through it)."""
+    pause = gw.rt.store.get_setting(pauses.PAUSE_SETTING)
+    gw.rt.store.set_setting(pauses.PAUSE_SETTING, {**pause, "until": pause["until"] - seconds})
+    with gw.rt.store.begin() as conn:
+        conn.execute(tables.jobs_table.update().values(next_try_at=tables.jobs_table.c.next_try_at - seconds))
+
+
 def test_a_429_with_retry_after_pauses_the_whole_queue_until_then_and_costs_no_attempt(gw):
     ids = gw.add_customers(150)
-    gw.fake.fail_next = [(429, {"Retry-After": "1"})]
+    gw.fake.fail_next = [(429, {"Retry-After": "60"})]
     queue.enqueue(gw.rt, "Contacts", ids)
+    before = time.time()
     gw.drain()
+    after = time.time()
     status = queue.status(gw.rt)
     assert status["paused"] and "slow down" in status["paused_reason"]
     assert gw.fake.upsert_calls["Contacts"] == 1
+    until = pauses.current_pause(gw.rt.store)["until"]
+    assert before + 60 <= until <= after + 60  # as long as Retry-After says
+    assert max(r.next_try_at for r in due_times(gw)) == until  # the batch that got the 429 waits as long
     gw.drain()  # still inside Retry-After: nothing is sent, not even the other batch
     assert gw.fake.upsert_calls["Contacts"] == 1
     assert set(attempts(gw)) == {0}
 
-    time.sleep(1.1)
+    pass_time(gw, until - time.time() + 0.1)  # Retry-After is over
     gw.drain()
     assert gw.fake.upsert_calls["Contacts"] == 3
     assert len(gw.fake.records["Contacts"]) == 150
     assert not queue.status(gw.rt)["paused"]
+
+
+def settled_after_drain(gw, policy) -> bool:
+    """Send what is due; True once no job is left pending or in flight (each is done or dead)."""
+    gw.drain(policy=policy)
+    status = queue.status(gw.rt)
+    return status["pending"] + status["in_flight"] == 0
 
 
 def test_a_429_without_retry_after_backs_off_growing(gw_sqlite):
@@ -70,10 +92,8 @@ def test_a_5xx_storm_is_retried_with_backoff_then_delivered(gw):
     gw.fake.fail_next = [500, 503, 500, 502]  # the storm's first calls all fail ...
     gw.fake.fault_rate = 0.3  # ... and then a third of them, at random
     patient = retry.RetryPolicy(base=0.01, cap=0.03, max_attempts=60)
-    deadline = time.time() + 20
-    while queue.status(gw.rt)["done"] < 120 and time.time() < deadline:
-        gw.drain(policy=patient)
-        time.sleep(0.03)
+    wait_until(lambda: settled_after_drain(gw, patient), timeout=20, interval=0.03,
+               message=lambda: f"every job done or dead through the storm: {queue.status(gw.rt)}")
     scripted = sum(n for name, n in gw.fake.calls.items() if name.startswith("scripted 5"))
     assert scripted == 4
     assert len(gw.fake.records["Contacts"]) == 120
@@ -88,10 +108,8 @@ def test_retries_run_out_into_dead_jobs_that_retry_dead_sends_again(gw_sqlite, r
     ids = gw.add_customers(3)
     queue.enqueue(gw.rt, "Contacts", ids)
     gw.fake.fail_next = [500] * FAST.max_attempts
-    deadline = time.time() + 10
-    while queue.status(gw.rt)["dead"] < 3 and time.time() < deadline:
-        gw.drain(policy=FAST)
-        time.sleep(0.06)
+    wait_until(lambda: settled_after_drain(gw, FAST), timeout=10, interval=0.06,
+               message=lambda: f"every job dead after {FAST.max_attempts} failed attempts: {queue.status(gw.rt)}")
     status = queue.status(gw.rt)
     assert status["dead"] == 3 and "HTTP 500" in status["last_error"]
     assert gw.fake.calls["scripted 500"] == FAST.max_attempts
