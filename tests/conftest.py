@@ -35,10 +35,15 @@ def _server_url(env_name: str, what: str) -> str:
 
 
 def reset_gateway_tables(url: str) -> None:
-    """Drop every gateway table in a shared test database, so each test starts empty."""
+    """Drop every gateway table in a shared test database (its migration version table and any
+    gw_ table of another schema revision too), so each test starts empty."""
     engine = sa.create_engine(url)
     try:
         metadata.drop_all(engine, checkfirst=True)
+        with engine.begin() as conn:
+            for name in sa.inspect(conn).get_table_names():
+                if name.startswith("gw_"):
+                    sa.Table(name, sa.MetaData()).drop(conn)
     finally:
         engine.dispose()
 
