@@ -65,8 +65,9 @@ def init_db(store) -> None:
                 tables = set(sa.inspect(conn).get_table_names())
             missing = sorted(set(metadata.tables) - tables)
             if missing:
-                raise SchemaError(f"the state store is at revision {', '.join(sorted(heads))} but has no table "
-                                  f"{', '.join(missing)}: restore it from a backup")
+                raise SchemaError(f"the state store is at the newest revision ({', '.join(sorted(heads))}) but has no "
+                                  f"table {', '.join(missing)}: dropped by hand (restore a backup), or added to "
+                                  f"gateway/state/tables.py without a migration")
 
 
 def _made_before_migrations(conn, tables: set[str], script: ScriptDirectory) -> bool:
