@@ -61,7 +61,7 @@ def build(state: str, workdir: str):
     from gateway import create_app
     from gateway.inbound import secrets
     from gateway.ops.database import demo
-    from gateway.state.migrate import init_db
+    from gateway.state.migrate import VERSION_TABLE, init_db
     from gateway.state.tables import metadata
 
     url = database_url()
@@ -72,6 +72,8 @@ def build(state: str, workdir: str):
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
         conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 1")
     metadata.drop_all(engine, checkfirst=True)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {VERSION_TABLE}")  # else init_db finds it up to date
     engine.dispose()
 
     state_url = url if state == "mysql" else f"sqlite:///{workdir}/state.db"

@@ -27,3 +27,7 @@ class RequestError(Exception):
         if self.parameter:
             body["parameter"] = self.parameter
         return body
+
+
+class SchemaError(Exception):
+    """The state store's tables cannot be brought to this release's schema; the message says why."""

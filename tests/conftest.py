@@ -1,7 +1,8 @@
 """Shared fixtures: real apps built through the factory, real databases, a fake Zoho.
 
 - `make_app(**settings)` builds an app in development mode in a temporary instance folder,
-  with the gateway tables created; `app`, `client` and `runner` are the default one.
+  with the gateway tables created by `init_db` (on the default SQLite file, a copy of one made by
+  `init_db` once per session); `app`, `client` and `runner` are the default one.
 - `state_db_url` runs a test against each state store: SQLite always, MariaDB with
   TEST_MYSQL_URL, PostgreSQL with TEST_PG_URL (skipped with the reason otherwise).
 - `ops_db_url` does the same for the OnPrintShop database (SQLite, MariaDB).
@@ -17,6 +18,7 @@ import io
 import logging
 import os
 import re
+import shutil
 import threading
 import time
 
@@ -24,6 +26,7 @@ import pytest
 import sqlalchemy as sa
 
 from gateway import create_app
+from gateway.state import Store
 from gateway.state.migrate import init_db
 from gateway.state.tables import metadata
 from tests.fakezoho import FakeZoho
@@ -39,10 +42,15 @@ def _server_url(env_name: str, what: str) -> str:
 
 
 def reset_gateway_tables(url: str) -> None:
-    """Drop every gateway table in a shared test database, so each test starts empty."""
+    """Drop every gateway table in a shared test database (its migration version table and any
+    gw_ table of another schema revision too), so each test starts empty."""
     engine = sa.create_engine(url)
     try:
         metadata.drop_all(engine, checkfirst=True)
+        with engine.begin() as conn:
+            for name in sa.inspect(conn).get_table_names():
+                if name.startswith("gw_"):
+                    sa.Table(name, sa.MetaData()).drop(conn)
     finally:
         engine.dispose()
 
@@ -90,23 +98,39 @@ def ops_db_url(request, tmp_path):
     return url
 
 
+@pytest.fixture(scope="session")
+def state_template(tmp_path_factory):
+    """A SQLite state store made by `init_db` once per session, for `make_app` to copy."""
+    path = tmp_path_factory.mktemp("state-template") / "state.db"
+    store = Store(f"sqlite:///{path}")
+    try:
+        init_db(store)
+    finally:
+        store.dispose()
+    assert not os.path.exists(f"{path}-wal"), "the template's last commits are still in its WAL file"
+    return path
+
+
 @pytest.fixture
-def make_app(tmp_path):
+def make_app(tmp_path, state_template):
     apps = []
 
     def build(**settings):
+        default_state = tmp_path / "state.db"
         config = {
             "GATEWAY_ENV": "development",
             "INSTANCE_PATH": str(tmp_path / "instance"),
-            "DATABASE_URL": f"sqlite:///{tmp_path}/state.db",
+            "DATABASE_URL": f"sqlite:///{default_state}",
             "OPS_DATABASE_URL": f"sqlite:///{tmp_path}/ops.db",
             "TESTING": True,
             "GATEWAY_RUN_WORKER": False,
             "RATELIMIT_ENABLED": False,
         }
         config.update(settings)
+        if config["DATABASE_URL"] == f"sqlite:///{default_state}" and not default_state.exists():
+            shutil.copyfile(state_template, default_state)  # what init_db would make, in a tenth of the time
         app = create_app(config)
-        init_db(app.extensions["gateway"].store)
+        init_db(app.extensions["gateway"].store)  # still run: on the copy it finds the newest revision
         apps.append(app)
         return app
 

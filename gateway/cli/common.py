@@ -8,7 +8,7 @@ import click
 import sqlalchemy as sa
 from flask import current_app
 
-from ..errors import ConfigError, VaultError
+from ..errors import ConfigError, SchemaError, VaultError
 from ..ops import OpsError
 from ..runtime import Runtime
 from ..zoho.errors import ZohoError
@@ -40,7 +40,7 @@ def one_line_errors(func):
     def wrapped(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except (ConfigError, VaultError, ZohoError, OpsError) as exc:
+        except (ConfigError, SchemaError, VaultError, ZohoError, OpsError) as exc:
             raise click.ClickException(str(exc)) from None
         except sa.exc.SQLAlchemyError as exc:
             raise click.ClickException(describe_database_error(exc)) from None

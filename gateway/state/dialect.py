@@ -1,9 +1,15 @@
 """What differs between SQLite, PostgreSQL and MariaDB/MySQL: row locks and SKIP LOCKED (SQLite's
-one writer is taken at once instead), upserts, id types (docs/architecture.md, "The state store")."""
+one writer is taken at once instead), upserts, id types, and the lock that lets one `init-db` run
+at a time (docs/architecture.md, "The state store")."""
 from __future__ import annotations
+
+import contextlib
+import time
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
+
+from ..errors import SchemaError
 
 ID = sa.BigInteger().with_variant(sa.Integer, "sqlite")
 
@@ -51,3 +57,46 @@ def upsert(table: sa.Table, keys: tuple[str, ...], refresh: tuple[str, ...], dia
             raise ValueError(f"no upsert for the {dialect} dialect")
         _UPSERTS[cache_key] = statement
     return statement
+
+
+MIGRATION_LOCK = "gw_init_db:"  # + the database's name: MariaDB's named locks are server-wide
+MIGRATION_LOCK_KEY = 0x67775F696E6974  # b"gw_init": PostgreSQL's advisory locks are per database
+
+
+@contextlib.contextmanager
+def migration_lock(conn, wait: float = 300.0):
+    """Hold the database-wide "init-db is running" lock around the block, waiting up to `wait`
+    seconds for another holder. On PostgreSQL and MariaDB/MySQL it is a session lock, taken and
+    released outside any transaction (`conn` must be idle); on SQLite the caller's
+    `begin_immediate` transaction is the lock."""
+    name = conn.dialect.name
+    if name not in (POSTGRESQL, MYSQL):
+        yield
+        return
+    if name == POSTGRESQL:
+        take = sa.text("SELECT pg_try_advisory_lock(:key)").bindparams(key=MIGRATION_LOCK_KEY)
+        give = sa.text("SELECT pg_advisory_unlock(:key)").bindparams(key=MIGRATION_LOCK_KEY)
+    else:
+        take = sa.text("SELECT GET_LOCK(CONCAT(:name, DATABASE()), 0)").bindparams(name=MIGRATION_LOCK)
+        give = sa.text("SELECT RELEASE_LOCK(CONCAT(:name, DATABASE()))").bindparams(name=MIGRATION_LOCK)
+    deadline = time.monotonic() + wait
+    while True:
+        taken = conn.execute(take).scalar()
+        conn.commit()
+        if taken:
+            break
+        if time.monotonic() >= deadline:
+            raise SchemaError(f"another init-db still holds the state store's migration lock after {wait:.0f} s")
+        time.sleep(0.2)
+    done = False
+    try:
+        yield
+        done = True
+    finally:
+        try:
+            conn.execute(give)
+            conn.commit()
+        except sa.exc.SQLAlchemyError:
+            conn.invalidate()  # the server ends the session, and the lock with it
+            if done:
+                raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sqlite3
 import time
 
 import sqlalchemy as sa
@@ -38,7 +39,7 @@ def _sqlite_engine(url: str, **kwargs) -> sa.Engine:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA busy_timeout = 30000")
         if ":memory:" not in url and url not in ("sqlite://", "sqlite:///"):
-            cur.execute("PRAGMA journal_mode = WAL")
+            _enter_wal(cur)
         cur.execute("PRAGMA foreign_keys = ON")
         # FULL: in WAL mode NORMAL may lose the last commits on power loss, and a webhook
         # answered 2xx must survive that.
@@ -51,6 +52,21 @@ def _sqlite_engine(url: str, **kwargs) -> sa.Engine:
         conn.exec_driver_sql(f"BEGIN {mode}".strip())
 
     return engine
+
+
+def _enter_wal(cur, wait: float = 30.0) -> None:
+    """Switch the file to WAL. On a new file, the first connections of several processes race to
+    do it and SQLite answers the losers "database is locked" at once, without its busy wait: try
+    again (for up to `wait` seconds) until one of them has switched it."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _ping_when_idle(engine: sa.Engine) -> None:

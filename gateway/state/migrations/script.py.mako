@@ -1,0 +1,20 @@
+"""${message}
+
+Revision ${up_revision}, after ${down_revision | comma,n}. Spell the schema out here: never import
+gateway.state.tables (it moves on), and keep tables.py and this file in the same commit.
+"""
+import sqlalchemy as sa
+from alembic import op
+${imports if imports else ""}
+revision = ${repr(up_revision)}
+down_revision = ${repr(down_revision)}
+branch_labels = ${repr(branch_labels)}
+depends_on = ${repr(depends_on)}
+
+
+def upgrade() -> None:
+    ${upgrades if upgrades else "pass"}
+
+
+def downgrade() -> None:
+    ${downgrades if downgrades else "pass"}
