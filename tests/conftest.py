@@ -5,7 +5,7 @@
 - `state_db_url` runs a test against each state store: SQLite always, MariaDB with
   TEST_MYSQL_URL, PostgreSQL with TEST_PG_URL (skipped with the reason otherwise).
 - `ops_db_url` does the same for the OnPrintShop database (SQLite, MariaDB).
-- `fake_zoho` is a started fake Zoho server; `zoho_settings` points an app at it.
+- `fake_zoho` is the Zoho simulator served on a loopback port; `zoho_settings` points an app at it.
 - `admin` logs a client in through the real login form.
 - `gateway_logs` captures everything the gateway logs, for "no secret in the logs" checks.
 """
@@ -20,9 +20,9 @@ import pytest
 import sqlalchemy as sa
 
 from gateway import create_app
+from gateway.simulator import ZohoSimulator
 from gateway.state.migrate import init_db
 from gateway.state.tables import metadata
-from tests.fakezoho import FakeZoho
 
 ADMIN_PASSWORD = "correct horse battery staple"
 
@@ -128,7 +128,7 @@ def runner(app):
 
 @pytest.fixture
 def fake_zoho():
-    fake = FakeZoho().start()
+    fake = ZohoSimulator().start()
     yield fake
     fake.stop()
 
