@@ -10,10 +10,10 @@ import threading
 import time
 from collections import Counter
 
-from . import accounts, loopback, notifications, reads, records
+from . import accounts, loopback, notifications, reads, records, workflows
 from .messages import Request, Response, error
 
-PARTS = (accounts, records, notifications, reads)
+PARTS = (accounts, records, notifications, reads, workflows)
 FIRST_ID = 5725767000000000001  # Zoho record ids are 19 digits
 
 

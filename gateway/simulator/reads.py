@@ -25,7 +25,14 @@ def install(sim) -> None:
             record.update(fields)
             return dict(record)
 
+    def records_of(module: str) -> list[dict]:
+        """A copy of the module's records, the newest first (what a CRM user's list view shows)."""
+        with sim.lock:
+            rows = [dict(r) for r in sim.records.get(module, {}).values()]
+        return sorted(rows, key=lambda r: int(r["id"]), reverse=True)
+
     sim.put_record = put_record
+    sim.records_of = records_of
 
     def select(record: dict, fields) -> dict:
         if not fields:

@@ -1,6 +1,6 @@
-"""The simulator's records API: `POST /crm/v{n}/{Module}/upsert` with Zoho's duplicate checks,
-mandatory fields, lookups, per-record results (200, 207, 400), 429 over the concurrency limit
-and the faults tests switch on (docs/simulator.md)."""
+"""The simulator's records API: upsert (`POST /crm/v{n}/{Module}/upsert`) and update by id (`PUT`)
+with Zoho's duplicate checks, mandatory fields, lookups, per-record results (200, 207, 400), 429
+over the concurrency limit and the faults tests switch on (docs/simulator.md)."""
 from __future__ import annotations
 
 import itertools
@@ -113,12 +113,14 @@ def install(sim) -> None:
                 return existing
         return None
 
-    def upsert_one(module: str, record: dict, index: int, check_fields: list[str]) -> dict:
+    def upsert_one(module: str, record: dict, index: int, check_fields: list[str], update_only: bool = False) -> dict:
         fields = {k: v for k, v in record.items() if k != "id"}
         if "id" in record:
             existing = sim.records[module].get(str(record["id"]))
             if existing is None:
                 return error("INVALID_DATA", "the id given seems to be invalid", "id", index)
+        elif update_only:
+            return error("MANDATORY_NOT_FOUND", "required field not found", "id", index)
         else:
             existing = find_duplicate(module, fields, check_fields)
         problem = validate(module, fields, index, inserting=existing is None)
@@ -139,7 +141,7 @@ def install(sim) -> None:
         sim.upserted[module] += 1
         return {
             "code": "SUCCESS",
-            "details": {"Modified_Time": now, "Modified_By": {"name": "Gateway", "id": "1"}, "Created_Time": stored["Created_Time"],
+            "details": {"Modified_Time": now, "Modified_By": {"name": "Gateway", "id": "1"}, "Created_Time": stored.get("Created_Time", now),
                         "id": stored["id"], "Created_By": {"name": "Gateway", "id": "1"}},
             "message": "record updated" if action == "update" else "record added",
             "status": "success",
@@ -148,16 +150,21 @@ def install(sim) -> None:
         }
 
     @sim.route("POST", r"/crm/v\d+/(?P<module>\w+)/upsert", name="upsert")
-    def upsert(req):
+    def upsert(req, update_only: bool = False):
         started = time.perf_counter()
         try:
-            return upsert_now(req, started)
+            return upsert_now(req, started, update_only)
         finally:
             rest = sim.upsert_latency - (time.perf_counter() - started)
             if rest > 0:
                 time.sleep(rest)
 
-    def upsert_now(req, started=None):
+    @sim.route("PUT", r"/crm/v\d+/(?P<module>\w+)", name="update")
+    def update(req):
+        """Update records by their `id` (Zoho's update call: an upsert that never inserts)."""
+        return upsert(req, update_only=True)
+
+    def upsert_now(req, started, update_only):
         denied = sim.check_auth(req)
         if denied:
             return denied
@@ -195,7 +202,7 @@ def install(sim) -> None:
             sim.upsert_bodies.append((module, body))
             results = []
             for index, record in enumerate(data):
-                result = upsert_one(module, record, index, check_fields)
+                result = upsert_one(module, record, index, check_fields, update_only)
                 results.append(result)
                 sim.upsert_log.append((module, dict(record), result["code"]))
             span = sim.upsert_span.setdefault(module, [time.time() - sim.latency, 0.0])
