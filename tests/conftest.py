@@ -8,16 +8,20 @@
 - `fake_zoho` is the Zoho simulator served on a loopback port; `zoho_settings` points an app at it.
 - `admin` logs a client in through the real login form.
 - `gateway_logs` captures everything the gateway logs, for "no secret in the logs" checks.
+- `serving(build)` serves the app `build(url)` makes over real HTTP on a loopback port.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
 import re
+import threading
 
 import pytest
 import sqlalchemy as sa
+from werkzeug.serving import make_server
 
 from gateway import create_app
 from gateway.simulator import ZohoSimulator
@@ -131,6 +135,23 @@ def fake_zoho():
     fake = ZohoSimulator().start()
     yield fake
     fake.stop()
+
+
+@contextlib.contextmanager
+def serving(build):
+    """Serve the app `build(url)` makes (it may use its own URL) on a free loopback port with
+    Werkzeug's threaded server; yields (url, app)."""
+    apps = []
+    server = make_server("127.0.0.1", 0, lambda environ, start_response: apps[0](environ, start_response), threaded=True)
+    url = f"http://127.0.0.1:{server.server_port}"
+    apps.append(build(url))
+    thread = threading.Thread(target=server.serve_forever, name="live-gateway", daemon=True)
+    thread.start()
+    try:
+        yield url, apps[0]
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
 
 
 @pytest.fixture

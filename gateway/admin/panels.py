@@ -33,6 +33,17 @@ WEBHOOK_PARAMETERS = (
 )
 
 
+def merge_fields(endpoint: str) -> dict[str, str]:
+    """{parameter: Zoho merge field such as "${Deals.Stage}"} of one webhook, from the table above
+    (the rows whose merge field is one of the module's own)."""
+    fields = {}
+    for where, parameter, merge, _target in WEBHOOK_PARAMETERS:
+        module, arrow, label = merge.partition(" › ")
+        if where == endpoint and arrow:
+            fields[parameter] = f"${{{module}.{label}}}"
+    return fields
+
+
 @dataclass
 class Panel:
     """One part of the page: its data, or a plain sentence saying why it is missing."""

@@ -54,7 +54,7 @@ def _clock(value):
 
 
 @bp.errorhandler(CSRFError)
-def _csrf_error(exc):
+def csrf_error(exc):
     # flask-wtf says which check failed (token missing, expired, or the HTTPS referrer check).
     return render_template("admin/problem.html", title="Form expired", message=(
         f"The form could not be accepted ({exc.description.rstrip('.')}): its security token was missing, "

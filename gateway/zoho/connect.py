@@ -47,12 +47,13 @@ def _validated_form(rt, data_center, client_id, client_secret, account_id, redir
 
 
 def configure(rt, *, data_center, client_id, client_secret, grant_token, account_id, redirect_uri=None,
-              modules=MODULES, accounts_server=None) -> Result:
+              modules=MODULES, accounts_server=None, own_accounts_server=None) -> Result:
     """Save the Zoho settings and exchange the grant token at once (the page's save, the CLI's configure).
 
     `client_secret` may be left empty when `client_id` is the stored connection's (or the saved
     pending form's): the stored secret is used. `accounts_server` is the server Zoho named in the
-    redirect flow's callback. Returns Result(ok, message); never raises for a Zoho failure or a
+    redirect flow's callback; `own_accounts_server` one the gateway chose itself (its development
+    simulator), used as it is. Returns Result(ok, message); never raises for a Zoho failure or a
     bad field: the message says what was wrong and what to do, and the previous connection stays
     exactly as it was. A success replacing another refresh token revokes that one at Zoho.
     """
@@ -60,8 +61,8 @@ def configure(rt, *, data_center, client_id, client_secret, grant_token, account
         dc, client_id, secret, account, redirect, chosen = _validated_form(
             rt, data_center, client_id, client_secret, account_id, redirect_uri, modules)
         grant_token = credential("grant_token", grant_token, "Grant Token")
-        server = None
-        if accounts_server:
+        server = own_accounts_server.rstrip("/") if own_accounts_server else None
+        if accounts_server and not server:
             server = trusted_accounts_server(rt.config, accounts_server)
             if server is None:
                 raise FormError(f"accounts-server: {accounts_server[:100]!r} is not a Zoho accounts server; connect again")
