@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from .. import audit
 from ..inbound import notify, reports, secrets
+from . import activity
 from ..outbound import events, queue
 from ..zoho import connection, gate
 
@@ -81,6 +82,7 @@ class Page:
     notify_enabled: Panel
     notify_channel: Panel
     audit: Panel
+    activity: Panel = field(default_factory=Panel)
     parameters: tuple = field(default=WEBHOOK_PARAMETERS)
     header_name: str = WEBHOOK_HEADER
 
@@ -101,6 +103,7 @@ def gather(rt, base_url: str) -> Page:
         notify_enabled=read_panel("Notification API mode", notify.enabled, rt),
         notify_channel=read_panel("The Notification API channel", notify.channel_status, rt),
         audit=read_panel("The audit log", audit.recent, rt, limit=20),
+        activity=read_panel("The activity of the last 24 hours", activity.last_day, rt),
     )
 
 

@@ -5,6 +5,7 @@
 - `SKIP LOCKED` exists on PostgreSQL and MariaDB/MySQL 8.
 - An insert-or-refresh ("upsert") is spelled differently by each.
 - Auto-increment ids are BIGINT, but INTEGER on SQLite (only that is its rowid).
+- SQLite may lack floor(), so the hour of an epoch time is a cast there.
 """
 from __future__ import annotations
 
@@ -37,6 +38,13 @@ def begin_immediate(conn):
     if conn.dialect.name == SQLITE:
         return conn.execution_options(sqlite_begin="IMMEDIATE")
     return conn
+
+
+def epoch_hour(column, dialect: str):
+    """The clock hour an epoch-seconds column falls in (`column // 3600`), as SQL."""
+    if dialect == SQLITE:
+        return sa.cast(column / 3600, sa.Integer)  # truncation, which is floor for times after 1970
+    return sa.func.floor(column / 3600)
 
 
 _UPSERTS: dict = {}

@@ -16,7 +16,8 @@ share it:
   BudgetExhausted before anything is sent. The check and the count are not one transaction, so
   processes racing at the very end of the budget may overshoot it by at most the concurrency.
 
-The same meter counts records pushed (kind "pushes") for the queue's figures.
+The same meter counts records pushed (kind "pushes"), push attempts that failed and will be
+retried ("push_failed") and pushes given up ("push_dead"), for the queue's figures and chart.
 
 The Zoho client wraps every API call in `with gate.for_runtime(rt).call():`.
 """
@@ -80,6 +81,22 @@ def count_last_day(store, kind: str, now: float | None = None) -> int:
             )
         ).scalar()
     return int(total or 0)
+
+
+def hourly(store, kinds, hours: int = 24, now: float | None = None) -> dict[str, list[int]]:
+    """Each kind's count per clock hour over the last `hours` hours, oldest first (the current hour last)."""
+    first_hour = int((now or time.time()) // 3600) - hours + 1
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(meter_table.c.kind, meter_table.c.bucket, meter_table.c.count).where(
+                meter_table.c.kind.in_(list(kinds)), meter_table.c.bucket >= first_hour * 3600 // BUCKET_SECONDS)
+        ).all()
+    counts = {kind: [0] * hours for kind in kinds}
+    for kind, bucket, count in rows:
+        index = int(bucket) * BUCKET_SECONDS // 3600 - first_hour
+        if 0 <= index < hours:
+            counts[kind][index] += int(count)
+    return counts
 
 
 def budget_frees_at(store, budget: int, now: float | None = None) -> float:
