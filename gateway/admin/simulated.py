@@ -45,7 +45,7 @@ def connect(rt, sim, simulator_url: str, base_url: str) -> Result:
         return Result(True, f"Connected to the simulated Zoho, but nothing was queued: {exc}", "connected, nothing queued")
     return Result(True, (
         f"Connected to the simulated Zoho. The store's {queued['customers']} customers and {queued['orders']} orders "
-        "are queued for it (as `push customers --all` and `push orders --all` would): within a minute they are "
+        "are queued for it (as `push customers --all --force` and `push orders --all --force` would): within a minute they are "
         "Contacts and Deals on the Simulated Zoho page."), f"{queued['customers']} customers, {queued['orders']} orders queued")
 
 

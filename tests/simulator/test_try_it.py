@@ -53,7 +53,7 @@ def test_try_it_connects_pushes_and_brings_a_stage_change_back(gateway, fake_zoh
     admin.post("/admin/simulator/connect", {})
     text = page(admin)
     assert flashes(text) == ["Connected to the simulated Zoho. The store's 4 customers and 6 orders are queued for it "
-                             "(as `push customers --all` and `push orders --all` would): within a minute they are "
+                             "(as `push customers --all --force` and `push orders --all --force` would): within a minute they are "
                              "Contacts and Deals on the Simulated Zoho page."]
     assert 'data-state="connected"' in text
     status = connection.status(rt_of(gateway))
