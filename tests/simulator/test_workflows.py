@@ -1,31 +1,13 @@
-"""The simulator's own behaviour the gateway relies on: a person's edit runs the module's workflow
-webhook as Zoho does (form data, merge fields, custom header) and the Notification API; records
-are updated by id with `PUT`."""
+"""The simulator's workflow webhooks: a person's edit runs the module's webhook as Zoho does (form
+data, merge fields, custom header), and an unreachable gateway is logged, not raised."""
 from __future__ import annotations
 
 import urllib.parse
 
 import pytest
-import requests
 
 from gateway.simulator import ZohoSimulator
-from gateway.simulator.accounts import FULL_SCOPE
 from gateway.simulator.workflows import render
-
-TOKEN = "1000.test.access"
-
-
-@pytest.fixture
-def api(fake_zoho):
-    fake_zoho.access_tokens[TOKEN] = fake_zoho.now() + 3600
-    fake_zoho.token_scopes[TOKEN] = FULL_SCOPE
-
-    def call(method, path, **kwargs):
-        return requests.request(method, fake_zoho.url + path, headers={"Authorization": f"Zoho-oauthtoken {TOKEN}"},
-                                timeout=10, **kwargs)
-
-    return call
-
 
 def test_an_edit_posts_the_webhook_as_form_data_with_merge_fields_and_the_header(requests_mock):
     sim = ZohoSimulator()
@@ -65,13 +47,3 @@ def test_merge_fields_render_as_zoho_fills_them():
     record = {"id": "5", "First_Name": "Ada", "Phone": None, "Account_Name": {"id": "9", "name": "Prints"}}
     assert render("${Contacts.Contact Id}|${Contacts.First Name}|${Contacts.Phone}|${Contacts.Account Name}|${Deals.Stage}",
                   "Contacts", record) == "5|Ada||Prints|"
-
-
-def test_put_updates_records_by_id_and_never_inserts(api, fake_zoho):
-    fake_zoho.put_record("Contacts", "77", Last_Name="Hopper", Email="grace@example.com")
-    answer = api("PUT", "/crm/v8/Contacts", json={"data": [{"id": "77", "Phone": "555"}, {"Last_Name": "New"}]})
-    assert answer.status_code == 207
-    first, second = answer.json()["data"]
-    assert first["code"] == "SUCCESS" and first["action"] == "update"
-    assert second["code"] == "MANDATORY_NOT_FOUND" and second["details"]["api_name"] == "id"
-    assert fake_zoho.records["Contacts"]["77"]["Phone"] == "555" and len(fake_zoho.records["Contacts"]) == 1

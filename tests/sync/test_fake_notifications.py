@@ -1,4 +1,4 @@
-"""The simulator's watch and record-read endpoints behave as Zoho's do (docs/simulator.md).
+"""The simulator's watch, record-read and update endpoints behave as Zoho's do (docs/simulator.md).
 
 The sync tests rely on these rules (a token over 50 characters refused, a week at most, one
 hour otherwise; listings paged by number to 2,000 records and by token beyond), so they are
@@ -150,3 +150,13 @@ def test_listing_answers_304_when_nothing_changed_since_and_204_for_other_empty_
     assert past_the_end.status_code == 204  # records changed, just none on that page
     assert api("GET", "/crm/v8/Contacts", params={"fields": "Email"}).status_code == 204  # no If-Modified-Since
     assert api("GET", "/crm/v8/Contacts", params={"ids": "99", "fields": "Email"}).status_code == 204
+
+
+def test_put_updates_records_by_id_and_never_inserts(api, fake_zoho):
+    fake_zoho.put_record("Contacts", "77", Last_Name="Hopper", Email="grace@example.com")
+    answer = api("PUT", "/crm/v8/Contacts", json={"data": [{"id": "77", "Phone": "555"}, {"Last_Name": "New"}]})
+    assert answer.status_code == 207
+    first, second = answer.json()["data"]
+    assert first["code"] == "SUCCESS" and first["action"] == "update"
+    assert second["code"] == "MANDATORY_NOT_FOUND" and second["details"]["api_name"] == "id"
+    assert fake_zoho.records["Contacts"]["77"]["Phone"] == "555" and len(fake_zoho.records["Contacts"]) == 1
