@@ -86,11 +86,20 @@ def _epoch(zoho_time) -> float | None:
         return None
 
 
+def full_name(first, last) -> str:
+    return " ".join(part for part in (first, last) if part)
+
+
+def contact_name(record: dict) -> str:
+    """A Contact's name as Zoho shows it (its lookups too): first and last name."""
+    return full_name(record.get("First_Name"), record.get("Last_Name"))
+
+
 def crm_lists(sim) -> dict[str, list[dict]]:
     """The simulator's Contacts and Deals as its list views show them, lookups by name, newest first."""
     accounts = {a["id"]: a.get("Account_Name") for a in sim.records_of("Accounts")}
     contacts = sim.records_of("Contacts")
-    names = {c["id"]: " ".join(p for p in (c.get("First_Name"), c.get("Last_Name")) if p) for c in contacts}
+    names = {c["id"]: contact_name(c) for c in contacts}
 
     def lookup(value, found):
         key = value.get("id") if isinstance(value, dict) else None
@@ -107,6 +116,15 @@ def crm_lists(sim) -> dict[str, list[dict]]:
     }
 
 
+def webhooks_sent(sim, latest: int = 10) -> tuple[dict, list[dict]]:
+    """The simulator's webhook set-up ({module: {"url", "params"}}, never its headers: they hold the
+    secret) and its latest calls, newest first."""
+    with sim.lock:
+        setup = {module: {"url": hook["url"], "params": dict(hook["params"])} for module, hook in sim.webhooks.items()}
+        calls = list(reversed(sim.webhook_log[-latest:]))
+    return setup, calls
+
+
 def store_lists(rt) -> dict[str, list[dict]]:
     """The store's latest orders and customers (read through the OnPrintShop port), newest first."""
     ops = rt.ops
@@ -119,7 +137,7 @@ def store_lists(rt) -> dict[str, list[dict]]:
         return None if naive is None else ops.epoch_from_local(naive)
 
     def name(customer):
-        return " ".join(p for p in (customer.first_name, customer.last_name) if p) if customer else ""
+        return full_name(customer.first_name, customer.last_name) if customer else ""
 
     return {
         "orders": [{"id": o.id, "customer": name(customers.get(o.customer_id)), "status": o.status_name,
@@ -131,5 +149,5 @@ def store_lists(rt) -> dict[str, list[dict]]:
 
 
 def status_names(rt) -> list[str]:
-    """The store's order statuses: the Stage picklist a salesperson picks from."""
+    """The store's order statuses: the Stage picklist a salesperson picks from (none when unknown)."""
     return list(rt.ops.status_names() or [])

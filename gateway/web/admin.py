@@ -33,7 +33,7 @@ def _show(outcome, action: str):
     return redirect(url_for(".index"))
 
 
-def _form_problem(form) -> str:
+def form_problem(form) -> str:
     messages = [message for field_errors in form.errors.values() for message in field_errors]
     return " ".join(messages) or "The form was not complete."
 
@@ -145,7 +145,7 @@ def index():
     if action not in SAVE_ACTIONS:
         action = "connect"
     valid = form.validate_on_submit()
-    problems = ([] if valid else [_form_problem(form)]) + missing_fields(action, form)
+    problems = ([] if valid else [form_problem(form)]) + missing_fields(action, form)
     if problems:
         flash("Nothing was saved: " + " ".join(problems), "error")
         return _page(form, 400)
@@ -183,7 +183,7 @@ def _refused(message: str):
 def retry_job():
     form = RetryJobForm()
     if not form.validate_on_submit():
-        return _refused("Nothing retried: " + _form_problem(form))
+        return _refused("Nothing retried: " + form_problem(form))
     return _show(actions.retry_job(runtime(), form.job_id.data), "retry job")
 
 
@@ -204,7 +204,7 @@ def retry_failed_deliveries():
 def push():
     form = PushForm()
     if not form.validate_on_submit():
-        return _refused("Nothing pushed: " + _form_problem(form))
+        return _refused("Nothing pushed: " + form_problem(form))
     return _show(actions.push(runtime(), form.kind.data, form.record_id.data), "push")
 
 
@@ -232,7 +232,7 @@ def revoke_previous_secrets(which):
 def notify():
     form = NotifyForm()
     if not form.validate_on_submit():
-        flash("Nothing changed: " + _form_problem(form), "error")
+        flash("Nothing changed: " + form_problem(form), "error")
         return redirect(url_for(".index"))
     return _show(actions.set_notify(runtime(), form.enabled.data == "on", request_root=request.url_root), "notification api")
 

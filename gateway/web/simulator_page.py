@@ -10,7 +10,7 @@ from .. import audit, ops
 from ..admin import panels, simulated
 from ..inbound import secrets
 from ..zoho import connection
-from .admin import csrf_error, who
+from .admin import csrf_error, form_problem, who
 from .admin_forms import PhoneForm, StageForm
 from .context import runtime
 from .security import login_required
@@ -31,6 +31,7 @@ def _offer():
 def index():
     rt = runtime()
     sim = simulator()
+    webhooks, webhook_log = simulated.webhooks_sent(sim)
     return render_template(
         "admin/simulator.html",
         in_use=simulated.in_use(rt),
@@ -38,9 +39,9 @@ def index():
         crm=simulated.crm_lists(sim),
         store=panels.read_panel("The store", simulated.store_lists, rt),
         demo_store=ops.is_embedded_demo(rt.ops, rt.instance_path),
-        stages=_stages(rt),
-        webhooks={module: {"url": hook["url"], "params": hook["params"]} for module, hook in sim.webhooks.items()},
-        webhook_log=list(reversed(sim.webhook_log[-10:])),
+        stages=simulated.status_names(rt),
+        webhooks=webhooks,
+        webhook_log=webhook_log,
     )
 
 
@@ -53,13 +54,6 @@ def connect():
     audit.record(rt, who(), "connect simulated zoho", outcome.detail)
     flash(outcome.message, "ok" if outcome.ok else "error")
     return redirect(url_for("admin.index"))
-
-
-def _stages(rt) -> list[str]:
-    try:
-        return simulated.status_names(rt)
-    except ops.OpsError:
-        return []
 
 
 def _record(module: str, record_id: str) -> dict:
@@ -81,9 +75,9 @@ def _edited(module: str, record_id: str, what: str, **fields):
 def change_stage(record_id):
     deal = _record("Deals", record_id)
     form = StageForm()
-    form.stage.choices = sorted(set(_stages(runtime())) | {deal.get("Stage") or ""} - {""})
+    form.stage.choices = sorted(set(simulated.status_names(runtime())) | ({deal["Stage"]} if deal.get("Stage") else set()))
     if not form.validate_on_submit():
-        flash("Nothing changed: " + " ".join(m for errors in form.errors.values() for m in errors), "error")
+        flash("Nothing changed: " + form_problem(form), "error")
         return redirect(url_for(".index", _anchor="deals"))
     return _edited("Deals", record_id, f"{deal.get('Deal_Name')}: Stage is now {form.stage.data}", Stage=form.stage.data)
 
@@ -94,8 +88,7 @@ def change_phone(record_id):
     contact = _record("Contacts", record_id)
     form = PhoneForm()
     if not form.validate_on_submit():
-        flash("Nothing changed: " + " ".join(m for errors in form.errors.values() for m in errors), "error")
+        flash("Nothing changed: " + form_problem(form), "error")
         return redirect(url_for(".index", _anchor="contacts"))
     phone = (form.phone.data or "").strip() or None
-    name = " ".join(p for p in (contact.get("First_Name"), contact.get("Last_Name")) if p)
-    return _edited("Contacts", record_id, f"{name}: Phone is now {phone or 'empty'}", Phone=phone)
+    return _edited("Contacts", record_id, f"{simulated.contact_name(contact)}: Phone is now {phone or 'empty'}", Phone=phone)
