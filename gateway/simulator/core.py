@@ -1,8 +1,6 @@
-"""The simulator's core: routes, the shared state its parts work on, access-token checks, the clock.
-
-Each part (accounts, records, notifications, reads) installs its routes and state with
-`install(sim)`; every call is counted in `sim.calls` and logged in `sim.requests` (docs/simulator.md).
-"""
+"""The simulator's core: routes, the state its parts share, access-token checks, the clock. Each part
+(accounts, records, notifications, reads, workflows) installs its routes and state with `install(sim)`;
+every call is counted in `sim.calls` and logged in `sim.requests` (docs/simulator.md)."""
 from __future__ import annotations
 
 import re

@@ -37,12 +37,19 @@ def index():
         in_use=simulated.in_use(rt),
         connection=panels.read_panel("The Zoho connection", connection.status, rt),
         crm=simulated.crm_lists(sim),
-        store=panels.read_panel("The store", simulated.store_lists, rt),
+        store=_store(rt),
         demo_store=ops.is_embedded_demo(rt.ops, rt.instance_path),
         stages=simulated.status_names(rt),
         webhooks=webhooks,
         webhook_log=webhook_log,
     )
+
+
+def _store(rt) -> panels.Panel:
+    try:
+        return panels.Panel(simulated.store_lists(rt))
+    except ops.OpsError as exc:  # no store yet, or away: said on the page, no traceback in the log
+        return panels.Panel(None, f"The store cannot be read now: {exc}")
 
 
 @bp.post("/connect")
