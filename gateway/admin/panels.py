@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 from .. import audit
 from ..inbound import notify, reports, secrets
-from . import activity
 from ..outbound import events, queue
 from ..zoho import connection, gate
+from . import activity
 
 log = logging.getLogger("gateway.admin")
 
