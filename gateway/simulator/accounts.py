@@ -53,7 +53,7 @@ def install(sim) -> None:
         code = _token("1000")
         with sim.lock:
             sim.grant_codes[code] = {"client_id": client_id, "expires": sim.now() + ttl, "used": False,
-                                      "user": user or sim.auth_user, "redirect_uri": redirect_uri, "scope": scope}
+                                     "user": user or sim.auth_user, "redirect_uri": redirect_uri, "scope": scope}
         return code
 
     def live_refresh_tokens(user: str | None = None) -> list[str]:

@@ -41,7 +41,7 @@ def install(sim) -> None:
         with sim.lock:
             record_id = new_id()
             sim.records["Accounts"][record_id] = {"id": record_id, "Account_Name": name, "Modified_Time": zoho_time(sim.now()),
-                                                   "Created_Time": zoho_time(sim.now())}
+                                                  "Created_Time": zoho_time(sim.now())}
         return record_id
 
     sim.add_account = add_account
