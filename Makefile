@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: run test test-fast lint bench clean-venv
+.PHONY: run test test-fast lint screenshots bench clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is needed, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -33,6 +33,10 @@ lint: $(VENV)/.dev-installed
 
 test-fast: $(VENV)/.dev-installed
 	$(BIN)/python -m pytest -m "not slow and not browser"
+
+# The README's screenshots, made by the browser test of the first five minutes (needs Chromium).
+screenshots: $(VENV)/.dev-installed
+	GATEWAY_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -q tests/browser/test_first_five_minutes.py
 
 # Benchmarks need a MariaDB/MySQL server; they make their own scratch databases on it.
 BENCH_MYSQL_URL ?= mysql+pymysql://root@127.0.0.1:3306/

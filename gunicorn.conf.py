@@ -3,8 +3,11 @@ GATEWAY_RUN_WORKER=1 each worker runs the background work, from post_worker_init
 import os
 
 bind = os.environ.get("GUNICORN_BIND") or f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+# Development (`make run`) serves the Zoho simulator, which keeps its records in the process's
+# memory: one process, with threads enough for the gateway to call it and be called back.
+development = os.environ.get("GATEWAY_ENV", "").strip().lower() == "development"
+workers = int(os.environ.get("WEB_CONCURRENCY", "1" if development else "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "8" if development else "4"))
 # gthread, except that each request's head and body are read in the worker's event loop (with
 # deadlines) before a thread runs it: slow clients cannot take the threads (docs/slow-clients.md).
 worker_class = "gateway.serving.worker.BufferingWorker"

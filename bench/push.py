@@ -88,14 +88,14 @@ def main() -> None:
     from gateway import create_app
     from gateway.ops.database import demo
     from gateway.outbound import queue
+    from gateway.simulator import ZohoSimulator
     from gateway.state.migrate import init_db
     from gateway.zoho import connect
-    from tests.fakezoho import FakeZoho
 
     state_url = server_url(base, "gw_push_bench_state")
     ops_url = server_url(base, "gw_push_bench_ops")
     instance = tempfile.mkdtemp(prefix="gw-push-bench-")
-    fake = FakeZoho().start()
+    fake = ZohoSimulator().start()
     settings = {"GATEWAY_ENV": "development", "INSTANCE_PATH": instance, "DATABASE_URL": state_url,
                 "OPS_DATABASE_URL": ops_url, "ZOHO_ACCOUNTS_URL": fake.url, "ZOHO_API_URL": fake.url,
                 "GATEWAY_RUN_WORKER": False, "GATEWAY_ZOHO_CONCURRENCY": args.concurrency}

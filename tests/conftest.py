@@ -6,14 +6,16 @@
 - `state_db_url` runs a test against each state store: SQLite always, MariaDB with
   TEST_MYSQL_URL, PostgreSQL with TEST_PG_URL (skipped with the reason otherwise).
 - `ops_db_url` does the same for the OnPrintShop database (SQLite, MariaDB).
-- `fake_zoho` is a started fake Zoho server; `zoho_settings` points an app at it.
+- `fake_zoho` is the Zoho simulator served on a loopback port; `zoho_settings` points an app at it.
 - `admin` logs a client in through the real login form.
 - `gateway_logs` captures everything the gateway logs, for "no secret in the logs" checks.
 - `wait_until(condition, ...)` waits for a condition with a deadline (never for a guessed time);
   `LockWaiters(conn)` tells whether another transaction is queued behind `conn`'s locks.
+- `serving(build)` serves the app `build(url)` makes over real HTTP on a loopback port.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -24,12 +26,13 @@ import time
 
 import pytest
 import sqlalchemy as sa
+from werkzeug.serving import make_server
 
 from gateway import create_app
 from gateway.state import Store
+from gateway.simulator import ZohoSimulator
 from gateway.state.migrate import init_db
 from gateway.state.tables import metadata
-from tests.fakezoho import FakeZoho
 
 ADMIN_PASSWORD = "correct horse battery staple"
 
@@ -156,9 +159,26 @@ def runner(app):
 
 @pytest.fixture
 def fake_zoho():
-    fake = FakeZoho().start()
+    fake = ZohoSimulator().start()
     yield fake
     fake.stop()
+
+
+@contextlib.contextmanager
+def serving(build):
+    """Serve the app `build(url)` makes (it may use its own URL) on a free loopback port with
+    Werkzeug's threaded server; yields (url, app)."""
+    apps = []
+    server = make_server("127.0.0.1", 0, lambda environ, start_response: apps[0](environ, start_response), threaded=True)
+    url = f"http://127.0.0.1:{server.server_port}"
+    apps.append(build(url))
+    thread = threading.Thread(target=server.serve_forever, name="live-gateway", daemon=True)
+    thread.start()
+    try:
+        yield url, apps[0]
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from .. import audit
 from ..inbound import notify, reports, secrets
 from ..outbound import events, queue
 from ..zoho import connection, gate
+from . import activity
 
 log = logging.getLogger("gateway.admin")
 
@@ -31,6 +32,17 @@ WEBHOOK_PARAMETERS = (
     ("deals", "modified_time", "Deals › Modified Time", "(ordering)"),
     ("both", "ops_id (optional)", "a custom field holding the OnPrintShop id", "(link)"),
 )
+
+
+def merge_fields(endpoint: str) -> dict[str, str]:
+    """{parameter: Zoho merge field such as "${Deals.Stage}"} of one webhook, from the table above
+    (the rows whose merge field is one of the module's own)."""
+    fields = {}
+    for where, parameter, merge, _target in WEBHOOK_PARAMETERS:
+        module, arrow, label = merge.partition(" › ")
+        if where == endpoint and arrow:
+            fields[parameter] = f"${{{module}.{label}}}"
+    return fields
 
 
 @dataclass
@@ -70,6 +82,7 @@ class Page:
     notify_enabled: Panel
     notify_channel: Panel
     audit: Panel
+    activity: Panel = field(default_factory=Panel)
     parameters: tuple = field(default=WEBHOOK_PARAMETERS)
     header_name: str = WEBHOOK_HEADER
 
@@ -90,6 +103,7 @@ def gather(rt, base_url: str) -> Page:
         notify_enabled=read_panel("Notification API mode", notify.enabled, rt),
         notify_channel=read_panel("The Notification API channel", notify.channel_status, rt),
         audit=read_panel("The audit log", audit.recent, rt, limit=20),
+        activity=read_panel("The activity of the last 24 hours", activity.last_day, rt),
     )
 
 

@@ -105,14 +105,10 @@ def push_command(what, ids, all_, since, force, dry_run):
     if not selected:
         click.echo(f"no {what} matched; nothing queued")
         return
-    queue.enqueue(rt, module, selected, force=force)
-    message = f"queued {len(selected)} {what}"
-    if module == "Deals":
-        customers = set(rt.ops.customer_ids_of_orders(selected).values())
-        unlinked = sorted(customers - set(push.linked_ids(rt.store, "Contacts", customers)))
-        if unlinked:
-            queue.enqueue(rt, "Contacts", unlinked)
-            message += f" and {len(unlinked)} customers whose Contact is not in Zoho yet"
+    queued, customers = push.enqueue_records(rt, module, selected, force=force)
+    message = f"queued {queued} {what}"
+    if customers:
+        message += f" and {customers} customers whose Contact is not in Zoho yet"
     click.echo(message + (" (sent even if unchanged)" if force else ""))
 
 

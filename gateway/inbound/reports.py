@@ -6,6 +6,7 @@ import time
 
 import sqlalchemy as sa
 
+from ..state import dialect
 from ..state.tables import inbox_table
 from ..sync import loopguard
 from .inbox import decision_txn
@@ -28,6 +29,32 @@ def recent(rt, limit: int = 50) -> list[dict]:
         }
         for row in rows
     ]
+
+
+# How the page groups the outcomes of deliveries.
+OUTCOME_GROUPS = {"applied": "applied", "duplicate": "skipped", "stale": "skipped", "not_found": "refused",
+                  "conflict": "refused", "invalid": "refused", "failed": "refused"}
+GROUPS = ("applied", "skipped", "waiting", "refused")
+
+
+def hourly(rt, hours: int = 24, now: float | None = None) -> dict[str, list[int]]:
+    """Deliveries received per clock hour over the last `hours` hours, oldest first, by group:
+    applied, skipped (duplicate or stale), waiting (pending) and refused."""
+    first_hour = int((now or time.time()) // 3600) - hours + 1
+    t = inbox_table.c
+    hour = dialect.epoch_hour(t.received_at, rt.store.dialect).label("hour")
+    with rt.store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(hour, t.state, t.outcome, sa.func.count()).where(t.received_at >= first_hour * 3600)
+            .group_by(hour, t.state, t.outcome)
+        ).all()
+    counts = {group: [0] * hours for group in GROUPS}
+    for at, state, outcome, count in rows:
+        index = int(at) - first_hour
+        if 0 <= index < hours:
+            group = "waiting" if state == "pending" else OUTCOME_GROUPS.get(outcome, "refused")
+            counts[group][index] += int(count)
+    return counts
 
 
 def pending_count(rt) -> int:

@@ -54,7 +54,14 @@ def pause_for(rt, exc: Exception) -> dict | None:
 
 
 def process_batch(rt, holder: str, module: str, jobs: list[queue.Job], policy: RetryPolicy = DEFAULT_POLICY) -> dict:
-    """Push one claimed batch and settle every job; returns counts by outcome."""
+    """Push one claimed batch and settle every job; returns counts by outcome (failures also go to the meter)."""
+    counts = _push_and_settle(rt, holder, module, jobs, policy)
+    gate.add_count(rt.store, "push_failed", counts["retry"])
+    gate.add_count(rt.store, "push_dead", counts["dead"])
+    return counts
+
+
+def _push_and_settle(rt, holder: str, module: str, jobs: list[queue.Job], policy: RetryPolicy) -> dict:
     store = rt.store
     by_id = {job.ops_id: job for job in jobs}
     counts = {"sent": 0, "ok": 0, "dead": 0, "retry": 0, "unchanged": 0, "waiting": 0, "missing": 0}

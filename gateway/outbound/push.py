@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from ..ops import Customer, Order
 from ..state.tables import links_table
+from . import queue
 
 API_VERSION = "v8"
 BATCH_SIZE = 100  # Zoho's most records per upsert
@@ -135,6 +136,20 @@ def linked_ids(store, module: str, ids) -> dict[int, tuple[str, str | None]]:
             )
             found.update({int(r.ops_id): (r.zoho_id, r.sent_hash) for r in rows})
     return found
+
+
+def enqueue_records(rt, module: str, ops_ids, force: bool = False) -> tuple[int, int]:
+    """Queue these records, and for Deals the customers whose Contact is not in Zoho yet (they go
+    first); returns (records queued, customers queued with them)."""
+    ops_ids = sorted({int(i) for i in ops_ids})
+    queue.enqueue(rt, module, ops_ids, force=force)
+    if module != "Deals" or not ops_ids:
+        return len(ops_ids), 0
+    customers = set(rt.ops.customer_ids_of_orders(ops_ids).values())
+    unlinked = sorted(customers - set(linked_ids(rt.store, "Contacts", customers)))
+    if unlinked:
+        queue.enqueue(rt, "Contacts", unlinked)
+    return len(ops_ids), len(unlinked)
 
 
 def prepare(rt, module: str, ops_ids, *, account_id: str, force=False, dry_run: bool = False,

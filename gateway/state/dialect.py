@@ -1,6 +1,6 @@
 """What differs between SQLite, PostgreSQL and MariaDB/MySQL: row locks and SKIP LOCKED (SQLite's
-one writer is taken at once instead), upserts, id types, and the lock that lets one `init-db` run
-at a time (docs/architecture.md, "The state store")."""
+one writer is taken at once instead), upserts, id types, the hour of an epoch time, and the lock
+that lets one `init-db` run at a time (docs/architecture.md, "The state store")."""
 from __future__ import annotations
 
 import contextlib
@@ -37,6 +37,13 @@ def begin_immediate(conn):
     if conn.dialect.name == SQLITE:
         return conn.execution_options(sqlite_begin="IMMEDIATE")
     return conn
+
+
+def epoch_hour(column, dialect: str):
+    """The clock hour an epoch-seconds column falls in (`column // 3600`), as SQL."""
+    if dialect == SQLITE:
+        return sa.cast(column / 3600, sa.Integer)  # truncation, which is floor for times after 1970
+    return sa.func.floor(column / 3600)
 
 
 _UPSERTS: dict = {}

@@ -30,7 +30,7 @@ def _show(outcome, action: str):
     return redirect(url_for(".index"))
 
 
-def _form_problem(form) -> str:
+def form_problem(form) -> str:
     messages = [message for field_errors in form.errors.values() for message in field_errors]
     return " ".join(messages) or "The form was not complete."
 
@@ -51,7 +51,7 @@ def _clock(value):
 
 
 @bp.errorhandler(CSRFError)
-def _csrf_error(exc):
+def csrf_error(exc):
     # flask-wtf says which check failed (token missing, expired, or the HTTPS referrer check).
     return render_template("admin/problem.html", title="Form expired", message=(
         f"The form could not be accepted ({exc.description.rstrip('.')}): its security token was missing, "
@@ -142,7 +142,7 @@ def index():
     if action not in SAVE_ACTIONS:
         action = "connect"
     valid = form.validate_on_submit()
-    problems = ([] if valid else [_form_problem(form)]) + missing_fields(action, form)
+    problems = ([] if valid else [form_problem(form)]) + missing_fields(action, form)
     if problems:
         flash("Nothing was saved: " + " ".join(problems), "error")
         return _page(form, 400)
@@ -180,7 +180,7 @@ def _refused(message: str):
 def retry_job():
     form = RetryJobForm()
     if not form.validate_on_submit():
-        return _refused("Nothing retried: " + _form_problem(form))
+        return _refused("Nothing retried: " + form_problem(form))
     return _show(actions.retry_job(runtime(), form.job_id.data), "retry job")
 
 
@@ -201,7 +201,7 @@ def retry_failed_deliveries():
 def push():
     form = PushForm()
     if not form.validate_on_submit():
-        return _refused("Nothing pushed: " + _form_problem(form))
+        return _refused("Nothing pushed: " + form_problem(form))
     return _show(actions.push(runtime(), form.kind.data, form.record_id.data), "push")
 
 
@@ -229,7 +229,7 @@ def revoke_previous_secrets(which):
 def notify():
     form = NotifyForm()
     if not form.validate_on_submit():
-        flash("Nothing changed: " + _form_problem(form), "error")
+        flash("Nothing changed: " + form_problem(form), "error")
         return redirect(url_for(".index"))
     return _show(actions.set_notify(runtime(), form.enabled.data == "on", request_root=request.url_root), "notification api")
 

@@ -82,3 +82,14 @@ class PushForm(FlaskForm):
 
 class NotifyForm(FlaskForm):
     enabled = SelectField("Notification API", choices=[SelectChoice("on"), SelectChoice("off")])
+
+
+class StageForm(FlaskForm):
+    """A salesperson's Stage change on the Simulated Zoho page; the picklist is the store's statuses."""
+
+    stage = SelectField("Stage", validators=[DataRequired(message="Choose a stage.")])
+
+
+class PhoneForm(FlaskForm):
+    phone = StringField("Phone", validators=[Optional(), Length(max=30, message="A phone number has at most 30 characters."),
+                                             Regexp(r"^[0-9+()./ -]*$", message="A phone number holds digits, spaces and + ( ) . / -")])

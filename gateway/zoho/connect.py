@@ -42,16 +42,16 @@ def _validated_form(rt, data_center, client_id, client_secret, account_id, redir
 
 
 def configure(rt, *, data_center, client_id, client_secret, grant_token, account_id, redirect_uri=None,
-              modules=MODULES, accounts_server=None) -> Result:
+              modules=MODULES, accounts_server=None, own_accounts_server=None) -> Result:
     """Save the Zoho settings and exchange the grant token at once (the page's save, `configure`).
-    `accounts_server`: the one Zoho named in the redirect flow. A Zoho failure or a bad field is a
-    Result saying what to do, never an exception; the previous connection then stays as it was."""
+    `accounts_server`: the one Zoho named in the redirect flow; `own_accounts_server`: one the gateway
+    chose itself (its development simulator). Failures are a Result saying what to do, never raised."""
     try:
         dc, client_id, secret, account, redirect, chosen = _validated_form(
             rt, data_center, client_id, client_secret, account_id, redirect_uri, modules)
         grant_token = credential("grant_token", grant_token, "Grant Token")
-        server = None
-        if accounts_server:
+        server = own_accounts_server.rstrip("/") if own_accounts_server else None
+        if accounts_server and not server:
             server = trusted_accounts_server(rt.config, accounts_server)
             if server is None:
                 raise FormError(f"accounts-server: {accounts_server[:100]!r} is not a Zoho accounts server; connect again")

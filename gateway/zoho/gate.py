@@ -1,6 +1,6 @@
 """The deployment-wide limits on Zoho API calls, kept in the state store: concurrency slot leases
-and the daily call budget (a meter that also counts records pushed). The client wraps every call
-in `with gate.for_runtime(rt).call():` (docs/outbound.md, "The queue")."""
+and the daily call budget (a meter that also counts records pushed, failed and given up). The client
+wraps every call in `with gate.for_runtime(rt).call():` (docs/outbound.md, "The queue")."""
 from __future__ import annotations
 
 import contextlib
@@ -61,6 +61,22 @@ def count_last_day(store, kind: str, now: float | None = None) -> int:
             )
         ).scalar()
     return int(total or 0)
+
+
+def hourly(store, kinds, hours: int = 24, now: float | None = None) -> dict[str, list[int]]:
+    """Each kind's count per clock hour over the last `hours` hours, oldest first (the current hour last)."""
+    first_hour = int((now or time.time()) // 3600) - hours + 1
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(meter_table.c.kind, meter_table.c.bucket, meter_table.c.count).where(
+                meter_table.c.kind.in_(list(kinds)), meter_table.c.bucket >= first_hour * 3600 // BUCKET_SECONDS)
+        ).all()
+    counts = {kind: [0] * hours for kind in kinds}
+    for kind, bucket, count in rows:
+        index = int(bucket) * BUCKET_SECONDS // 3600 - first_hour
+        if 0 <= index < hours:
+            counts[kind][index] += int(count)
+    return counts
 
 
 def budget_frees_at(store, budget: int, now: float | None = None) -> float:

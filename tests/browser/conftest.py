@@ -11,14 +11,12 @@
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass
 
 import pytest
-from werkzeug.serving import make_server
 
 from gateway.ops.database import demo
-from tests.conftest import ADMIN_PASSWORD, AdminSession
+from tests.conftest import ADMIN_PASSWORD, AdminSession, serving
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -52,17 +50,10 @@ class LiveGateway:
 
 @pytest.fixture
 def live_gateway(make_app, fake_zoho, zoho_settings):
-    app = make_app(**zoho_settings)
-    demo.create_if_absent(app.extensions["gateway"].ops)
-    AdminSession(app, app.test_client()).set_password()
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="live-gateway", daemon=True)
-    thread.start()
-    try:
-        yield LiveGateway(f"http://127.0.0.1:{server.server_port}", app, fake_zoho)
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
+    with serving(lambda url: make_app(**zoho_settings)) as (url, app):
+        demo.create_if_absent(app.extensions["gateway"].ops)
+        AdminSession(app, app.test_client()).set_password()
+        yield LiveGateway(url, app, fake_zoho)
 
 
 def is_csp_violation(text: str) -> bool:

@@ -9,7 +9,7 @@ import pytest
 from gateway.zoho import connect
 from gateway.zoho.errors import parse_retry_after
 from gateway.zoho.errors import ApiRefused, NotConfigured, Throttled, Unavailable
-from tests.fakezoho.server import Response
+from gateway.simulator import Response
 
 ACCOUNT = "5725767000000412345"
 

@@ -78,7 +78,7 @@ def test_each_zoho_error_has_its_own_message_and_keeps_the_old_connection(zoho_a
         other_id, other_secret = fake_zoho.add_client(dc="eu")
         code = fake_zoho.new_grant_code(other_id)
     elif case == "throttled":
-        from tests.fakezoho.server import Response
+        from gateway.simulator import Response
 
         @fake_zoho.route("POST", r"/oauth/v2/token", name="throttled_token")
         def _throttled(req):

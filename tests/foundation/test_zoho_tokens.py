@@ -16,7 +16,7 @@ import requests
 from gateway.zoho import connect as zoho_connect
 from gateway.zoho import connection, tokens
 from gateway.zoho.errors import ApiRefused, ReauthorizationNeeded, Throttled, Unavailable
-from tests.fakezoho.server import Response
+from gateway.simulator import Response
 
 ACCOUNT = "5725767000000412345"
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from gateway.sync import links
 from gateway.outbound import batch, queue
-from tests.fakezoho.server import Response
+from gateway.simulator import Response
 from gateway.state import tables
 
 

@@ -143,7 +143,7 @@ def test_a_401_a_fresh_token_does_not_cure_pauses_the_queue_without_burning_atte
 
 
 def test_zoho_rejecting_every_fresh_token_pauses_the_queue_without_refreshing_again_and_again(gw_sqlite):
-    from tests.fakezoho.server import Response
+    from gateway.simulator import Response
 
     gw = gw_sqlite
     queue.enqueue(gw.rt, "Contacts", gw.add_customers(2))

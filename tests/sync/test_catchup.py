@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 import sqlalchemy as sa
 
 from gateway.inbound import catchup
-from tests.fakezoho import notifications as fake_notifications
+from gateway.simulator import reads as simulator_reads
 from tests.sync.conftest import history, link, ops_row
 
 ZC = ["5725767000000100001", "5725767000000100002", "5725767000000100003", "5725767000000100004"]
@@ -92,7 +92,7 @@ def test_an_older_zoho_change_does_not_roll_back_a_newer_onprintshop_one(sync_ap
 
 def test_more_records_than_one_page_are_all_read(sync_app, fake_zoho, monkeypatch):
     monkeypatch.setattr(catchup, "PER_PAGE", 2)
-    monkeypatch.setattr(fake_notifications, "PAGE_LIMIT", 4)  # past 4 records Zoho pages by token
+    monkeypatch.setattr(simulator_reads, "PAGE_LIMIT", 4)  # past 4 records Zoho pages by token
     app = sync_app()
     rt = rt_of(app)
     for n, zoho_id in enumerate(ZD, start=1):

@@ -1,4 +1,4 @@
-"""The fake Zoho's watch and record-read endpoints behave as ZOHO_NOTES says Zoho does.
+"""The simulator's watch, record-read and update endpoints behave as Zoho's do (docs/simulator.md).
 
 The sync tests rely on these rules (a token over 50 characters refused, a week at most, one
 hour otherwise; listings paged by number to 2,000 records and by token beyond), so they are
@@ -9,8 +9,9 @@ from __future__ import annotations
 import pytest
 import requests
 
-from tests.fakezoho import notifications as fake_notifications
-from tests.fakezoho.accounts import FULL_SCOPE
+from gateway.simulator import reads as simulator_reads
+from gateway.simulator.accounts import FULL_SCOPE
+from gateway.simulator.times import zoho_time
 
 TOKEN = "1000.test.access"
 
@@ -30,7 +31,7 @@ def api(fake_zoho):
 def channel(fake, **changes):
     item = {"channel_id": 1000000068001, "events": ["Contacts.edit", "Deals.edit"],
             "notify_url": "https://gw.example.com/webhooks/zoho/notify", "token": "t" * 50,
-            "channel_expiry": fake_notifications.zoho_time(fake.now() + 6 * 86400),
+            "channel_expiry": zoho_time(fake.now() + 6 * 86400),
             "return_affected_field_values": True}
     item.update(changes)
     return {"watch": [item]}
@@ -54,7 +55,7 @@ def test_watch_subscribes_with_the_asked_expiry(api, fake_zoho):
 
 @pytest.mark.parametrize("expiry_days", [None, 8])
 def test_expiry_omitted_or_beyond_a_week_means_one_hour(api, fake_zoho, expiry_days):
-    changes = {"channel_expiry": None if expiry_days is None else fake_notifications.zoho_time(fake_zoho.now() + expiry_days * 86400)}
+    changes = {"channel_expiry": None if expiry_days is None else zoho_time(fake_zoho.now() + expiry_days * 86400)}
     body = channel(fake_zoho, **changes)
     if expiry_days is None:
         del body["watch"][0]["channel_expiry"]
@@ -78,7 +79,7 @@ def test_watch_refuses_bad_items(api, fake_zoho, changes, api_name):
 def test_delete_unsubscribes_and_a_lapsed_channel_is_not_notified(api, fake_zoho):
     sent = []
     fake_zoho.notify_transport = lambda url, body: sent.append(body) or (200, "{}")
-    api("POST", "/crm/v8/actions/watch", json=channel(fake_zoho, channel_expiry=fake_notifications.zoho_time(fake_zoho.now() + 86400)))
+    api("POST", "/crm/v8/actions/watch", json=channel(fake_zoho, channel_expiry=zoho_time(fake_zoho.now() + 86400)))
     fake_zoho.put_record("Deals", "11", Stage="Shipped")
     assert len(fake_zoho.fire_notification("Deals", ["11"])) == 1
     assert sent[0]["ids"] == ["11"] and sent[0]["channel_id"] == "1000000068001" and sent[0]["token"] == "t" * 50
@@ -104,12 +105,12 @@ def test_record_reads_by_id_and_by_ids(api, fake_zoho):
 
 
 def test_listing_pages_by_number_then_by_token(api, fake_zoho, monkeypatch):
-    monkeypatch.setattr(fake_notifications, "PAGE_LIMIT", 4)
-    since = fake_notifications.zoho_time(fake_zoho.now() - 1)
+    monkeypatch.setattr(simulator_reads, "PAGE_LIMIT", 4)
+    since = zoho_time(fake_zoho.now() - 1)
     for n in range(7):
         fake_zoho.put_record("Deals", str(100 + n), Stage="Pending")
         fake_zoho.advance(1)
-    fake_zoho.put_record("Deals", "50", Stage="old", Modified_Time=fake_notifications.zoho_time(fake_zoho.now() - 3600))
+    fake_zoho.put_record("Deals", "50", Stage="old", Modified_Time=zoho_time(fake_zoho.now() - 3600))
     params = {"fields": "Stage", "per_page": 2, "sort_by": "Modified_Time", "sort_order": "asc", "page": 1}
     headers = {"If-Modified-Since": since}
     seen, answers = [], 0
@@ -133,7 +134,7 @@ def test_listing_pages_by_number_then_by_token(api, fake_zoho, monkeypatch):
 
 def test_listing_answers_304_when_nothing_changed_since_and_204_for_other_empty_answers(api, fake_zoho):
     fake_zoho.put_record("Deals", "60", Stage="Pending")
-    later = {"If-Modified-Since": fake_notifications.zoho_time(fake_zoho.now() + 60)}
+    later = {"If-Modified-Since": zoho_time(fake_zoho.now() + 60)}
     quiet = api("GET", "/crm/v8/Deals", params={"fields": "Stage"}, headers=later)
     assert quiet.status_code == 304 and quiet.content == b"" and "Content-Length" not in quiet.headers
     # the connection is still usable after a body-less answer (keep-alive through a session)
@@ -144,8 +145,18 @@ def test_listing_answers_304_when_nothing_changed_since_and_204_for_other_empty_
             assert again.status_code == 304
         assert session.get(fake_zoho.url + "/crm/v8/Deals", params={"fields": "Stage"}, headers=auth,
                            timeout=10).json()["data"][0]["id"] == "60"
-    earlier = {"If-Modified-Since": fake_notifications.zoho_time(fake_zoho.now() - 60)}
+    earlier = {"If-Modified-Since": zoho_time(fake_zoho.now() - 60)}
     past_the_end = api("GET", "/crm/v8/Deals", params={"fields": "Stage", "page": 2}, headers=earlier)
     assert past_the_end.status_code == 204  # records changed, just none on that page
     assert api("GET", "/crm/v8/Contacts", params={"fields": "Email"}).status_code == 204  # no If-Modified-Since
     assert api("GET", "/crm/v8/Contacts", params={"ids": "99", "fields": "Email"}).status_code == 204
+
+
+def test_put_updates_records_by_id_and_never_inserts(api, fake_zoho):
+    fake_zoho.put_record("Contacts", "77", Last_Name="Hopper", Email="grace@example.com")
+    answer = api("PUT", "/crm/v8/Contacts", json={"data": [{"id": "77", "Phone": "555"}, {"Last_Name": "New"}]})
+    assert answer.status_code == 207
+    first, second = answer.json()["data"]
+    assert first["code"] == "SUCCESS" and first["action"] == "update"
+    assert second["code"] == "MANDATORY_NOT_FOUND" and second["details"]["api_name"] == "id"
+    assert fake_zoho.records["Contacts"]["77"]["Phone"] == "555" and len(fake_zoho.records["Contacts"]) == 1

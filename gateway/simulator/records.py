@@ -1,36 +1,16 @@
-"""The fake Zoho's records API: `POST /crm/v{n}/{Module}/upsert` as ZOHO_NOTES describes it.
-
-- Up to 100 records a call; each is updated by its `id` when given, else matched by the
-  `duplicate_check_fields` in order (default Email for Contacts, Deal_Name for Deals; Email
-  case-insensitive), else inserted. Inserts need the mandatory fields (Last_Name; Deal_Name and
-  Stage). Lookups (`Account_Name`, `Contact_Name`) must name existing records, as in Zoho.
-- Every record gets its own result in order; the answer is 200 when all succeed, 207 when
-  some fail, 400 when all fail.
-- `fake.upsert_latency`: the time an upsert answer takes in all, its processing included
-  (the benchmark's "Zoho at 300 ms"; `fake.latency` delays every call before processing).
-- Faults the tests switch on: `fake.fail_next` (a list of statuses or (status, headers)
-  answered to the next upserts), `fake.fault_rate` (fraction answered 500), `fake.concurrency_limit`
-  (429 TOO_MANY_REQUESTS past that many API calls in flight, with `Retry-After:
-  fake.retry_after` when that is not None), `fake.invalid_values` {(module, field): {values}}
-  answered INVALID_DATA, and 401 INVALID_TOKEN for an expired token (`fake.check_auth`).
-- Counters: `fake.upsert_calls[module]`, `fake.upserted[module]` (records accepted),
-  `fake.upsert_log` (module, record as received, result code) in arrival order,
-  `fake.upsert_span[module]` (first arrival, last answer: wall-clock seconds), and the
-  server's own `fake.calls` / `fake.max_in_flight`.
-
-`fake.records` holds the stored records ({"id", "Modified_Time", "Created_Time", fields…});
-`fake.add_account(name)` makes the Account every synced record is attached to.
-"""
+"""The simulator's records API: upsert (`POST /crm/v{n}/{Module}/upsert`) and update by id (`PUT`)
+with Zoho's duplicate checks, mandatory fields, lookups, per-record results (200, 207, 400), 429
+over the concurrency limit and the faults tests switch on (docs/simulator.md)."""
 from __future__ import annotations
 
-import datetime as dt
 import itertools
 import random
 import re
 import time
 from collections import Counter
 
-from .server import Response
+from .messages import Response
+from .times import zoho_time
 
 MANDATORY = {"Contacts": ("Last_Name",), "Deals": ("Deal_Name", "Stage")}
 DEFAULT_DUPLICATE_CHECK = {"Contacts": ["Email"], "Deals": ["Deal_Name"], "Accounts": ["Account_Name"]}
@@ -39,35 +19,32 @@ EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MAX_RECORDS = 100
 
 
-def install(fake) -> None:
-    fake.fail_next = []
-    fake.fault_rate = 0.0
-    fake.concurrency_limit = None
-    fake.retry_after = None
-    fake.invalid_values = {}
-    fake.upsert_calls = Counter()
-    fake.upserted = Counter()
-    fake.upsert_log = []
-    fake.upsert_bodies = []
-    fake.upsert_latency = 0.0  # seconds an upsert answer takes in all, its processing included
-    fake.upsert_span = {}  # module -> [first call's arrival, last answer] (wall clock, for the benchmark)
-    fake._ids = itertools.count(5725767000000000001)
-    fake._rng = random.Random(7)
+def install(sim) -> None:
+    sim.fail_next = []
+    sim.fault_rate = 0.0
+    sim.concurrency_limit = None
+    sim.retry_after = None
+    sim.invalid_values = {}
+    sim.upsert_calls = Counter()
+    sim.upserted = Counter()
+    sim.upsert_log = []
+    sim.upsert_bodies = []
+    sim.upsert_latency = 0.0  # seconds an upsert answer takes in all, its processing included
+    sim.upsert_span = {}  # module -> [first call's arrival, last answer] (wall clock, for the benchmark)
+    sim._ids = itertools.count(sim.first_id)
+    sim._rng = random.Random(7)
 
     def new_id() -> str:
-        return str(next(fake._ids))
-
-    def zoho_time() -> str:
-        return dt.datetime.fromtimestamp(fake.now(), dt.timezone.utc).replace(microsecond=0).isoformat()
+        return str(next(sim._ids))
 
     def add_account(name: str = "OnPrintShop customers") -> str:
-        with fake.lock:
+        with sim.lock:
             record_id = new_id()
-            fake.records["Accounts"][record_id] = {"id": record_id, "Account_Name": name, "Modified_Time": zoho_time(),
-                                                   "Created_Time": zoho_time()}
+            sim.records["Accounts"][record_id] = {"id": record_id, "Account_Name": name, "Modified_Time": zoho_time(sim.now()),
+                                                  "Created_Time": zoho_time(sim.now())}
         return record_id
 
-    fake.add_account = add_account
+    sim.add_account = add_account
 
     def error(code: str, message: str, api_name: str | None = None, index: int | None = None) -> dict:
         details = {}
@@ -84,40 +61,40 @@ def install(fake) -> None:
             if name in record:
                 value = record[name]
                 lookup_id = value.get("id") if isinstance(value, dict) else None
-                if lookup_id is None or str(lookup_id) not in fake.records.get(target, {}):
+                if lookup_id is None or str(lookup_id) not in sim.records.get(target, {}):
                     return error("INVALID_DATA", "the related id given seems to be invalid", name, index)
         if module == "Contacts" and record.get("Email") and not EMAIL_RE.match(str(record["Email"])):
             return error("INVALID_DATA", "invalid data", "Email", index)
-        for (mod, name), values in fake.invalid_values.items():
+        for (mod, name), values in sim.invalid_values.items():
             if mod == module and record.get(name) in values:
                 return error("INVALID_DATA", "invalid data", name, index)
         return None
 
     # Duplicate-check indexes {(module, field): {folded value: id}}, so 10,000-record benchmarks
-    # stay fast. Other concerns may put records straight into fake.records: when the module's
+    # stay fast. Other concerns may put records straight into sim.records: when the module's
     # size differs from what was indexed, or an entry no longer matches, the index is rebuilt.
-    fake._dup_index = {}
-    fake._dup_indexed = {}
+    sim._dup_index = {}
+    sim._dup_indexed = {}
 
     def fold(name, value):
         return value.lower() if name == "Email" and isinstance(value, str) else value
 
     def rebuild(module: str, name: str) -> dict:
         index = {}
-        for existing in fake.records[module].values():
+        for existing in sim.records[module].values():
             value = existing.get(name)
             if value not in (None, ""):
                 index.setdefault(fold(name, value), existing["id"])
-        fake._dup_index[(module, name)] = index
-        fake._dup_indexed[(module, name)] = len(fake.records[module])
+        sim._dup_index[(module, name)] = index
+        sim._dup_indexed[(module, name)] = len(sim.records[module])
         return index
 
     def remember(module: str, stored: dict, names) -> None:
         for name in names:
             key = (module, name)
-            if key in fake._dup_index and stored.get(name) not in (None, ""):
-                fake._dup_index[key].setdefault(fold(name, stored[name]), stored["id"])
-                fake._dup_indexed[key] = len(fake.records[module])
+            if key in sim._dup_index and stored.get(name) not in (None, ""):
+                sim._dup_index[key].setdefault(fold(name, stored[name]), stored["id"])
+                sim._dup_indexed[key] = len(sim.records[module])
 
     def find_duplicate(module: str, record: dict, fields: list[str]) -> dict | None:
         for name in fields:
@@ -125,33 +102,35 @@ def install(fake) -> None:
             if value in (None, ""):
                 continue
             key = (module, name)
-            index = fake._dup_index.get(key)
-            if index is None or fake._dup_indexed.get(key) != len(fake.records[module]):
+            index = sim._dup_index.get(key)
+            if index is None or sim._dup_indexed.get(key) != len(sim.records[module]):
                 index = rebuild(module, name)
             found_id = index.get(fold(name, value))
-            existing = fake.records[module].get(found_id) if found_id else None
+            existing = sim.records[module].get(found_id) if found_id else None
             if existing is not None and fold(name, existing.get(name)) != fold(name, value):
-                existing = fake.records[module].get(rebuild(module, name).get(fold(name, value)))
+                existing = sim.records[module].get(rebuild(module, name).get(fold(name, value)))
             if existing is not None:
                 return existing
         return None
 
-    def upsert_one(module: str, record: dict, index: int, check_fields: list[str]) -> dict:
+    def upsert_one(module: str, record: dict, index: int, check_fields: list[str], update_only: bool = False) -> dict:
         fields = {k: v for k, v in record.items() if k != "id"}
         if "id" in record:
-            existing = fake.records[module].get(str(record["id"]))
+            existing = sim.records[module].get(str(record["id"]))
             if existing is None:
                 return error("INVALID_DATA", "the id given seems to be invalid", "id", index)
+        elif update_only:
+            return error("MANDATORY_NOT_FOUND", "required field not found", "id", index)
         else:
             existing = find_duplicate(module, fields, check_fields)
         problem = validate(module, fields, index, inserting=existing is None)
         if problem:
             return problem
-        now = zoho_time()
+        now = zoho_time(sim.now())
         if existing is None:
             record_id = new_id()
             stored = {"id": record_id, "Created_Time": now, **fields, "Modified_Time": now}
-            fake.records[module][record_id] = stored
+            sim.records[module][record_id] = stored
             action = "insert"
         else:
             existing.update(fields)
@@ -159,10 +138,10 @@ def install(fake) -> None:
             stored = existing
             action = "update"
         remember(module, stored, check_fields)
-        fake.upserted[module] += 1
+        sim.upserted[module] += 1
         return {
             "code": "SUCCESS",
-            "details": {"Modified_Time": now, "Modified_By": {"name": "Gateway", "id": "1"}, "Created_Time": stored["Created_Time"],
+            "details": {"Modified_Time": now, "Modified_By": {"name": "Gateway", "id": "1"}, "Created_Time": stored.get("Created_Time", now),
                         "id": stored["id"], "Created_By": {"name": "Gateway", "id": "1"}},
             "message": "record updated" if action == "update" else "record added",
             "status": "success",
@@ -170,39 +149,44 @@ def install(fake) -> None:
             "duplicate_field": None,
         }
 
-    @fake.route("POST", r"/crm/v\d+/(?P<module>\w+)/upsert", name="upsert")
-    def upsert(req):
+    @sim.route("POST", r"/crm/v\d+/(?P<module>\w+)/upsert", name="upsert")
+    def upsert(req, update_only: bool = False):
         started = time.perf_counter()
         try:
-            return upsert_now(req, started)
+            return upsert_now(req, started, update_only)
         finally:
-            rest = fake.upsert_latency - (time.perf_counter() - started)
+            rest = sim.upsert_latency - (time.perf_counter() - started)
             if rest > 0:
                 time.sleep(rest)
 
-    def upsert_now(req, started=None):
-        denied = fake.check_auth(req)
+    @sim.route("PUT", r"/crm/v\d+/(?P<module>\w+)", name="update")
+    def update(req):
+        """Update records by their `id` (Zoho's update call: an upsert that never inserts)."""
+        return upsert(req, update_only=True)
+
+    def upsert_now(req, started, update_only):
+        denied = sim.check_auth(req)
         if denied:
             return denied
         module = req.match.group("module")
-        with fake.lock:
-            fake.upsert_calls[module] += 1
-            in_flight = fake.in_flight
-            scripted = fake.fail_next.pop(0) if fake.fail_next else None
-            storm = fake.fault_rate and fake._rng.random() < fake.fault_rate
-        if fake.concurrency_limit is not None and in_flight > fake.concurrency_limit:
-            fake.calls["429 TOO_MANY_REQUESTS"] += 1
-            headers = {} if fake.retry_after is None else {"Retry-After": str(fake.retry_after)}
+        with sim.lock:
+            sim.upsert_calls[module] += 1
+            in_flight = sim.in_flight
+            scripted = sim.fail_next.pop(0) if sim.fail_next else None
+            storm = sim.fault_rate and sim._rng.random() < sim.fault_rate
+        if sim.concurrency_limit is not None and in_flight > sim.concurrency_limit:
+            sim.calls["429 TOO_MANY_REQUESTS"] += 1
+            headers = {} if sim.retry_after is None else {"Retry-After": str(sim.retry_after)}
             return Response(429, {"code": "TOO_MANY_REQUESTS", "details": {}, "message": "too many requests", "status": "error"}, headers)
         if scripted is not None:
             status, headers = scripted if isinstance(scripted, tuple) else (scripted, {})
-            fake.calls[f"scripted {status}"] += 1
+            sim.calls[f"scripted {status}"] += 1
             code = "TOO_MANY_REQUESTS" if status == 429 else "INTERNAL_ERROR"
             return Response(status, {"code": code, "details": {}, "message": "scripted failure", "status": "error"}, headers)
         if storm:
-            fake.calls["500 storm"] += 1
+            sim.calls["500 storm"] += 1
             return Response(500, {"code": "INTERNAL_ERROR", "details": {}, "message": "internal error", "status": "error"})
-        if module not in fake.records or module == "Accounts":
+        if module not in sim.records or module == "Accounts":
             return Response(400, {"code": "INVALID_MODULE", "details": {}, "message": "the module name given seems to be invalid", "status": "error"})
         try:
             body = req.json()
@@ -214,15 +198,15 @@ def install(fake) -> None:
         if len(data) > MAX_RECORDS:
             return Response(400, {"code": "LIMIT_EXCEEDED", "details": {"limit": MAX_RECORDS}, "message": "more than 100 records", "status": "error"})
         check_fields = body.get("duplicate_check_fields") or DEFAULT_DUPLICATE_CHECK[module]
-        with fake.lock:
-            fake.upsert_bodies.append((module, body))
+        with sim.lock:
+            sim.upsert_bodies.append((module, body))
             results = []
             for index, record in enumerate(data):
-                result = upsert_one(module, record, index, check_fields)
+                result = upsert_one(module, record, index, check_fields, update_only)
                 results.append(result)
-                fake.upsert_log.append((module, dict(record), result["code"]))
-            span = fake.upsert_span.setdefault(module, [time.time() - fake.latency, 0.0])
-            span[1] = time.time() + max(0.0, fake.upsert_latency - (time.perf_counter() - started))
+                sim.upsert_log.append((module, dict(record), result["code"]))
+            span = sim.upsert_span.setdefault(module, [time.time() - sim.latency, 0.0])
+            span[1] = time.time() + max(0.0, sim.upsert_latency - (time.perf_counter() - started))
         ok = sum(1 for r in results if r["status"] == "success")
         status = 200 if ok == len(results) else 207 if ok else 400
         return Response(status, {"data": results})
