@@ -3,8 +3,8 @@
 Each concern installs its routes and state from its own module (`accounts.py`, `records.py`,
 `notifications.py`: each has `install(fake)`), so the server grows without one big file.
 Every call is counted (`fake.calls["POST /oauth/v2/token"]`, also by handler name), logged
-in `fake.requests`, and in-flight calls are tracked (`fake.max_in_flight`) for the concurrency
-tests. `fake.latency` (seconds) delays every API answer.
+in `fake.requests`, and in-flight CRM API calls (not the accounts server's) are tracked
+(`fake.max_in_flight`) for the concurrency tests. `fake.latency` (seconds) delays every API answer.
 """
 from __future__ import annotations
 
@@ -155,8 +155,10 @@ class FakeZoho:
                     headers={k.lower(): v for k, v in self.headers.items()},
                     body=body,
                 )
+                # Zoho's concurrency limit counts CRM API calls; the accounts server is another host.
+                counted = "/oauth/" not in req.path
                 with fake.lock:
-                    fake.in_flight += 1
+                    fake.in_flight += counted
                     fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
                 try:
                     if fake.latency:
@@ -164,7 +166,7 @@ class FakeZoho:
                     resp = fake.dispatch(req)
                 finally:
                     with fake.lock:
-                        fake.in_flight -= 1
+                        fake.in_flight -= counted
                 # 204 and 304 have no body, and no Content-Length (a 304's would describe the
                 # representation not sent); clients know the message ends with the headers.
                 bodiless = resp.status in (204, 304)
