@@ -18,7 +18,7 @@ from .port import (KINDS, Applied, Backend, Customer, OpsBusy, OpsError, OpsRefu
                    Status)
 
 __all__ = ["KINDS", "Applied", "Backend", "Customer", "OpsBusy", "OpsError", "OpsRefused", "OpsUnavailable", "Order",
-           "Status", "check_settings", "open_backend", "configure_api", "api_connection", "create_demo", "is_embedded_demo", "demo_summary", "DemoTablesExist"]
+           "Status", "check_settings", "open_backend", "configure_api", "api_connection", "readiness", "create_demo", "is_embedded_demo", "demo_summary", "DemoTablesExist"]
 
 
 class DemoTablesExist(Exception):
@@ -42,6 +42,14 @@ def open_backend(config, instance_path: str | None, store=None, vault=None) -> B
 def configure_api(rt, *, url: str, client_id: str, client_secret: str):
     """Check a hosted store's API client (a token, the statuses) and save it, secret in the vault."""
     return api_connect.configure(rt, url=url, client_id=client_id, client_secret=client_secret)
+
+
+def readiness(config, backend) -> tuple[str, str]:
+    """/readyz's OnPrintShop part: (name, "ok" | "unavailable…" | "not_configured"); `backend()` opens it."""
+    try:
+        return backend().readiness()
+    except Exception as exc:  # the body says which part is down; never a traceback
+        return ("ops_api" if config.get("OPS_BACKEND") == "api" else "ops_database"), f"unavailable: {exc.__class__.__name__}"
 
 
 def api_connection(rt) -> dict:
