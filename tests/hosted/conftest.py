@@ -71,6 +71,7 @@ class Hosted:
 
 
 def zoho_time(offset: float = 0.0) -> str:
+    """A Contact's or Deal's Modified Time `offset` seconds from now (after what the test made in OnPrintShop)."""
     return (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=offset)).strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 

@@ -26,7 +26,7 @@ LEASE_SECONDS = 60.0
 WAIT_SECONDS = 70.0
 POLL_SECONDS = 0.05
 FALLBACK_TTL = 3300.0              # OnPrintShop's answer gives no lifetime: assume 55 minutes
-REJECTED_COOLDOWN = 60.0           # a token minted this recently and rejected points at the client, not the token
+REJECTED_COOLDOWN = 60.0           # a token minted after a 401 and rejected again this soon: the client is at fault
 
 
 def refresh_margin(lifetime: float) -> float:
@@ -105,13 +105,14 @@ class TokenCache:
                         info, token = self._read()  # another process may have finished just before
                         if self._usable(info, token, creds, stale):
                             return token
-                        if rejected and token == stale and info.get("fingerprint") == creds.fingerprint:
+                        if rejected and token == stale and info.get("fingerprint") == creds.fingerprint \
+                                and info.get("after_rejection"):
                             age = self.clock() - float(info.get("minted_at", 0))
                             if age < REJECTED_COOLDOWN:
                                 raise OpsUnavailable(
                                     f"OnPrintShop rejected an API token minted {age:.0f} s ago: check the API client id "
                                     "and secret (Connect to OnPrintShop); trying again in a minute")
-                        return self._mint_and_store(creds)
+                        return self._mint_and_store(creds, after_rejection=rejected)
                     finally:
                         self.store.release_lease(LEASE, holder)
                 if time.monotonic() > deadline:
@@ -120,7 +121,7 @@ class TokenCache:
         finally:
             self._lock.release()
 
-    def _mint_and_store(self, creds) -> str:
+    def _mint_and_store(self, creds, after_rejection: bool) -> str:
         now = self.clock()
         answer = self.mint(creds)
         token = str(answer["access_token"])
@@ -129,6 +130,6 @@ class TokenCache:
         with self.store.immediate() as conn:
             self.vault.put(conn, SECRET, token)
             self.store.set_setting(SETTING, {"fingerprint": creds.fingerprint, "minted_at": now, "expires_at": now + lifetime,
-                                             "last4": last4(token)}, conn=conn)
+                                             "last4": last4(token), "after_rejection": after_rejection}, conn=conn)
         log.info("OnPrintShop API token minted (%s), valid %.0f s", last4(token), lifetime)
         return token

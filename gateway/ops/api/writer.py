@@ -92,6 +92,8 @@ class ApiWriter(Writer):
         if row is None:
             return _not_found(update)
         ops_id = int(row["orders_id"])
+        copy = mirror.read(backend.store, "orders", [ops_id]).get(ops_id)
+        before = mirror.data_of(copy) if copy else None  # the order as the gateway last saw it
         backend.observe_orders([row], report_new=False, conn=conn)
         notes = [PAYMENT_NOT_APPLIED] if "payment_status" in update.fields else []
         title = None
@@ -107,9 +109,10 @@ class ApiWriter(Writer):
         modified = records.parse_time(row.get("order_last_modified_date"))
         changed_after = modified is not None and backend.epoch_from_local(modified) > math.floor(update.modified_time)
         if title is None or str(row.get("order_status") or "").casefold() == title.casefold():
-            # Nothing to write. Changed in OnPrintShop after Zoho's change, to Zoho's values: most likely
-            # this change's own earlier write (its answer lost): that version is not pushed back.
-            written = ("orders", ops_id, self._version(conn, "orders", ops_id)) if title and changed_after else None
+            # Nothing to write. If only the status moved, to Zoho's, since the gateway last looked, it is
+            # most likely this change's own earlier write (its answer lost): that version is not pushed back.
+            ours = title is not None and before is not None and _only_status_moved(before, row, title)
+            written = ("orders", ops_id, self._version(conn, "orders", ops_id)) if ours else None
             return Applied("applied", "no change: OnPrintShop already has these values" if title else "nothing to write",
                            ops_id=ops_id, found_by=found_by, written=written, notes=notes)
         if changed_after:
@@ -133,8 +136,7 @@ class ApiWriter(Writer):
         if after is None:
             return None
         self.backend.observe_orders([after], report_new=False, conn=conn)
-        expected = {**records.order_data(before), "status": title, "status_id": None}
-        if {**records.order_data(after), "status_id": None} != expected:
+        if not _only_status_moved(records.order_data(before), after, title):
             return None
         return "orders", ops_id, self._version(conn, "orders", ops_id)
 
@@ -188,6 +190,15 @@ class ApiWriter(Writer):
     def _by_email(self, email: str) -> dict | None:
         rows, _ = self.backend.api.rows(records.CUSTOMERS, "customers", "customers", {"email": email, "limit": 5}, self.permits)
         return next((r for r in rows if str(r.get("customers_email_address") or "").casefold() == email.casefold()), None)
+
+
+def _only_status_moved(before: dict, after_row: dict, title: str) -> bool:
+    """Is the order read (`after_row`) the one the gateway knew (`before`, its kept data) with only
+    the status moved, to `title`?"""
+    after = records.order_data(after_row)
+    return (str(before.get("status") or "").casefold() != title.casefold()
+            and {**after, "status_id": None} == {**before, "status": after.get("status"), "status_id": None}
+            and str(after.get("status") or "").casefold() == title.casefold())
 
 
 def _check(result, what: str) -> None:
