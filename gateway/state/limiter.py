@@ -1,9 +1,7 @@
 """Deployment-wide limits on calls to a remote API: pools of permits in the state store (`gw_permits`).
 
-A call holds a permit while it runs; every process of the deployment takes permits from the same
-rows, so the limit holds however many there are, and a killed one's permits free themselves when
-its calls could have ended at the remote side (docs/ops-api.md, "One limiter for both APIs").
-"""
+A call holds a permit; a killed or timed-out call's permit frees itself only when the call could
+have ended at the remote side (docs/ops-api.md, "One limiter for both APIs")."""
 from __future__ import annotations
 
 import contextlib

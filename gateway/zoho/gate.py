@@ -1,20 +1,7 @@
 """The deployment-wide limits on Zoho API calls: the concurrency cap and the daily call budget.
 
-Zoho counts concurrent calls and daily credits per organisation, not per process, so both
-limits live in the state store and hold however many gunicorn workers or `worker` processes
-share it:
-
-- Concurrency: a pool of `GATEWAY_ZOHO_CONCURRENCY` permits (`gateway.state.limiter`, limiter
-  "zoho"). A call holds one until Zoho has answered it. A call whose answer never came (a
-  timeout, a lost connection, a killed process) may still be running at Zoho, so its permit
-  frees itself only `SLOT_LEASE_SECONDS` after it was taken, longer than a call may last.
-- Budget: every call is counted in ten-minute buckets (`gw_zoho_meter`, kind "calls"); when
-  `GATEWAY_DAILY_CALL_BUDGET` is set and the last 24 hours hold that many calls, `call()` raises
-  BudgetExhausted before anything is sent. The check and the count are not one transaction, so
-  processes racing at the very end of the budget may overshoot it by at most the concurrency.
-
-The same meter counts records pushed (kind "pushes") for the queue's figures.
-"""
+Both live in the state store, so they hold however many processes share it (docs/ops-api.md,
+"One limiter for both APIs"; the budget and the meter: docs/outbound.md)."""
 from __future__ import annotations
 
 import contextlib

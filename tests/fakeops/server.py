@@ -1,20 +1,6 @@
-"""The fake OnPrintShop API's HTTP side: a real threaded HTTP server on a free loopback port.
-
-- `POST /api/oauth/token` with JSON `{"grant_type": "client_credentials", "client_id", "client_secret"}`
-  → `{"access_token", "token_type", "expires_in": 3600}`; a wrong client → 401 `invalid_client`.
-  Tokens expire on the fake's clock (`fake.advance(seconds)`); `fake.clients` holds id → secret.
-- `POST /api/` with `Authorization: Bearer …` and `{"query", "variables"}` runs the query against
-  the schema (`schema.py`) and the data (`store.py`). A missing, unknown or expired token → 401
-  `UNAUTHENTICATED`; a query the schema refuses → 400 `GRAPHQL_VALIDATION_FAILED`.
-- `fake.rate = (120, 60.0)`: GraphQL requests per rolling window per client id (all its tokens);
-  past it → 429 `TOO_MANY_REQUESTS` with `Retry-After`. Tests may shrink the window to save time.
-- Faults: `fake.fail_next` (statuses answered to the next GraphQL requests, before anything is
-  run), `fake.outage` (every request answered 503 while True), `fake.latency` (seconds before
-  each answer), `fake.slow_after_mutation` (seconds a mutation's answer waits *after* it was applied).
-- Counters: `fake.calls` (by operation: "token", "orders", "customers", "orderStatus",
-  "updateOrderStatus", "setCustomer", "429", "401"), `fake.log` (time, operation, variables),
-  `fake.max_in_window` (the most GraphQL requests one window saw).
-"""
+"""The fake OnPrintShop API's HTTP side: token endpoint and GraphQL on a loopback port, the rate
+limit (`fake.rate`, 429 with Retry-After), 401 for unknown or expired tokens, faults on demand
+(`fail_next`, `outage`, `latency`, `slow_after_mutation`); docs/ops-api.md, "The fake API"."""
 from __future__ import annotations
 
 import json

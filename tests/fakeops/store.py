@@ -1,14 +1,5 @@
-"""The fake OnPrintShop's data and its GraphQL root: customers, orders, statuses, the two mutations.
-
-Readings where OnPrintShop documents nothing (as the gateway's docs list them): `from_date` /
-`to_date` filter orders on `order_last_modified_date` (a bare date covers the whole day, both
-ends inclusive) and customers on their register date; an `orders` call without any of orders_id,
-orders_products_id, customer_id, customer_email, from_date, to_date is refused (BAD_USER_INPUT);
-the default `limit` is 10, capped at 250 without a word; newest id first; an empty page is
-`DATA_NOT_FOUND` with a null list; 0 and "" count as absent; `updateOrderStatus` takes status
-titles, appends a history entry on every call (repeats too), e-mails with notify 1, and bumps
-the order's last-modified date.
-"""
+"""The fake OnPrintShop's data and GraphQL root: customers, orders, statuses, the two mutations,
+following the readings where OnPrintShop documents nothing (docs/ops-api.md, "The fake API")."""
 from __future__ import annotations
 
 import datetime as dt

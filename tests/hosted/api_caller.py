@@ -1,8 +1,5 @@
-"""One gateway process calling OnPrintShop's API from several threads (the 4-process tests run it).
-
-`python -m tests.hosted.api_caller <instance> <state url> <api url> <threads> <calls each>`: the
-API client is the one saved in the state store; prints how many calls answered.
-"""
+"""One gateway process calling OnPrintShop's API from several threads (for the 4-process tests);
+prints how many calls were answered."""
 from __future__ import annotations
 
 import sys

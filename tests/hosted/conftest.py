@@ -1,9 +1,5 @@
-"""Hosted-store fixtures: a gateway with OPS_BACKEND=api on the fake OnPrintShop API and the fake Zoho.
-
-`hosted` connects the gateway to both fakes (Zoho through a real grant, OnPrintShop through
-`configure-ops`'s service), and offers what a test does as a person would: change things in
-OnPrintShop, run the poller, drain the queue, post Zoho's webhooks.
-"""
+"""Hosted-store fixtures: a gateway with OPS_BACKEND=api on the fake OnPrintShop API and the fake
+Zoho, connected to both, doing what a person would (change OnPrintShop, poll, drain, post webhooks)."""
 from __future__ import annotations
 
 import datetime as dt

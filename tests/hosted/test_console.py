@@ -61,3 +61,24 @@ def test_the_database_backend_has_no_onprintshop_connect_card(app):
     page = admin.client.get("/admin/").get_data(as_text=True)
     assert "Connect to OnPrintShop" not in page and "its MySQL database (OPS_DATABASE_URL)" in page
     assert app.test_client().get("/readyz").get_json()["ops_database"] == "ok"
+
+
+def test_the_backend_settings_are_checked_at_start_up(make_app, tmp_path):
+    import pytest
+
+    from gateway import settings
+    from gateway.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="OPS_BACKEND must be 'database' or 'api', not 'mysql'"):
+        make_app(OPS_BACKEND="mysql")
+    with pytest.raises(ConfigError, match="OPS_API_RATE_LIMIT must be one limit such as '120 per minute'"):
+        make_app(OPS_BACKEND="api", OPS_API_RATE_LIMIT="lots")
+    with pytest.raises(ConfigError, match="OPS_API_URL must be the store's base URL"):
+        make_app(OPS_BACKEND="api", OPS_API_URL="ftp://shop")
+    # Production with the API backend needs no OnPrintShop database.
+    env = {"GATEWAY_ENV": "production", "SECRET_KEY": "k" * 40, "GATEWAY_FERNET_KEYS": "x",
+           "DATABASE_URL": f"sqlite:///{tmp_path}/s.db", "OPS_BACKEND": "api", "OPS_API_URL": "https://shop.example.com/api/"}
+    values = settings.load(str(tmp_path / "instance"), environ=env)
+    assert values["OPS_API_URL"] == "https://shop.example.com" and values["OPS_DATABASE_URL"] is None
+    with pytest.raises(ConfigError, match="OPS_DATABASE_URL"):
+        settings.load(str(tmp_path / "instance"), environ={**env, "OPS_BACKEND": "database"})

@@ -1,10 +1,5 @@
-"""The two-gunicorn KILL drill on a PostgreSQL state store: Zoho's concurrency cap holds throughout.
-
-Two gunicorn instances push 5,000 customers against a Zoho that takes 2.5 s per call and answers
-429 past 5 calls in flight; each instance is SIGKILLed in turn mid-push and started again. A
-killed process's calls keep running at Zoho after it died, so its slots must stay taken until
-those calls could have ended.
-"""
+"""The two-gunicorn KILL drill on a PostgreSQL state store: Zoho's concurrency cap holds throughout
+(5,000 customers, 2.5 s a call, 429 past 5 in flight, each instance SIGKILLed in turn)."""
 from __future__ import annotations
 
 import os

@@ -1,9 +1,6 @@
 """The OnPrintShop API backend (`OPS_BACKEND=api`): a hosted store through its GraphQL API.
 
-Records come from the gateway's copy of what it read (`mirror`), read again from the API when
-missing; changes are found by `feed`; changes from Zoho are written by `ApiWriter`. Every call
-goes through the deployment-wide "ops_api" limiter (OPS_API_RATE_LIMIT) with the shared token.
-"""
+Records from the gateway's copy (`mirror`), changes found by `feed`, written by `ApiWriter`."""
 from __future__ import annotations
 
 import logging

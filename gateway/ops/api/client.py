@@ -1,11 +1,7 @@
-"""OnPrintShop's GraphQL API over HTTP: the shared token, the deployment-wide rate limit, typed errors.
+"""OnPrintShop's GraphQL API over HTTP: the shared token, the "ops_api" limiter, typed errors.
 
-Every request (token requests too) holds a permit of the "ops_api" limiter. A 401 (or an
-UNAUTHENTICATED error) gets one new token and one retry; a 429 stops every process for its
-Retry-After (else the limit's window) and raises OpsUnavailable, so the work waits and nothing
-goes dead; 5xx, 408, timeouts and network errors are OpsUnavailable; a refusal of the request
-itself is OpsRefused. `DATA_NOT_FOUND` on a list is an empty list (docs/ops-api.md).
-"""
+401 → one new token and one retry; 429 → every process waits out Retry-After; outages are
+OpsUnavailable, refusals OpsRefused; `DATA_NOT_FOUND` on a list is no rows (docs/ops-api.md)."""
 from __future__ import annotations
 
 import logging
@@ -171,13 +167,13 @@ class GraphQL:
 
     # -- HTTP ---------------------------------------------------------------------------------
     def _mint(self, creds) -> dict:
-        status, _headers, body = self._post(creds.token_url, {"grant_type": "client_credentials", "client_id": creds.client_id,
+        status, headers, body = self._post(creds.token_url, {"grant_type": "client_credentials", "client_id": creds.client_id,
                                                              "client_secret": creds.client_secret}, Permits(self.limiter))
         if status == 200 and isinstance(body, dict) and body.get("access_token"):
             return body
         reason = (body.get("error_description") or body.get("error") or body.get("message")) if isinstance(body, dict) else None
         if status == 429:
-            self.limiter.block(_retry_after(None) or self.window)
+            self.limiter.block(_retry_after(headers.get("Retry-After")) or self.window)
         raise self._failed(OpsUnavailable(f"OnPrintShop refused the API client (HTTP {status} {reason or 'no reason given'}): "
                                           "check the URL, client id and secret"))
 

@@ -1,8 +1,6 @@
 """Connecting a hosted store: check an API client (a token, then the order statuses) and keep it.
 
-The admin page's "Connect to OnPrintShop" and `configure-ops` both call `configure`; a client
-that does not work is not saved, so the one in use stays as it was.
-"""
+A client that does not work is not saved, so the one in use stays as it was."""
 from __future__ import annotations
 
 import time

@@ -1,9 +1,7 @@
-"""The OnPrintShop API client the gateway uses: the store's URL, client id and secret.
+"""The OnPrintShop API client in force: store URL, client id and secret.
 
-Each comes from the environment (`OPS_API_URL`, `OPS_API_CLIENT_ID`, `OPS_API_CLIENT_SECRET`), else
-from what the admin saved ("Connect to OnPrintShop" or `configure-ops`): the URL in a setting,
-the client id and secret only in the vault. The environment wins, field by field.
-"""
+Each from the environment (`OPS_API_*`, which wins field by field), else as the admin saved it:
+the URL in a setting, the id and secret only in the vault."""
 from __future__ import annotations
 
 import hashlib

@@ -1,11 +1,7 @@
-"""Finding what changed in a hosted store, for the change poller (OPS_BACKEND=api).
+"""Finding what changed in a hosted store, for the change poller.
 
-Orders: `orders(from_date: <day>)`, paged, from the day of the last pass less an overlap, so
-nothing modified meanwhile is missed; reads compare with the gateway's copy, so re-reading
-costs no push. Customers have no modified-since filter: new ones come by registration date,
-changed ones with their orders, and a slow full pass (resumable, paced within the rate limit)
-catches the rest (docs/ops-api.md, "Finding changes").
-"""
+Orders by last-modified day, customers by registration day, with their orders, and by a slow,
+paced, resumable full pass (docs/ops-api.md, "Finding changes")."""
 from __future__ import annotations
 
 import datetime as dt

@@ -1,11 +1,7 @@
 """The gateway's copy of the records it read through OnPrintShop's API (`gw_ops_records`).
 
-`observe` stores what a read returned and says which records changed: a record whose content
-differs from the copy gets a new `changed_at`, which the change poller walks like a database's
-`last_modified`. An order read with an older `order_last_modified_date` than the copy's never
-replaces it (a read that raced a write). First sightings from an explicit listing (`push --all`)
-are not changes: `changed_at` is then FLOOR, before any poller watermark.
-"""
+A read whose content differs from the copy gets a new `changed_at`, which the change poller walks
+like a database's `last_modified` (docs/ops-api.md, "The gateway's copy of records")."""
 from __future__ import annotations
 
 import datetime as dt
@@ -48,8 +44,12 @@ def observe(store, kind: str, rows: list[tuple[dict, dt.datetime | None]], now: 
                           "modified": modified}
                 if row is None:
                     new = report_new(data) if callable(report_new) else report_new
-                    c.execute(ops_records_table.insert().values(kind=kind, ops_id=ops_id, changed_at=now if new else FLOOR,
-                                                                first_seen=now, **values))
+                    insert = ops_records_table.insert().values(kind=kind, ops_id=ops_id, changed_at=now if new else FLOOR,
+                                                               first_seen=now, **values)
+                    if conn is None:
+                        c.execute(insert)
+                    elif not _insert_in(c, insert):
+                        continue  # copied by another process meanwhile: its copy stands, the next read compares
                     if new:
                         changed.append(ops_id)
                     continue
@@ -69,6 +69,16 @@ def observe(store, kind: str, rows: list[tuple[dict, dt.datetime | None]], now: 
         return work(conn)
     # Two processes may insert the same record at once: read again and decide again.
     return rerun(lambda: store.transaction(work), attempts=5, when=lost_race)
+
+
+def _insert_in(conn, insert) -> bool:
+    """Insert inside the caller's transaction, which a duplicate key must not end."""
+    try:
+        with conn.begin_nested():
+            conn.execute(insert)
+        return True
+    except sa.exc.IntegrityError:
+        return False
 
 
 def read(store, kind: str, ids) -> dict[int, sa.Row]:

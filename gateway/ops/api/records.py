@@ -1,9 +1,7 @@
 """OnPrintShop's GraphQL documents the gateway sends, and its records made the port's.
 
-Field and argument names are OnPrintShop's (`userid` on a customer, `user_id` on an order,
-`total_amount`, `currency_code`). An order has no purchase date: `Order.purchased` is its
-`invoice_date`, else the day the gateway first saw it (docs/ops-api.md, "What the API backend cannot do").
-"""
+Names are OnPrintShop's (`userid`, `user_id`, `total_amount`, `currency_code`); an order's
+`purchased` is its invoice date, else the day the gateway first saw it."""
 from __future__ import annotations
 
 import datetime as dt

@@ -1,10 +1,7 @@
 """One OnPrintShop API access token for the whole deployment, minted once per expiry.
 
-The token lives in the state store (encrypted in the vault, its expiry in a setting) so every
-thread of every process uses the same one. A per-process lock and a lease (`ops_api.token_mint`)
-let one caller mint while the others wait and read what it stored; a mint is skipped when the
-stored token is no longer the one the caller found stale or rejected (docs/ops-api.md, "Token").
-"""
+Kept in the state store; one caller mints (a lock, a lease) while the others wait and read it
+(docs/ops-api.md, "Token")."""
 from __future__ import annotations
 
 import base64

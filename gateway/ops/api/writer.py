@@ -1,11 +1,7 @@
 """Writing changes from Zoho through OnPrintShop's API: a Deal's stage, a Contact's fields.
 
-Mutations are not idempotent, so every change reads the record first and writes only what
-differs: a retry after a timeout that was applied finds it applied (no second history entry,
-no second e-mail). The permits and the token are taken before the caller's state-store
-transaction; the gateway's copy is updated in it, with the version the poller must not push
-back (docs/ops-api.md, "Changes from Zoho").
-"""
+Each change reads the record first and writes only what differs (mutations are not idempotent)
+(docs/ops-api.md, "Changes from Zoho")."""
 from __future__ import annotations
 
 import math
