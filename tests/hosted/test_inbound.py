@@ -108,3 +108,16 @@ def _admin_page(gw) -> str:
     from tests.conftest import logged_in
 
     return logged_in(gw.app).client.get("/admin/").get_data(as_text=True)
+
+
+def test_an_outage_during_a_poller_round_loses_no_change(hosted):
+    gw, ops = hosted, hosted.ops
+    order, _deal = _linked_order(gw)
+    gw.start_feed()
+    ops.store.touch(order, total_amount=99.0)
+    ops.outage = True
+    assert gw.poll() == {"customers": 0, "orders": 0}  # nothing could be read: the round says so and moves nothing
+    ops.outage = False
+    assert gw.poll_until("orders", 1) == 1
+    gw.drain()
+    assert gw.deal(order)["Amount"] == 99.0
