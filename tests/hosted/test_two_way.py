@@ -56,3 +56,16 @@ def test_two_way_sync_of_a_hosted_store(hosted_on):
     assert gw.poll_until("orders", 1) == 1
     gw.drain()
     assert gw.deal(first)["Amount"] == 175.0 and gw.deal(first)["Stage"] == "Shipped"
+
+
+def test_push_by_id_reads_the_order_fresh_and_names_what_is_missing(hosted):
+    gw, ops = hosted, hosted.ops
+    order = ops.store.add_order(ops.store.add_customer(email="ada@example.com"), "Printing")
+    runner = gw.app.test_cli_runner()
+    missing = runner.invoke(args=["push", "orders", "--id", "999"])
+    assert missing.exit_code != 0 and "no orders with id 999 in OnPrintShop's API; nothing was queued" in missing.output
+    assert "queued 1 orders and 1 customers" in runner.invoke(args=["push", "orders", "--id", str(order)]).output
+    ops.store.touch(order, order_status="Shipped")  # changed after the push was asked for: the latest read is sent
+    assert "queued 1 orders" in runner.invoke(args=["push", "orders", "--id", str(order), "--force"]).output
+    gw.drain()
+    assert gw.deal(order)["Stage"] == "Shipped"

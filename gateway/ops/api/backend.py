@@ -70,8 +70,8 @@ class OpsApi(LocalClock):
                 ("Rate limit", f"{self.calls} calls per {self.window:.0f} s (OPS_API_RATE_LIMIT): {usage['in_use']} running, "
                                f"{usage['resting']} resting" + (f", paused {usage['blocked_for']:.0f} s more after a 429"
                                                                 if usage["blocked_for"] else "")),
-                ("Access token", f"{token.get('last4') or '—'}, expires at epoch {token.get('expires_at', 0):.0f}"
-                 if token else "none yet")]
+                ("Access token", f"{token.get('last4') or '—'}, valid {max(0, token.get('expires_at', 0) - time.time()) / 60:.0f} "
+                                 "min more" if token else "none yet")]
         progress = feed.progress(self)
         done = f"{progress['offset']} of {progress['total'] if progress['total'] is not None else '?'}"
         rows.append(("Customers' full pass", f"{done} customers, at most {progress['per_minute']} a minute; "
