@@ -1,4 +1,4 @@
-"""Rules every backend applies to a Contact from Zoho: when an `ops_id` may link it, and the e-mail.
+"""Rules every backend applies to changes from Zoho: when an `ops_id` may link a record, the e-mail, the words.
 
 A customer's e-mail is their store login: a Zoho user must not be able to hand an account to
 another address, so it is written only with GATEWAY_WRITE_BACK_EMAIL=1 (docs/security.md).
@@ -34,3 +34,14 @@ def writable_fields(fields: dict, current_email: str | None, write_email: bool) 
         return dict(fields), []
     kept = {name: value for name, value in fields.items() if name != "email"}
     return kept, [] if same_email(fields["email"], current_email) else [EMAIL_NOT_WRITTEN]
+
+
+def not_found(update) -> Applied:
+    """No OnPrintShop record for this Zoho record, saying how it was looked for."""
+    how = "the gateway's links or the ops_id sent" + (" or the e-mail" if update.module == "Contacts" else "")
+    return Applied("not_found", f"no OnPrintShop record for Zoho {update.module[:-1]} {update.zoho_id} (looked up by {how})")
+
+
+def linked_elsewhere(update, table_key: str, other: str) -> str:
+    """Why an ops_id Zoho sent cannot be used: it is linked to another Zoho record."""
+    return f"OnPrintShop {table_key} id {update.ops_id} is already linked to Zoho record {other}, not {update.zoho_id}"

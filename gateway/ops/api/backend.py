@@ -13,12 +13,12 @@ from ...timezones import LocalClock, zone
 from .. import mapping as mapping_module
 from ..port import OpsError, OpsUnavailable
 from . import client, credentials, feed, mirror, records
+from .connect import STATUSES_SETTING
 from .token import TokenCache
 from .writer import ApiWriter
 
 log = logging.getLogger("gateway.ops.api")
 
-STATUSES_SETTING = "ops_api.statuses"   # {"at", "statuses": [[id, title], …]}
 STATUS_CACHE_SECONDS = 300.0
 READY_RECHECK_SECONDS = 60.0
 
@@ -93,10 +93,7 @@ class OpsApi(LocalClock):
                 found, _total = self.api.rows(records.STATUSES, "orderStatus", "orderStatus", {"limit": records.PAGE}, permits)
             else:
                 found = [row for page in self.api.pages(records.STATUSES, "orderStatus", "orderStatus", {}) for row in page]
-            # One list for orders and order products: keep the order statuses when it says which is which.
-            orders_only = [r for r in found if "product" not in str(r.get("status_type") or "").lower()]
-            stored = {"at": time.time(), "statuses": [[int(r["process_status_id"]), str(r["process_status_title"])]
-                                                       for r in orders_only if r.get("process_status_title")]}
+            stored = {"at": time.time(), "statuses": records.order_statuses(found)}
             if permits is None:
                 self.store.set_setting(STATUSES_SETTING, stored)
         result = {title.casefold(): (sid, title) for sid, title in stored["statuses"]}

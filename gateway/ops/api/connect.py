@@ -13,7 +13,7 @@ from ..port import OpsError
 from . import client, credentials, records
 from .token import TokenCache
 
-STATUSES_SETTING = "ops_api.statuses"
+STATUSES_SETTING = "ops_api.statuses"  # {"at", "statuses": [[id, title], …]}: shared by every process
 
 
 def configure(rt, *, url: str, client_id: str, client_secret: str) -> Result:
@@ -30,8 +30,7 @@ def configure(rt, *, url: str, client_id: str, client_secret: str) -> Result:
         rows = [row for page in api.pages(records.STATUSES, "orderStatus", "orderStatus", {}) for row in page]
     except OpsError as exc:
         return Result(False, str(exc), f"{creds.url}: refused")
-    statuses = [[int(r["process_status_id"]), str(r["process_status_title"])] for r in rows
-                if r.get("process_status_title") and "product" not in str(r.get("status_type") or "").lower()]
+    statuses = records.order_statuses(rows)
     credentials.save(rt.store, rt.vault, creds)
     rt.store.set_setting(STATUSES_SETTING, {"at": time.time(), "statuses": statuses})
     message = f"connected {creds.url} {len(statuses)} statuses"

@@ -82,6 +82,13 @@ def order_data(row: dict) -> dict:
             "currency": row.get("currency_code") or None, "invoice_date": row.get("invoice_date") or None}
 
 
+def order_statuses(rows: list[dict]) -> list[list]:
+    """[[id, title]] of the order statuses in `orderStatus` rows: one list holds order and order-product
+    statuses; those whose `status_type` names products are left out."""
+    return [[int(r["process_status_id"]), str(r["process_status_title"])] for r in rows
+            if r.get("process_status_title") and "product" not in str(r.get("status_type") or "").lower()]
+
+
 def content_hash(data: dict) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
 

@@ -65,8 +65,8 @@ class ApiWriter(Writer):
         if update.ops_id is not None and update.ops_id != linked:
             other = links.zoho_id_for(module, update.ops_id)
             if other is not None and other != update.zoho_id:
-                yield Applied("conflict", f"OnPrintShop {'customers' if module == 'Contacts' else 'orders'} id {update.ops_id} "
-                                          f"is already linked to Zoho record {other}, not {update.zoho_id}", parameter="ops_id"), None
+                table_key = "customers" if module == "Contacts" else "orders"
+                yield Applied("conflict", policy.linked_elsewhere(update, table_key, other), parameter="ops_id"), None
                 return
             yield update.ops_id, "ops_id"
 
@@ -86,7 +86,7 @@ class ApiWriter(Writer):
                 found_by = how
                 break
         if row is None:
-            return _not_found(update)
+            return policy.not_found(update)
         ops_id = int(row["orders_id"])
         copy = mirror.read(backend.store, "orders", [ops_id]).get(ops_id)
         before = mirror.data_of(copy) if copy else None  # the order as the gateway last saw it
@@ -155,7 +155,7 @@ class ApiWriter(Writer):
             if found is not None and (other is None or other == update.zoho_id):
                 row, found_by = found, "email"
         if row is None:
-            return _not_found(update)
+            return policy.not_found(update)
         ops_id = int(row["userid"])
         current = records.customer_data(row)
         refusal = policy.ops_id_link_refusal(update, found_by, current["email"], ops_id)
@@ -201,8 +201,3 @@ def _check(result, what: str) -> None:
     if not isinstance(result, dict) or not result.get("result"):
         message = result.get("message") if isinstance(result, dict) else None
         raise OpsRefused(f"OnPrintShop refused the change of {what}: {message or 'no reason given'}")
-
-
-def _not_found(update) -> Applied:
-    how = "the gateway's links or the ops_id sent" + (" or the e-mail" if update.module == "Contacts" else "")
-    return Applied("not_found", f"no OnPrintShop record for Zoho {update.module[:-1]} {update.zoho_id} (looked up by {how})")
