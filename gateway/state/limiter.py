@@ -30,11 +30,10 @@ class NoPermit(Exception):
 class Permit:
     """One taken permit; `answered()` once the remote side has answered the call it carries."""
 
-    def __init__(self, limiter: Limiter, slot: int, holder: str, taken_at: float):
+    def __init__(self, limiter: Limiter, slot: int, holder: str):
         self.limiter = limiter
         self.slot = slot
         self.holder = holder
-        self.taken_at = taken_at
         self.used = False
         self.done = False
 
@@ -122,25 +121,21 @@ class Limiter:
         """Hand permits back: free now if unused, after the cooldown if answered, else as taken."""
         now = time.time()
         t = permits_table.c
+        groups: dict[tuple, list[int]] = {}
         for permit in permits:
-            free_at = permit.free_at_release(now)
+            groups.setdefault((permit.holder, permit.free_at_release(now)), []).append(permit.slot)
+        for (holder, free_at), slots in groups.items():
             values = {"holder": None} if free_at is None else {"holder": None, "free_at": free_at}
-            self.store.run(permits_table.update().where(t.limiter == self.name, t.slot == permit.slot,
-                                                        t.holder == permit.holder).values(**values))
+            self.store.run(permits_table.update().where(t.limiter == self.name, t.slot.in_(slots), t.holder == holder)
+                           .values(**values))
 
     def block(self, seconds: float) -> None:
         """Nobody takes a permit for `seconds` (the remote side said 429 Retry-After); never shortens a block."""
+        self._ensure_rows()
         until = time.time() + max(0.0, seconds)
         t = permits_table.c
-
-        def work(conn):
-            current = conn.execute(sa.select(t.free_at).where(t.limiter == self.name, t.slot == BLOCK_SLOT)).scalar()
-            if current is None:
-                conn.execute(permits_table.insert().values(limiter=self.name, slot=BLOCK_SLOT, holder=None, free_at=until))
-            elif current < until:
-                conn.execute(permits_table.update().where(t.limiter == self.name, t.slot == BLOCK_SLOT).values(free_at=until))
-
-        self.store.transaction(work)
+        self.store.run(permits_table.update().where(t.limiter == self.name, t.slot == BLOCK_SLOT, t.free_at < until)
+                       .values(free_at=until))
 
     # -- figures -------------------------------------------------------------------------------
     def blocked_for(self) -> float:
@@ -168,7 +163,7 @@ class Limiter:
         t = permits_table.c
         with self.store.engine.connect() as conn:
             present = set(conn.execute(sa.select(t.slot).where(t.limiter == self.name)).scalars())
-        missing = [n for n in range(self.permits) if n not in present]
+        missing = [n for n in (BLOCK_SLOT, *range(self.permits)) if n not in present]
         if missing:
             try:
                 with self.store.begin() as conn:
@@ -202,7 +197,7 @@ class Limiter:
             return slots
 
         # Processes race for the same rows: a deadlock rolls back and the race is run again.
-        return [Permit(self, int(slot), holder, now) for slot in self.store.transaction(take)]
+        return [Permit(self, int(slot), holder) for slot in self.store.transaction(take)]
 
     def _pause(self) -> float:
         """How long to wait before looking again: soon while a permit may be handed back, else
