@@ -179,19 +179,19 @@ class Limiter:
         return sa.and_(t.limiter == self.name, t.slot >= 0, t.slot < self.permits, t.free_at <= now)
 
     def _try_take(self, n: int, holder: str, hold: float) -> list[Permit]:
-        """Take up to n free permits with one statement (the `on_take` count in the same commit)."""
-        now = time.time()
+        """Take up to n free permits in one transaction (with the `on_take` count)."""
         t = permits_table.c
-        values = {"holder": holder, "free_at": now + hold + self.cooldown}
         dialect = self.store.dialect
 
         def take(conn):
-            pick = sa.select(t.slot).where(self._pool(now)).order_by(t.free_at).limit(n)
+            pick = sa.select(t.slot).where(self._pool(time.time())).order_by(t.free_at).limit(n)
             if dialect != "sqlite":  # SQLite's BEGIN IMMEDIATE already holds the one write lock
                 pick = pick.with_for_update(skip_locked=True)
             slots = [int(s) for s in conn.execute(pick).scalars()]
             if slots:
-                conn.execute(permits_table.update().where(t.limiter == self.name, t.slot.in_(slots)).values(**values))
+                # Stamped when taken (after any wait for the rows), so the hold is never shorter than meant.
+                conn.execute(permits_table.update().where(t.limiter == self.name, t.slot.in_(slots))
+                             .values(holder=holder, free_at=time.time() + hold + self.cooldown))
                 if self.on_take is not None:
                     self.on_take(conn, len(slots))
             return slots
