@@ -33,7 +33,7 @@ class Runtime:
     @property
     def ops(self) -> ops.Backend:
         """OnPrintShop, through the backend the settings choose."""
-        return self._once("ops", lambda: ops.open_backend(self.config, self.instance_path))
+        return self._once("ops", lambda: ops.open_backend(self.config, self.instance_path, self.store, self.vault))
 
     @property
     def tokens(self) -> TokenService:

@@ -7,6 +7,9 @@ import json
 import os
 import secrets as pysecrets
 
+from urllib.parse import urlsplit
+
+from limits import parse_many
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -19,6 +22,12 @@ DEFAULTS: dict[str, object] = {
     "GATEWAY_FERNET_KEYS": None,
     "DATABASE_URL": None,
     "OPS_DATABASE_URL": None,
+    "OPS_BACKEND": "database",
+    "OPS_API_URL": None,
+    "OPS_API_CLIENT_ID": None,
+    "OPS_API_CLIENT_SECRET": None,
+    "OPS_API_RATE_LIMIT": "120 per minute",
+    "OPS_API_NOTIFY_CUSTOMER": False,
     "OPS_TIMEZONE": "UTC",
     "GATEWAY_ZOHO_TIMEZONE": "UTC",
     "GATEWAY_ZOHO_DATE_ORDER": "dmy",
@@ -45,8 +54,10 @@ INT_SETTINGS = {
     "GATEWAY_POLL_SECONDS",
     "GATEWAY_RETENTION_DAYS",
 }
-BOOL_SETTINGS = {"GATEWAY_RUN_WORKER", "GATEWAY_WRITE_BACK_EMAIL"}
-REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "GATEWAY_FERNET_KEYS", "DATABASE_URL", "OPS_DATABASE_URL")
+BOOL_SETTINGS = {"GATEWAY_RUN_WORKER", "GATEWAY_WRITE_BACK_EMAIL", "OPS_API_NOTIFY_CUSTOMER"}
+REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "GATEWAY_FERNET_KEYS", "DATABASE_URL")
+OPS_BACKENDS = ("database", "api")
+MAX_PERMITS = 1000  # a larger rate limit is kept as the same rate over a shorter window
 DEV_SECRETS_FILE = "dev-secrets.json"
 MIN_SECRET_KEY_LENGTH = 32  # it signs the admin session: a guessable key is a forged login
 
@@ -81,6 +92,15 @@ def load(instance_path: str, environ: dict | None = None, test_config: dict | No
         raise ConfigError(f"GATEWAY_ZOHO_DATE_ORDER must be 'dmy' or 'mdy' (day or month first), not {values['GATEWAY_ZOHO_DATE_ORDER']!r}")
     values["GATEWAY_ZOHO_DATE_ORDER"] = order
 
+    backend = str(values["OPS_BACKEND"] or "").strip().lower()
+    if backend not in OPS_BACKENDS:
+        raise ConfigError(f"OPS_BACKEND must be 'database' or 'api', not {values['OPS_BACKEND']!r}")
+    values["OPS_BACKEND"] = backend
+    values["OPS_API_RATE_LIMIT"] = str(values["OPS_API_RATE_LIMIT"]).strip()
+    rate_limit(values["OPS_API_RATE_LIMIT"])  # checked now: a wrong one stops start-up naming it
+    if values["OPS_API_URL"]:
+        values["OPS_API_URL"] = ops_api_url(str(values["OPS_API_URL"]), "OPS_API_URL")
+
     if env == "development":
         generated = ensure_dev_secrets(instance_path)
         for name, value in generated.items():
@@ -89,7 +109,8 @@ def load(instance_path: str, environ: dict | None = None, test_config: dict | No
         values["DATABASE_URL"] = values["DATABASE_URL"] or "sqlite:///" + os.path.join(instance_path, "gateway.db")
         values["OPS_DATABASE_URL"] = values["OPS_DATABASE_URL"] or "sqlite:///" + os.path.join(instance_path, "ops.db")
     else:
-        missing = [name for name in REQUIRED_IN_PRODUCTION if not values.get(name)]
+        required = REQUIRED_IN_PRODUCTION + (("OPS_DATABASE_URL",) if backend == "database" else ())
+        missing = [name for name in required if not values.get(name)]
         if missing:
             raise ConfigError(
                 "production needs these settings in the environment: " + ", ".join(missing)
@@ -102,7 +123,8 @@ def load(instance_path: str, environ: dict | None = None, test_config: dict | No
             )
 
     values["DATABASE_URL"] = normalize_database_url(str(values["DATABASE_URL"]), "DATABASE_URL")
-    values["OPS_DATABASE_URL"] = normalize_database_url(str(values["OPS_DATABASE_URL"]), "OPS_DATABASE_URL")
+    if values["OPS_DATABASE_URL"]:
+        values["OPS_DATABASE_URL"] = normalize_database_url(str(values["OPS_DATABASE_URL"]), "OPS_DATABASE_URL")
     values["GATEWAY_FERNET_KEYS"] = [k.strip() for k in str(values["GATEWAY_FERNET_KEYS"]).split(",") if k.strip()]
     return values
 
@@ -132,6 +154,32 @@ def normalize_database_url(url: str, name: str = "DATABASE_URL") -> str:
         _ = parsed.port  # a non-numeric port only fails when read
     except (ArgumentError, ValueError):
         raise ConfigError(f"{name} is not a valid database URL (check the host, port and escaping of the password)") from None
+    return url
+
+
+def rate_limit(text: str) -> tuple[int, float]:
+    """(calls, seconds) of a flask-limiter style limit such as "120 per minute"; ConfigError names
+    OPS_API_RATE_LIMIT. Over MAX_PERMITS calls, the same rate over a proportionally shorter window."""
+    try:
+        items = parse_many(text)
+    except ValueError:
+        items = []
+    if len(items) != 1 or items[0].amount < 1:
+        raise ConfigError(f"OPS_API_RATE_LIMIT must be one limit such as '120 per minute' or '2/second', not {text!r}")
+    calls, seconds = items[0].amount, float(items[0].get_expiry())
+    if calls > MAX_PERMITS:
+        seconds, calls = seconds * MAX_PERMITS / calls, MAX_PERMITS
+    return calls, seconds
+
+
+def ops_api_url(text: str, name: str = "OPS_API_URL") -> str:
+    """The store's base URL, without a trailing `/api` or `/` (the token and GraphQL paths are added to it)."""
+    url = text.strip().rstrip("/")
+    if url.lower().endswith("/api"):
+        url = url[:-4].rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(f"{name} must be the store's base URL, such as https://shop.example.com")
     return url
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from .. import ops
 from ..errors import ConfigError, RequestError, VaultError
 from ..inbound import notify, reports, secrets
 from ..ops import OpsError
@@ -37,6 +38,14 @@ def configure(rt, *, data_center, client_id, client_secret, grant_token, account
     detail = f"data center {data_center}, account {account_id}, modules {', '.join(modules)}: " + (
         "connected" if result.ok else "refused")
     return Result(result.ok, result.message, detail)
+
+
+def configure_ops(rt, *, url, client_id, client_secret) -> Result:
+    """Connect to OnPrintShop's API: check the client (a token, the statuses) and save it."""
+    try:
+        return ops.configure_api(rt, url=url, client_id=client_id, client_secret=client_secret)
+    except Exception as exc:
+        return _failed("connect to OnPrintShop", exc)
 
 
 def update(rt, *, account_id, modules) -> Result:

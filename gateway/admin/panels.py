@@ -6,7 +6,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
-from .. import audit
+from .. import audit, ops
 from ..inbound import notify, reports, secrets
 from ..outbound import events, queue
 from ..zoho import connection, gate
@@ -83,6 +83,8 @@ class Page:
     notify_channel: Panel
     audit: Panel
     activity: Panel = field(default_factory=Panel)
+    onprintshop: Panel = field(default_factory=Panel)
+    ops_connection: Panel | None = None  # the saved API client, when the backend has one to save
     parameters: tuple = field(default=WEBHOOK_PARAMETERS)
     header_name: str = WEBHOOK_HEADER
 
@@ -104,7 +106,16 @@ def gather(rt, base_url: str) -> Page:
         notify_channel=read_panel("The Notification API channel", notify.channel_status, rt),
         audit=read_panel("The audit log", audit.recent, rt, limit=20),
         activity=read_panel("The activity of the last 24 hours", activity.last_day, rt),
+        onprintshop=read_panel("OnPrintShop", lambda: rt.ops.report()),
+        ops_connection=read_panel("The OnPrintShop API client", ops.api_connection, rt) if _connectable(rt) else None,
     )
+
+
+def _connectable(rt) -> bool:
+    try:
+        return bool(rt.ops.connectable)
+    except Exception:  # a backend that cannot even be opened says so in its own panel
+        return False
 
 
 def attention(page: Page) -> list[tuple[str, str]]:
@@ -116,6 +127,9 @@ def attention(page: Page) -> list[tuple[str, str]]:
         items.append(("zoho", "Zoho needs re-authorization: pushes wait until you connect again."))
     elif state == "not_configured":
         items.append(("configure", "Zoho is not connected yet: fill in the form to connect."))
+    store = page.onprintshop.data if page.onprintshop.ok and isinstance(page.onprintshop.data, dict) else {}
+    if store.get("problem"):
+        items.append(("onprintshop", store["problem"] + "."))
     queue = page.queue.data if page.queue.ok and isinstance(page.queue.data, dict) else {}
     if queue.get("paused"):
         items.append(("queue", "Pushes are paused: " + (queue.get("paused_reason") or "see the queue.")))

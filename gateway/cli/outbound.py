@@ -34,7 +34,7 @@ def select_ids(rt, what: str, ids, all_, since) -> list[int]:
         missing = sorted(set(ids) - found)
         if missing:
             raise click.ClickException(
-                f"no {what} with id {', '.join(map(str, missing))} in the OnPrintShop database; nothing was queued")
+                f"no {what} with id {', '.join(map(str, missing))} in {rt.ops.describe()}; nothing was queued")
         return sorted(found)
     if all_:
         return rt.ops.all_ids(table)

@@ -142,7 +142,7 @@ def ids_of(body: dict) -> tuple[str, list[str]]:
 
 def _zoho_slots_full(rt) -> bool:
     gate = zoho_gate.for_runtime(rt)
-    return gate.in_use() >= len(gate.slots)
+    return gate.in_use() >= gate.concurrency
 
 
 def handle_callback(rt, body: dict) -> tuple[dict, int]:

@@ -8,12 +8,15 @@ import sqlalchemy as sa
 
 from ..timezones import zone
 from . import mapping as mapping_module
+from . import api as api_backend
+from .api import connect as api_connect
+from .api import credentials as api_credentials
 from .database import OpsDatabase, demo
 from .port import (KINDS, Applied, Backend, Customer, OpsBusy, OpsError, OpsRefused, OpsUnavailable, Order,
                    Status)
 
 __all__ = ["KINDS", "Applied", "Backend", "Customer", "OpsBusy", "OpsError", "OpsRefused", "OpsUnavailable", "Order",
-           "Status", "check_settings", "open_backend", "create_demo", "is_embedded_demo", "demo_summary", "DemoTablesExist"]
+           "Status", "check_settings", "open_backend", "configure_api", "api_connection", "readiness", "create_demo", "is_embedded_demo", "demo_summary", "DemoTablesExist"]
 
 
 class DemoTablesExist(Exception):
@@ -26,9 +29,30 @@ def check_settings(config, instance_path: str | None) -> None:
     zone(config.get("OPS_TIMEZONE") or "UTC", "OPS_TIMEZONE")
 
 
-def open_backend(config, instance_path: str | None) -> Backend:
-    """The backend the settings choose, with the store's mapping (`instance/mapping.toml`)."""
+def open_backend(config, instance_path: str | None, store=None, vault=None) -> Backend:
+    """The backend OPS_BACKEND chooses, with the store's mapping (`instance/mapping.toml`); the API
+    backend keeps its token, limits and copies of records in the state store (`store`, `vault`)."""
+    if config.get("OPS_BACKEND") == "api":
+        return api_backend.OpsApi(config, mapping_module.load(instance_path), store, vault)
     return OpsDatabase.from_config(config, mapping_module.load(instance_path))
+
+
+def configure_api(rt, *, url: str, client_id: str, client_secret: str):
+    """Check a hosted store's API client (a token, the statuses) and save it, secret in the vault."""
+    return api_connect.configure(rt, url=url, client_id=client_id, client_secret=client_secret)
+
+
+def readiness(config, backend) -> tuple[str, str]:
+    """/readyz's OnPrintShop part: (name, "ok" | "unavailable…" | "not_configured"); `backend()` opens it."""
+    try:
+        return backend().readiness()
+    except Exception as exc:  # the body says which part is down; never a traceback
+        return ("ops_api" if config.get("OPS_BACKEND") == "api" else "ops_database"), f"unavailable: {exc.__class__.__name__}"
+
+
+def api_connection(rt) -> dict:
+    """The saved API client as the admin page shows it (masked), and which settings the environment sets."""
+    return api_credentials.shown(rt.config, rt.store)
 
 
 def is_embedded_demo(backend, instance_path: str) -> bool:

@@ -1,6 +1,6 @@
-"""Rules every backend applies to a Contact from Zoho: an `ops_id` links it only with the customer's
-e-mail, and an e-mail (the store login) is written only with GATEWAY_WRITE_BACK_EMAIL=1
-(docs/security.md, "Zoho cannot take over a store account")."""
+"""Rules every backend applies to changes from Zoho: an `ops_id` links a Contact only with the
+customer's e-mail, and an e-mail (the store login) is written only with GATEWAY_WRITE_BACK_EMAIL=1
+(docs/security.md, "Zoho cannot take over a store account"); and the words a delivery's reason uses."""
 from __future__ import annotations
 
 from .port import Applied
@@ -32,3 +32,14 @@ def writable_fields(fields: dict, current_email: str | None, write_email: bool) 
         return dict(fields), []
     kept = {name: value for name, value in fields.items() if name != "email"}
     return kept, [] if same_email(fields["email"], current_email) else [EMAIL_NOT_WRITTEN]
+
+
+def not_found(update) -> Applied:
+    """No OnPrintShop record for this Zoho record, saying how it was looked for."""
+    how = "the gateway's links or the ops_id sent" + (" or the e-mail" if update.module == "Contacts" else "")
+    return Applied("not_found", f"no OnPrintShop record for Zoho {update.module[:-1]} {update.zoho_id} (looked up by {how})")
+
+
+def linked_elsewhere(update, table_key: str, other: str) -> str:
+    """Why an ops_id Zoho sent cannot be used: it is linked to another Zoho record."""
+    return f"OnPrintShop {table_key} id {update.ops_id} is already linked to Zoho record {other}, not {update.zoho_id}"

@@ -103,7 +103,7 @@ def _push_and_settle(rt, holder: str, module: str, jobs: list[queue.Job], policy
         def settle_unsent(conn):
             queue.complete(conn, holder, [by_id[i].id for i in prepared.unchanged])
             queue.complete(conn, holder, [by_id[i].id for i in prepared.missing],
-                           note="no longer in the OnPrintShop database: not sent")
+                           note=f"no longer in {rt.ops.describe()}: not sent")
             queue.defer(conn, holder, [by_id[i].id for i, c in prepared.waiting.items() if c not in blocked],
                         time.time() + WAIT_FOR_CONTACT_SECONDS, note="waiting for its customer's Contact to be created in Zoho")
             for order_id, customer_id in prepared.waiting.items():

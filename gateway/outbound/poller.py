@@ -9,6 +9,7 @@ import random
 
 import sqlalchemy as sa
 
+from ..ops import OpsError
 from ..state.leases import leased_loop
 from ..state.engine import lost_race, rerun
 from ..state.tables import polled_versions_table
@@ -64,6 +65,11 @@ def run(rt, stop) -> None:
 def poll_once(rt, settle: float = SETTLE_SECONDS) -> dict[str, int]:
     """One round over both tables; returns {table: records queued}."""
     synced = connection.modules(rt)
+    for module in MODULES:
+        try:
+            rt.ops.refresh_changes(module.table)  # a backend that must look for changes first (the API) does it now
+        except OpsError as exc:
+            log.warning("poller: looking for changed %s failed (%s); what was found before is still queued", module.table, exc)
     until = rt.ops.now_local() - dt.timedelta(seconds=settle)
     queued: dict[str, int] = {}
     for table, module, setting in ((m.table, m.zoho, m.setting) for m in MODULES):

@@ -26,7 +26,18 @@ leases_table = sa.Table(
     sa.Column("expires_at", sa.Double, nullable=False, default=0.0),
 )
 
-# The schema version `init-db` records (there are no migrations yet).
+# Deployment-wide call limits (gateway/state/limiter.py): one row per permit of each limiter
+# ("zoho", "ops_api"), plus slot -1 holding the time a 429's Retry-After ends.
+permits_table = sa.Table(
+    "gw_permits",
+    metadata,
+    sa.Column("limiter", sa.String(32), primary_key=True),
+    sa.Column("slot", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("holder", sa.String(64), nullable=True),
+    sa.Column("free_at", sa.Double, nullable=False, default=0.0),  # epoch: may be taken from then on
+)
+
+# The schema version the releases before migrations recorded (kept so those databases are adopted).
 schema_version_table = sa.Table(
     "gw_schema_version",
     metadata,
@@ -180,6 +191,25 @@ event_ids_table = sa.Table(
     metadata,
     sa.Column("webhook_id", sa.String(255), primary_key=True),
     sa.Column("received_at", sa.Double, nullable=False, index=True),
+)
+
+# -- OnPrintShop's API (OPS_BACKEND=api) -----------------------------------------------------------------
+# The gateway's copy of each customer and order it has read through the API: what the push sends,
+# and what a new read is compared with. `changed_at` (naive, OPS_TIMEZONE) is when the gateway
+# first saw this content: the change poller walks it as it walks `last_modified` in a database.
+ops_records_table = sa.Table(
+    "gw_ops_records",
+    metadata,
+    sa.Column("kind", sa.String(16), primary_key=True),          # "customers" | "orders"
+    sa.Column("ops_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("data", sa.Text, nullable=False),                    # JSON of the fields the gateway uses
+    sa.Column("content", sa.String(64), nullable=False),           # a hash of `data`
+    sa.Column("customer_id", sa.BigInteger, nullable=True),        # an order's customer
+    sa.Column("modified", sa.DateTime, nullable=True),             # an order's order_last_modified_date
+    sa.Column("changed_at", sa.DateTime, nullable=False),
+    sa.Column("first_seen", sa.DateTime, nullable=False),
+    sa.Index("ix_gw_ops_records_changed", "kind", "changed_at", "ops_id"),
+    sa.Index("ix_gw_ops_records_customer", "kind", "customer_id"),
 )
 
 # -- Zoho -------------------------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ from flask_wtf.csrf import CSRFError
 
 from .. import audit
 from ..admin import actions, auth, panels
-from .admin_forms import SAVE_ACTIONS, ConfigureForm, LoginForm, NotifyForm, PushForm, RetryJobForm, missing_fields
+from .admin_forms import (SAVE_ACTIONS, ConfigureForm, LoginForm, NotifyForm, OpsConnectForm, PushForm, RetryJobForm,
+                          missing_fields)
 from .context import runtime
 from .security import login_required
 
@@ -126,6 +127,7 @@ def _page(configure_form: ConfigureForm, status: int = 200):
         webhook_url_rows=panels.url_rows(page.webhook_urls.data) if page.webhook_urls.ok else [],
         configure_form=configure_form,
         push_form=PushForm(formdata=None),
+        ops_form=OpsConnectForm(formdata=None),
         events_url=base_url + "api/v1/events",
         zoho_connect_url=url_for("zoho_oauth.connect"),
         now=time.time(),
@@ -232,6 +234,16 @@ def notify():
         flash("Nothing changed: " + form_problem(form), "error")
         return redirect(url_for(".index"))
     return _show(actions.set_notify(runtime(), form.enabled.data == "on", request_root=request.url_root), "notification api")
+
+
+@bp.post("/ops/connect")
+@login_required
+def connect_ops():
+    form = OpsConnectForm()
+    if not form.validate_on_submit():
+        return _refused("Nothing saved: " + form_problem(form))
+    return _show(actions.configure_ops(runtime(), url=form.url.data.strip(), client_id=form.ops_client_id.data.strip(),
+                                       client_secret=form.ops_client_secret.data.strip()), "connect onprintshop")
 
 
 @bp.post("/disconnect")

@@ -93,3 +93,14 @@ class StageForm(FlaskForm):
 class PhoneForm(FlaskForm):
     phone = StringField("Phone", validators=[Optional(), Length(max=30, message="A phone number has at most 30 characters."),
                                              Regexp(r"^[0-9+()./ -]*$", message="A phone number holds digits, spaces and + ( ) . / -")])
+
+
+class OpsConnectForm(FlaskForm):
+    """Connect to OnPrintShop: a hosted store's API client (OPS_BACKEND=api)."""
+
+    url = StringField("Store URL", validators=[
+        DataRequired(message="Enter the store's address, such as https://shop.example.com."),
+        URL(require_tld=False, message="Give the store's full address (https://…)."), Length(max=500)])
+    ops_client_id = StringField("API client id", validators=[DataRequired(message="Enter the API client id."), Length(max=500)])
+    ops_client_secret = PasswordField("API client secret", validators=[
+        DataRequired(message="Enter the API client secret."), Length(max=500)])

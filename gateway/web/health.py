@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
+from .. import ops
 from ..zoho import connection
 from .context import runtime
 
@@ -25,10 +26,8 @@ def readyz():
         parts["state_store"] = "ok"
     except Exception as exc:  # the body says which part is down; never a traceback
         parts["state_store"] = f"unavailable: {exc.__class__.__name__}"
-    try:
-        parts["ops_database"] = "ok" if rt.ops.ping() else "unavailable"
-    except Exception as exc:
-        parts["ops_database"] = f"unavailable: {exc.__class__.__name__}"
+    name, state = ops.readiness(rt.config, lambda: rt.ops)  # ops_database, or ops_api for a hosted store
+    parts[name] = state
     try:
         parts["zoho"] = connection.state(rt)
         if parts["zoho"] != connection.NOT_CONFIGURED:

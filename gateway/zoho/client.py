@@ -17,6 +17,13 @@ from .errors import ApiRefused, Throttled, Unavailable, parse_retry_after
 
 log = logging.getLogger("gateway.zoho.client")
 
+CONNECT_TIMEOUT = 10  # seconds; with the read timeout, within gate.SLOT_LEASE_SECONDS
+
+
+class _NoPermit:
+    def answered(self) -> None:
+        pass
+
 
 def _zoho_code(response) -> str | None:
     try:
@@ -64,7 +71,7 @@ class ZohoClient:
 
     def _gate(self):
         if self.runtime is None:
-            return contextlib.nullcontext()
+            return contextlib.nullcontext(_NoPermit())
         return gate.for_runtime(self.runtime).call()
 
     # -- the interface ------------------------------------------------------------------------
@@ -103,9 +110,11 @@ class ZohoClient:
         all_headers = {"Authorization": f"Zoho-oauthtoken {token}", "Accept": "application/json"}
         all_headers.update(headers or {})
         started = time.perf_counter()
-        with self._gate():
+        with self._gate() as permit:
             try:
-                response = self._session().request(method, url, params=params, json=json, headers=all_headers, timeout=timeout)
+                response = self._session().request(method, url, params=params, json=json, headers=all_headers,
+                                                   timeout=(CONNECT_TIMEOUT, timeout))
+                permit.answered()  # Zoho is done with it: the permit is free at once
             except requests.Timeout:
                 raise Unavailable(f"timeout: Zoho did not answer {method} {_path(url)} within {timeout:g} s", code="timeout") from None
             except requests.RequestException as exc:

@@ -1,22 +1,21 @@
-"""The deployment-wide limits on Zoho API calls, kept in the state store: concurrency slot leases
-and the daily call budget (a meter that also counts records pushed, failed and given up). The client
-wraps every call in `with gate.for_runtime(rt).call():` (docs/outbound.md, "The queue")."""
+"""The deployment-wide limits on Zoho API calls, kept in the state store: the concurrency cap (permits
+of the one limiter) and the daily call budget (a meter that also counts records pushed, failed and
+given up) (docs/ops-api.md, "One limiter for both APIs"; docs/outbound.md)."""
 from __future__ import annotations
 
 import contextlib
-import itertools
-import os
-import random
-import threading
 import time
 
 import sqlalchemy as sa
 
 from ..state.engine import rerun
-from ..state.tables import leases_table, meter_table
+from ..state.limiter import Limiter, NoPermit
+from ..state.tables import meter_table
 from .errors import BudgetExhausted, Unavailable
 
-SLOT_LEASE_SECONDS = 45.0  # > the client's 30 s timeout: a live call never loses its slot
+# Longer than a call may run at Zoho: the client gives up after 10 s to connect and 30 s without an
+# answer, and a call it gave up on (or whose process was killed) may still be running there.
+SLOT_LEASE_SECONDS = 45.0
 SLOT_WAIT_SECONDS = 120.0  # a call that cannot get a slot for this long fails as Unavailable
 BUCKET_SECONDS = 600
 DAY_SECONDS = 86400
@@ -29,6 +28,20 @@ def bump(conn, kind: str, n: int = 1, now: float | None = None) -> bool:
         meter_table.update().where(meter_table.c.kind == kind, meter_table.c.bucket == bucket)
         .values(count=meter_table.c.count + n)
     ).rowcount)
+
+
+def count_in(conn, kind: str, n: int = 1) -> None:
+    """Add n to the current bucket inside the caller's transaction, making the bucket if it is new."""
+    if bump(conn, kind, n):
+        return
+    bucket = int(time.time() // BUCKET_SECONDS)
+    try:
+        with conn.begin_nested():
+            conn.execute(meter_table.insert().values(kind=kind, bucket=bucket, count=n))
+    except sa.exc.IntegrityError:
+        bump(conn, kind, n)  # another process made the bucket first
+        return
+    conn.execute(meter_table.delete().where(meter_table.c.bucket < bucket - 2 * DAY_SECONDS // BUCKET_SECONDS))
 
 
 def add_count(store, kind: str, n: int = 1, now: float | None = None) -> None:
@@ -101,118 +114,38 @@ def budget_frees_at(store, budget: int, now: float | None = None) -> float:
 
 # -- the gate -------------------------------------------------------------------------------
 class Gate:
-    """Deployment-wide concurrency slots and the daily budget, for one state store."""
+    """Deployment-wide concurrency permits and the daily budget, for one state store."""
 
     def __init__(self, store, concurrency: int, budget: int | None):
         self.store = store
         self.concurrency = max(1, int(concurrency or 1))
         self.budget = budget if budget and budget > 0 else None
-        self.slots = [f"zoho-slot-{n}" for n in range(self.concurrency)]
-        self._local = threading.BoundedSemaphore(self.concurrency)
-        self._poller = threading.Lock()
-        self._rows_ready = False
-        self._seq = itertools.count()
-        self._pid = os.getpid()
+        # The call is counted in the transaction that takes its permit: one commit.
+        self.limiter = Limiter(store, "zoho", self.concurrency, cooldown=0.0, hold=SLOT_LEASE_SECONDS,
+                               on_take=lambda conn, n: count_in(conn, "calls", n))
 
     @contextlib.contextmanager
     def call(self):
-        """Hold one of the deployment's call slots for one Zoho API call; BudgetExhausted (nothing
-        sent) when the budget is spent, Unavailable when no slot frees up within SLOT_WAIT_SECONDS."""
-        # Budget and count first, outside the slot: a slot is held only for the call itself.
+        """Hold one of the deployment's call permits for one Zoho API call; `yield`s it (`permit.answered()`
+        once Zoho's answer is in). BudgetExhausted (nothing sent) when the budget is spent, Unavailable
+        when no permit frees up within SLOT_WAIT_SECONDS."""
+        # Budget first, outside the permit: a permit is held only for the call itself.
         if self.budget is not None and count_last_day(self.store, "calls") >= self.budget:
             raise BudgetExhausted(
                 f"the daily Zoho call budget of {self.budget} calls (GATEWAY_DAILY_CALL_BUDGET) is spent "
                 "for the last 24 hours; the queue waits until calls age out of that window"
             )
-        if not self._local.acquire(timeout=SLOT_WAIT_SECONDS):
-            raise Unavailable(f"no Zoho call slot free in this process for {SLOT_WAIT_SECONDS:.0f} s")
         try:
-            slot, holder = self._take_slot(Unavailable)
-            try:
-                yield
-            finally:
-                self._give_back(slot, holder)
-        finally:
-            self._local.release()
+            # SLOT_LEASE_SECONDS is read per call (tests shorten it).
+            with self.limiter.call(wait=SLOT_WAIT_SECONDS, hold=SLOT_LEASE_SECONDS) as permit:
+                yield permit
+        except NoPermit:
+            raise Unavailable(f"all {self.concurrency} Zoho call slots (GATEWAY_ZOHO_CONCURRENCY) stayed busy for "
+                              f"{SLOT_WAIT_SECONDS:.0f} s") from None
 
     def in_use(self) -> int:
-        """Slots held right now across the deployment (for status pages and tests)."""
-        now = time.time()
-        with self.store.engine.connect() as conn:
-            return int(conn.execute(
-                sa.select(sa.func.count()).select_from(leases_table).where(
-                    leases_table.c.name.in_(self.slots), leases_table.c.holder.is_not(None), leases_table.c.expires_at >= now
-                )
-            ).scalar())
-
-    # -- slots ------------------------------------------------------------------------------
-    def _ensure_rows(self) -> None:
-        with self.store.engine.connect() as conn:
-            present = set(conn.execute(sa.select(leases_table.c.name).where(leases_table.c.name.in_(self.slots))).scalars())
-        for name in self.slots:
-            if name in present:
-                continue
-            try:
-                with self.store.begin() as conn:
-                    conn.execute(leases_table.insert().values(name=name, holder=None, expires_at=0.0))
-            except sa.exc.IntegrityError:
-                pass  # another process made it
-        self._rows_ready = True
-
-    def _take_slot(self, unavailable):
-        if not self._rows_ready:
-            self._ensure_rows()
-        holder = f"{self._pid}-{threading.get_ident()}-{next(self._seq)}"
-        deadline = time.monotonic() + SLOT_WAIT_SECONDS
-        # One thread per process asks the store at a time; the others wait here without queries.
-        if not self._poller.acquire(timeout=SLOT_WAIT_SECONDS):
-            raise unavailable(f"no Zoho call slot free in this process for {SLOT_WAIT_SECONDS:.0f} s")
-        try:
-            while True:
-                name = self._try_any_slot(holder)
-                if name is not None:
-                    return name, holder
-                if time.monotonic() > deadline:
-                    raise unavailable(
-                        f"all {self.concurrency} Zoho call slots (GATEWAY_ZOHO_CONCURRENCY) stayed busy for {SLOT_WAIT_SECONDS:.0f} s"
-                    )
-                time.sleep(random.uniform(0.003, 0.008))
-        finally:
-            self._poller.release()
-
-    def _try_any_slot(self, holder: str) -> str | None:
-        """Take any free or lapsed slot with one statement (and count the call in the same commit)."""
-        now = time.time()
-        t = leases_table.c
-        free = sa.and_(t.name.in_(self.slots), sa.or_(t.holder.is_(None), t.expires_at < now))
-        values = {"holder": holder, "expires_at": now + SLOT_LEASE_SECONDS}
-
-        def take(conn):
-            if self.store.dialect == "mysql":
-                taken = conn.execute(leases_table.update().where(free).values(**values).with_dialect_options(mysql_limit=1)).rowcount
-                name = conn.execute(sa.select(t.name).where(t.name.in_(self.slots), t.holder == holder)).scalar() if taken else None
-            else:
-                pick = sa.select(t.name).where(free).limit(1)
-                if self.store.dialect == "postgresql":
-                    pick = pick.with_for_update(skip_locked=True)
-                name = conn.execute(
-                    leases_table.update().where(t.name == pick.scalar_subquery(), free).values(**values).returning(t.name)
-                ).scalar()
-            counted = name is not None and bump(conn, "calls")  # the call is counted with its slot: one commit
-            return name, counted
-
-        # Processes race for the same slot rows: a deadlock rolls back and the race is run again.
-        name, counted = self.store.transaction(take)
-        if name is not None and not counted:
-            add_count(self.store, "calls")
-        return name
-
-    def _give_back(self, name: str, holder: str) -> None:
-        self.store.run(
-            leases_table.update()
-            .where(leases_table.c.name == name, leases_table.c.holder == holder)
-            .values(holder=None, expires_at=0.0)
-        )
+        """Permits held by calls running right now across the deployment (for status pages and tests)."""
+        return self.limiter.usage()["in_use"]
 
 
 def for_runtime(rt) -> Gate:

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from gateway.state import Store
 from gateway.state.migrate import init_db
-from gateway.state.tables import leases_table
+from gateway.state.tables import permits_table
 from gateway.zoho import gate
 from gateway.zoho.errors import BudgetExhausted
 
@@ -55,7 +55,8 @@ def test_a_slot_of_a_killed_process_lapses(store, monkeypatch):
     call = killed.call()
     call.__enter__()  # the process dies holding its slot: nobody hands it back
     with store.engine.connect() as conn:
-        lapses_at = conn.execute(sa.select(leases_table.c.expires_at).where(leases_table.c.name == killed.slots[0])).scalar()
+        lapses_at = conn.execute(sa.select(permits_table.c.free_at).where(
+            permits_table.c.limiter == killed.limiter.name, permits_table.c.slot == 0)).scalar()
     started = time.monotonic()
     with gate.Gate(store, concurrency=1, budget=None).call():
         entered = time.time()
@@ -75,3 +76,22 @@ def test_the_daily_budget_refuses_calls_before_sending(store):
     assert gate.count_last_day(store, "calls") == 3
     frees = gate.budget_frees_at(store, 3)
     assert time.time() + 86400 - gate.BUCKET_SECONDS <= frees <= time.time() + 86400 + gate.BUCKET_SECONDS
+
+
+def test_a_call_zoho_never_answered_keeps_its_slot_until_it_could_have_ended(gw_sqlite, monkeypatch):
+    """A timed-out (or killed) call may still be running at Zoho: its slot is not reused at once."""
+    from gateway.zoho.errors import Unavailable
+
+    gw = gw_sqlite
+    monkeypatch.setattr(gate, "SLOT_LEASE_SECONDS", 3.0)
+    gw.rt.config["GATEWAY_ZOHO_CONCURRENCY"] = 1
+    gw.fake.concurrency_limit = 1
+    gw.fake.latency = 1.5  # Zoho works on each call this long, whether or not the caller still waits
+    with pytest.raises(Unavailable, match="timeout"):
+        gw.rt.zoho.request("POST", "/crm/v8/Contacts/upsert", json={"data": [{"Last_Name": "A"}]}, timeout=0.3)
+    started = time.monotonic()
+    response = gw.rt.zoho.request("POST", "/crm/v8/Contacts/upsert", json={"data": [{"Last_Name": "B"}]})
+    assert response.status_code == 200, response.text
+    assert gw.fake.calls["429 TOO_MANY_REQUESTS"] == 0
+    assert gw.fake.max_in_flight == 1
+    assert time.monotonic() - started >= 3.0 - 0.3 - 0.2  # it waited for the first call's slot to lapse

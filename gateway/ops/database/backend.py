@@ -32,6 +32,7 @@ class OpsDatabase(LocalClock):
     """The OnPrintShop database: engine, mapping, tables, time zone."""
 
     name = "database"
+    connectable = False
 
     def __init__(self, url: str, mapping: mapping_module.Mapping | None = None, timezone: str = "UTC", **engine_kwargs):
         super().__init__(zone(timezone, "OPS_TIMEZONE"))
@@ -67,6 +68,17 @@ class OpsDatabase(LocalClock):
 
     def describe(self) -> str:
         return "the OnPrintShop database"
+
+    def readiness(self) -> tuple[str, str]:
+        return "ops_database", "ok" if self.ping() else "unavailable"
+
+    def report(self) -> dict:
+        ok = self.ping()
+        return {"state": "ok" if ok else "unavailable", "rows": [("Reached through", "its MySQL database (OPS_DATABASE_URL)")],
+                "problem": None if ok else "the OnPrintShop database does not answer: updates from Zoho wait (202)"}
+
+    def refresh_changes(self, kind: str) -> None:
+        """Changes are read straight from the tables: nothing to do first."""
 
     # -- connections --------------------------------------------------------------------------
     def begin(self, conn=None):

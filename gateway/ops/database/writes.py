@@ -81,9 +81,7 @@ def _find_and_lock(ops, oconn, links, update, table_key: str, linked) -> tuple[d
         if row is not None:
             other = links.zoho_id_for(update.module, update.ops_id)
             if other is not None and other != update.zoho_id:
-                return None, None, (
-                    f"OnPrintShop {table_key} id {update.ops_id} is already linked to Zoho record {other}, not {update.zoho_id}"
-                )
+                return None, None, policy.linked_elsewhere(update, table_key, other)
             return row, "ops_id", None
     if update.module == "Contacts" and update.fields.get("email"):
         found = oconn.execute(_by_email(ops), {"email": update.fields["email"]}).first()
@@ -115,11 +113,6 @@ def _update_row(ops, oconn, table_key: str, ops_id: int, values: dict) -> None:
     oconn.execute(ops.statement(f"update {table_key}", build), {"where_id": ops_id, **values})
 
 
-def _not_found(update) -> Result:
-    how = "the gateway's links or the ops_id sent" + (" or the e-mail" if update.module == "Contacts" else "")
-    return Result("not_found", f"no OnPrintShop record for Zoho {update.module[:-1]} {update.zoho_id} (looked up by {how})")
-
-
 def _stale_against_row(ops, update, last_modified) -> Result | None:
     if not isinstance(last_modified, dt.datetime):
         # NULL, or MySQL's zero date (handed back as text): no usable time, so only Zoho's order counts.
@@ -138,7 +131,7 @@ def _locate(ops, oconn, links, update, table_key: str, id_column: str, linked):
     if problem:
         return None, None, None, Result("conflict", problem, parameter="ops_id")
     if row is None:
-        return None, None, None, _not_found(update)
+        return None, None, None, policy.not_found(update)
     ops_id = int(row[id_column])
     stale = _stale_against_row(ops, update, row["last_modified"])
     if stale:

@@ -1,0 +1,123 @@
+"""Changes from Zoho through OnPrintShop's API: outages, timeouts, 429s, what the API cannot write."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from gateway.inbound import reapply, reports
+from gateway.ops.api import client
+from tests.hosted.conftest import zoho_time
+
+
+def _linked_order(gw, status="Pending"):
+    """An order pushed to Zoho (so its Deal is linked), and that Deal's id."""
+    customer = gw.ops.store.add_customer("Ada", "Lovelace", "ada@example.com")
+    order = gw.ops.store.add_order(customer, status)
+    assert gw.app.test_cli_runner().invoke(args=["push", "orders", "--all"]).exit_code == 0
+    gw.drain()
+    return order, gw.deal(order)["id"]
+
+
+def test_an_api_outage_mid_stream_loses_nothing(hosted_on):
+    gw, ops = hosted_on, hosted_on.ops
+    order, deal = _linked_order(gw)
+    stages = ["Order Processing", "Printing", "Shipped", "Order Completed"]
+    answers = []
+    for n, stage in enumerate(stages):
+        ops.outage = n in (1, 2)  # OnPrintShop goes away after the first change and comes back for the last
+        answers.append(gw.post("deals", {"id": deal, "stage": stage, "modified_time": zoho_time(60 * (n + 1))}).get_json())
+    assert answers == [{"status": "applied"}, {"status": "accepted"}, {"status": "accepted"}, {"status": "accepted"}]
+    assert [h["status"] for h in ops.store.history[order]] == ["Order Processing"]  # the last waits behind the others
+
+    ops.outage = False
+    result = reapply.reapply_pending(gw.rt)
+    assert result["unavailable"] is False and reports.pending_count(gw.rt) == 0
+    assert [h["status"] for h in ops.store.history[order]] == stages  # each once, in Zoho's order
+    assert ops.store.orders[order]["order_status"] == "Order Completed"
+
+
+def test_a_timed_out_status_change_that_was_applied_is_not_applied_twice(hosted, monkeypatch):
+    gw, ops = hosted, hosted.ops
+    gw.rt.ops.notify_customer = True  # OPS_API_NOTIFY_CUSTOMER=1: each applied change e-mails the customer
+    order, deal = _linked_order(gw)
+    gw.start_feed()
+    monkeypatch.setattr(client, "READ_TIMEOUT", 1.0)
+    ops.slow_after_mutation = 2.0  # applied at once, answered after the gateway stopped waiting
+    answer = gw.post("deals", {"id": deal, "stage": "Printing", "modified_time": zoho_time(30)})
+    assert answer.get_json() == {"status": "accepted"}  # the outcome is unknown: kept, tried again
+    assert len(ops.store.history[order]) == 1
+
+    ops.slow_after_mutation = 0.0
+    reapply.reapply_pending(gw.rt)
+    assert reports.recent(gw.rt, limit=1)[0]["outcome"] == "applied"
+    assert [h["status"] for h in ops.store.history[order]] == ["Printing"]  # no second history entry…
+    assert ops.store.emails == [(order, "Printing")]                       # …and no second e-mail
+    upserts = gw.zoho.upsert_calls["Deals"]
+    gw.poll()
+    gw.drain()
+    assert gw.zoho.upsert_calls["Deals"] == upserts  # nor is it pushed back to Zoho
+
+
+def test_a_payment_status_is_answered_as_today_and_says_it_was_not_applied(hosted):
+    gw, ops = hosted, hosted.ops
+    order, deal = _linked_order(gw)
+    answer = gw.post("deals", {"id": deal, "stage": "Printing", "payment_status": "Paid", "modified_time": zoho_time(30)})
+    assert answer.status_code == 200 and answer.get_json() == {"status": "applied"}
+    assert ops.store.orders[order]["order_status"] == "Printing"
+    assert ops.store.orders[order]["payment_status_title"] == "Unpaid"
+    reason = reports.recent(gw.rt, limit=1)[0]["reason"]
+    assert "payment_status was not applied: OnPrintShop's API cannot set a payment status" in reason
+    page = _admin_page(gw)
+    assert "payment_status was not applied" in page
+
+
+def test_a_429_stops_every_call_for_its_retry_after_and_nothing_goes_dead(hosted):
+    gw, ops = hosted, hosted.ops
+    order, deal = _linked_order(gw)
+    ops.rate, ops.windows = (1, 5.0), {}  # OnPrintShop's own limit is lower than the gateway was told
+    first = gw.post("deals", {"id": deal, "stage": "Printing", "modified_time": zoho_time(30)})
+    assert first.get_json() == {"status": "accepted"}  # the read went through, the mutation got the 429
+    assert ops.calls["429"] == 1 and gw.rt.ops.limiter.blocked_for() > 2
+    calls = sum(ops.calls.values())
+    second = gw.post("deals", {"id": deal, "stage": "Shipped", "modified_time": zoho_time(60)})
+    assert second.get_json() == {"status": "accepted"}
+    assert sum(ops.calls.values()) == calls  # nothing was sent while every process waits out Retry-After
+
+    ops.rate, ops.windows = (120, 60.0), {}
+    deadline = time.monotonic() + 20
+    while reports.pending_count(gw.rt) and time.monotonic() < deadline:
+        reapply.reapply_pending(gw.rt)  # waits for the permits, or finds OnPrintShop still away
+    assert reports.pending_count(gw.rt) == 0 and reports.failed_count(gw.rt) == 0
+    assert [h["status"] for h in ops.store.history[order]] == ["Printing", "Shipped"]
+
+
+@pytest.mark.parametrize("params, status, parameter", [
+    ({"id": "999", "stage": "Printing"}, 404, None),
+    ({"stage": "No Such Stage"}, 422, "stage"),
+])
+def test_every_answer_keeps_its_meaning(hosted, params, status, parameter):
+    gw = hosted
+    _order, deal = _linked_order(gw)
+    answer = gw.post("deals", {"id": deal, **params, "modified_time": zoho_time(30)})
+    assert answer.status_code == status
+    assert answer.get_json().get("parameter") == parameter
+
+
+def _admin_page(gw) -> str:
+    from tests.conftest import logged_in
+
+    return logged_in(gw.app).client.get("/admin/").get_data(as_text=True)
+
+
+def test_an_outage_during_a_poller_round_loses_no_change(hosted):
+    gw, ops = hosted, hosted.ops
+    order, _deal = _linked_order(gw)
+    gw.start_feed()
+    ops.store.touch(order, total_amount=99.0)
+    ops.outage = True
+    assert gw.poll() == {"customers": 0, "orders": 0}  # nothing could be read: the round says so and moves nothing
+    ops.outage = False
+    assert gw.poll_until("orders", 1) == 1
+    gw.drain()
+    assert gw.deal(order)["Amount"] == 99.0

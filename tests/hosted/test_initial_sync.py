@@ -1,0 +1,37 @@
+"""The initial sync of a hosted store with 10,000 orders: paged at 250, no 429, every record in Zoho."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from gateway.outbound import queue
+
+ORDERS, CUSTOMERS = 10_000, 2_000
+
+
+@pytest.mark.slow
+def test_ten_thousand_orders_are_synced_without_a_single_429(hosted, capsys):
+    gw, ops = hosted, hosted.ops
+    customers = [ops.store.add_customer(f"First{n}", f"Last{n}", f"c{n}@example.com") for n in range(CUSTOMERS)]
+    for n in range(ORDERS):
+        ops.store.add_order(customers[n % CUSTOMERS], "Pending", 10.0 + n % 7)
+    ops.latency = 0.05  # each answer takes a little while, as over a network
+    before = dict(ops.calls)
+
+    started = time.monotonic()
+    result = gw.app.test_cli_runner().invoke(args=["push", "orders", "--all"])
+    listed = time.monotonic() - started
+    assert result.output.strip() == f"queued {ORDERS} orders and {CUSTOMERS} customers whose Contact is not in Zoho yet"
+    gw.drain()
+    total = time.monotonic() - started
+
+    assert queue.status(gw.rt)["done"] == ORDERS + CUSTOMERS and queue.status(gw.rt)["dead"] == 0
+    assert len(gw.zoho.records["Deals"]) == ORDERS and len(gw.zoho.records["Contacts"]) == CUSTOMERS
+    assert ops.calls["429"] == 0
+    api_calls = {k: ops.calls[k] - before.get(k, 0) for k in ("orders", "customers", "orderStatus", "token")}
+    assert api_calls["orders"] == ORDERS // 250  # pages of 250: 40 calls, a third of one minute's 120
+    assert api_calls["customers"] == 0           # the orders carry their customers
+    with capsys.disabled():
+        print(f"\ninitial sync: {ORDERS} orders, {CUSTOMERS} customers; OnPrintShop calls {api_calls}; "
+              f"listing {listed:.1f} s, all in Zoho after {total:.1f} s; 429s: {ops.calls['429']}")
