@@ -45,11 +45,15 @@ class Record:
 
 def _statement(kind: str, modules: int):
     """`kind`: "read" (the markers with the earliest pending row and the link), "read locked" (the
-    same, FOR UPDATE: MariaDB reads them once the lock is granted) or "lock" (FOR UPDATE alone)."""
+    same, FOR UPDATE: MariaDB reads them once the lock is granted) or "lock" (FOR UPDATE alone);
+    `modules`: how many modules the keys span (0: a single key)."""
     stmt = _statements.get((kind, modules))
     if stmt is None:
-        where = sa.or_(*(sa.and_(m.module == sa.bindparam(f"m{i}"), m.zoho_id.in_(sa.bindparam(f"z{i}", expanding=True)))
-                         for i in range(modules)))
+        if modules == 0:  # one record: plain parameters (an expanding IN is rendered anew at each execution)
+            where = sa.and_(m.module == sa.bindparam("m"), m.zoho_id == sa.bindparam("z"))
+        else:
+            where = sa.or_(*(sa.and_(m.module == sa.bindparam(f"m{i}"),
+                                     m.zoho_id.in_(sa.bindparam(f"z{i}", expanding=True))) for i in range(modules)))
         columns = (m.module, m.zoho_id) if kind == "lock" else _READ
         stmt = sa.select(*columns).where(where).order_by(m.module, m.zoho_id)
         if kind != "read":
@@ -59,6 +63,9 @@ def _statement(kind: str, modules: int):
 
 
 def _params(keys) -> dict:
+    if len(keys) == 1:
+        ((module, zoho_id),) = keys
+        return {"m": module, "z": zoho_id}
     by_module: dict[str, list[str]] = {}
     for module, zoho_id in sorted(keys):
         by_module.setdefault(module, []).append(zoho_id)
@@ -70,7 +77,7 @@ def _params(keys) -> dict:
 
 def _lock_and_read(conn, dialect_name: str, keys) -> dict:
     params = _params(keys)
-    modules = len(params) // 2
+    modules = 0 if "m" in params else len(params) // 2
     if dialect_name == dialect.POSTGRESQL:
         # A statement reads the snapshot taken before its lock waits: lock first, then read.
         conn.execute(_statement("lock", modules), params)
