@@ -34,7 +34,8 @@ lint: $(VENV)/.dev-installed
 test-fast: $(VENV)/.dev-installed
 	$(BIN)/python -m pytest -m "not slow and not browser"
 
-# Benchmarks need a MariaDB/MySQL server; they make their own scratch databases on it.
+# Benchmarks need a MariaDB/MySQL server (and PostgreSQL at BENCH_PG_URL for the webhook's new-pg
+# target); they make their own scratch databases there (docs/performance.md).
 BENCH_MYSQL_URL ?= mysql+pymysql://root@127.0.0.1:3306/
 bench: $(VENV)/.dev-installed
 	BENCH_MYSQL_URL=$(BENCH_MYSQL_URL) $(BIN)/python bench/push.py

@@ -54,7 +54,7 @@ def _statement(kind: str, modules: int):
         else:
             where = sa.or_(*(sa.and_(m.module == sa.bindparam(f"m{i}"),
                                      m.zoho_id.in_(sa.bindparam(f"z{i}", expanding=True))) for i in range(modules)))
-        columns = (m.module, m.zoho_id) if kind == "lock" else _READ
+        columns = (m.module, m.zoho_id) if kind == "lock" else _READ[2:] if modules == 0 else _READ
         stmt = sa.select(*columns).where(where).order_by(m.module, m.zoho_id)
         if kind != "read":
             stmt = stmt.with_for_update()
@@ -84,6 +84,9 @@ def _lock_and_read(conn, dialect_name: str, keys) -> dict:
         query = _statement("read", modules)
     else:
         query = _statement("read locked" if dialect_name == dialect.MYSQL else "read", modules)
+    if modules == 0:  # one record: its key is known, and not read back
+        row = conn.execute(query, params).first()
+        return {} if row is None else {next(iter(keys)): Record(row)}
     return {(row.module, row.zoho_id): Record(row) for row in conn.execute(query, params)}
 
 
