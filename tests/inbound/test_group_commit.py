@@ -210,3 +210,47 @@ def test_an_onprintshop_outage_mid_batch_gives_202_and_applies_later(make_app, o
     assert [gw.order(n)["orders_status_id"] for n in (1, 2, 3)] == [6, 4, 4]
     assert [comment for _s, comment, _at in gw.history(1)][-2:] == [
         "Zoho CRM: Deal 9731 moved to stage Shipped", "Zoho CRM: Deal 9731 moved to stage Cancelled"]
+
+
+def test_two_processes_batches_over_the_same_records_end_in_the_newest_state(make_app, ops_db_url, state_db_url):
+    """Two gateways (a committer each, as two gunicorn workers) release batches over the same
+    three records, queued in different orders: the markers are locked in key order, so neither
+    batch deadlocks the other for good, and each record ends with its newest update."""
+    gw = Gateway(make_app(OPS_DATABASE_URL=ops_db_url, DATABASE_URL=state_db_url))
+    other = make_app(OPS_DATABASE_URL=ops_db_url, DATABASE_URL=state_db_url)
+    stages = {1: ("Printing", "Shipped"), 2: ("Order Completed", "Cancelled"), 3: ("Pending", "Order Processing")}
+    plans = [(gw.app, [3, 1, 2], 0, 10), (other, [2, 3, 1], 1, 20)]
+    committers = [inbox.committer(app.extensions["gateway"]) for app, *_ in plans]
+    responses: list = []
+    errors: list = []
+
+    def post(app, params):
+        try:
+            responses.append(app.test_client().post("/webhooks/zoho/deals", data=params,
+                                                    headers={"X-Webhook-Token": gw.secret}))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = []
+    for committer in committers:
+        committer.hold.acquire()
+    try:
+        for (app, orders, which, offset), committer in zip(plans, committers, strict=True):
+            for n, order in enumerate(orders, start=1):
+                params = {"id": f"974{order}", "ops_id": str(order), "stage": stages[order][which], "modified_time": zt(offset)}
+                thread = threading.Thread(target=post, args=(app, params))
+                thread.start()
+                threads.append(thread)
+                wait_until(lambda c=committer, n=n: c.queued() == n, timeout=30, message="the delivery to be queued")
+    finally:
+        for committer in committers:
+            committer.hold.release()
+    for thread in threads:
+        thread.join(60)
+    assert not errors and len(responses) == 6
+    assert {r.status_code for r in responses} == {200}
+    assert {r.get_json()["status"] for r in responses} <= {"applied", "stale"}
+    names = {name: sid for sid, name in ((1, "Pending"), (2, "Order Processing"), (3, "Printing"), (4, "Shipped"),
+                                         (5, "Order Completed"), (6, "Cancelled"))}
+    assert [gw.order(order)["orders_status_id"] for order in (1, 2, 3)] == [names[stages[o][1]] for o in (1, 2, 3)]
+    assert len(reports.recent(gw.rt)) == 6 and reports.pending_count(gw.rt) == 0
