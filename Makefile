@@ -38,7 +38,8 @@ test-fast: $(VENV)/.dev-installed
 screenshots: $(VENV)/.dev-installed
 	GATEWAY_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -q tests/browser/test_first_five_minutes.py
 
-# Benchmarks need a MariaDB/MySQL server; they make their own scratch databases on it.
+# Benchmarks need a MariaDB/MySQL server (and PostgreSQL at BENCH_PG_URL for the webhook's new-pg
+# target); they make their own scratch databases there (docs/performance.md).
 BENCH_MYSQL_URL ?= mysql+pymysql://root@127.0.0.1:3306/
 bench: $(VENV)/.dev-installed
 	BENCH_MYSQL_URL=$(BENCH_MYSQL_URL) $(BIN)/python bench/push.py

@@ -1,28 +1,32 @@
-"""Benchmark of the Deals webhook against two baselines, in the same run (issue 3, "Done when").
+"""Benchmark of the Zoho webhooks against two baselines, in the same run (issue 11, "Done when").
 
 Targets, each served by gunicorn with the production settings (`gunicorn.conf.py`: 2 workers,
-gthread, GUNICORN_THREADS threads, GATEWAY_ENV=production):
-  1. bare-ok      a bare Flask endpoint answering "ok";
-  2. bare-commit  a bare Flask endpoint committing one row to the same MariaDB;
-  3. webhook      POST /webhooks/zoho/deals: secret check, validation, the durable inbox
-                  (committed before the answer) and the update applied to a MariaDB
-                  OnPrintShop database (order row + status history row).
+gthread, GUNICORN_THREADS threads, GATEWAY_ENV=production, GATEWAY_RUN_WORKER=1):
+  1. bare-ok       a bare Flask endpoint answering "ok";
+  2. bare-commit   a bare Flask endpoint committing one row to the same MariaDB;
+  3. repeat        POST /webhooks/zoho/deals, 400 orders updated in turn: each delivery a new stage
+                   and payment status with a later modified_time (state store on MariaDB);
+  4. new           every delivery a Deal the gateway has never seen (a first stage change, found by
+                   its ops_id and linked: the common case), state store on MariaDB;
+  5. new-pg        the same with the state store on PostgreSQL, OnPrintShop on MariaDB (as on Heroku).
 16 concurrent clients (keep-alive connections, spread over a few processes) post for a fixed
-time; every webhook request is a distinct valid Deal update (a new stage, a later
-modified_time). Prints req/s, p50/p99 latency, errors, and the ratios to both baselines, then
-checks that every 2xx answer has its committed inbox row.
+time. Prints per target req/s, p50/p99 latency, errors, the ratios to both baselines and CPU
+per request (the gunicorn workers', and the database servers'), then checks, once the deliveries
+stored pending were applied by the background worker: inbox rows committed = 2xx answers, and
+status history rows written = status changes the applied deliveries made.
 
-Needs a MariaDB/MySQL server: BENCH_MYSQL_URL (or TEST_MYSQL_URL), e.g.
-mysql+pymysql://root@127.0.0.1:3306/ — databases gw_bench_ops and gw_bench_state are
-(re)created there. `--state sqlite` keeps the gateway's state store in SQLite instead.
+Needs MariaDB/MySQL: BENCH_MYSQL_URL (or TEST_MYSQL_URL), e.g. mysql+pymysql://root@127.0.0.1:3306/,
+and for new-pg PostgreSQL: BENCH_PG_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/).
+Databases named BENCH_DB_PREFIX (default gw_bench_) + ops/state are (re)created there.
 
-    .venv/bin/python bench/webhook.py [--seconds 12] [--clients 16] [--state mysql|sqlite]
+    .venv/bin/python bench/webhook.py [--seconds 12] [--clients 16] [--only TARGET ...]
 """
 from __future__ import annotations
 
 import argparse
 import base64
 import http.client
+import json
 import multiprocessing
 import os
 import shutil
@@ -39,8 +43,11 @@ import urllib.parse
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-ORDERS = 400
+ORDERS = 400            # repeat mode: the orders updated in turn
+NEW_ORDERS = 60000      # new mode: one delivery each; the warm-up takes them from WARM_FROM on
+WARM_FROM = 50000
 STAGES = ("Pending", "Order Processing", "Printing", "Shipped", "Order Completed", "Cancelled")
+PREFIX = os.environ.get("BENCH_DB_PREFIX", "gw_bench_")
 
 
 # -- the two baseline apps (gunicorn loads them with `bench.webhook:bare_ok_app()` etc.) -----------
@@ -77,17 +84,28 @@ def bare_commit_app():
 
 
 # -- setup --------------------------------------------------------------------------------------------
-def server_url() -> str:
-    url = os.environ.get("BENCH_MYSQL_URL") or os.environ.get("TEST_MYSQL_URL")
-    if not url:
-        sys.exit("set BENCH_MYSQL_URL (or TEST_MYSQL_URL) to a MariaDB server, e.g. mysql+pymysql://root@127.0.0.1:3306/")
+def server_url(kind: str) -> str:
+    if kind == "postgresql":
+        url = os.environ.get("BENCH_PG_URL") or "postgresql+psycopg://postgres@127.0.0.1:5432/"
+    else:
+        url = os.environ.get("BENCH_MYSQL_URL") or os.environ.get("TEST_MYSQL_URL")
+        if not url:
+            sys.exit("set BENCH_MYSQL_URL (or TEST_MYSQL_URL) to a MariaDB server, e.g. mysql+pymysql://root@127.0.0.1:3306/")
     parts = urllib.parse.urlsplit(url)
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, "/", "", ""))
 
 
-def recreate_database(root: str, name: str) -> str:
+def recreate_database(kind: str, name: str) -> str:
     import sqlalchemy as sa
 
+    root = server_url(kind)
+    if kind == "postgresql":
+        engine = sa.create_engine(root + "postgres", isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            conn.exec_driver_sql(f"CREATE DATABASE {name}")
+        engine.dispose()
+        return root.rstrip("/") + f"/{name}"
     engine = sa.create_engine(root)
     with engine.begin() as conn:
         conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
@@ -104,40 +122,44 @@ def free_port() -> int:
 
 def flask_cli(env: dict, *args: str) -> str:
     result = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", *args], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, text=True, timeout=300)
     if result.returncode != 0:
         sys.exit(f"flask {' '.join(args)} failed: {result.stderr.strip() or result.stdout.strip()}")
     return result.stdout
 
 
-def prepare(state: str, workdir: str) -> tuple[dict, str]:
-    """Databases, settings and the webhook secret for the gateway under test."""
+def base_env(workdir: str) -> dict:
     from cryptography.fernet import Fernet
 
-    root = server_url()
-    ops_url = recreate_database(root, "gw_bench_ops")
-    state_url = recreate_database(root, "gw_bench_state") if state == "mysql" else f"sqlite:///{workdir}/state.db"
     env = dict(os.environ,
                GATEWAY_ENV="production", GATEWAY_INSTANCE_PATH=os.path.join(workdir, "instance"),
                SECRET_KEY=base64.urlsafe_b64encode(os.urandom(32)).decode(), GATEWAY_FERNET_KEYS=Fernet.generate_key().decode(),
-               DATABASE_URL=state_url, OPS_DATABASE_URL=ops_url, BENCH_OPS_URL=ops_url,
-               GATEWAY_WEBHOOK_RATE_LIMIT="1000000 per minute", GATEWAY_POLL_SECONDS="0",
+               GATEWAY_WEBHOOK_RATE_LIMIT="1000000 per minute", GATEWAY_POLL_SECONDS="0", GATEWAY_RUN_WORKER="1",
                GATEWAY_LOG_FORMAT="text", PYTHONPATH=REPO)
     os.makedirs(env["GATEWAY_INSTANCE_PATH"], exist_ok=True)
-    flask_cli(env, "init-db")
-    flask_cli(env, "init-ops-demo", "--force")
-    secret = flask_cli(env, "webhook-secret").splitlines()[0].split(" ", 1)[1]
+    return env
 
+
+def prepare(env: dict, state: str, orders: int) -> tuple[dict, str]:
+    """Fresh databases (OnPrintShop on MariaDB with `orders` orders, the state store on `state`),
+    and the webhook secret."""
     import datetime as dt
 
     import sqlalchemy as sa
 
+    ops_url = recreate_database("mysql", PREFIX + "ops")
+    state_url = recreate_database(state, PREFIX + "state")
+    env = dict(env, DATABASE_URL=state_url, OPS_DATABASE_URL=ops_url, BENCH_OPS_URL=ops_url)
+    flask_cli(env, "init-db")
+    flask_cli(env, "init-ops-demo", "--force")
+    secret = flask_cli(env, "webhook-secret").splitlines()[0].split(" ", 1)[1]
     engine = sa.create_engine(ops_url)
     with engine.begin() as conn:
         long_ago = dt.datetime(2020, 1, 1)
-        conn.execute(sa.text(
-            "INSERT INTO orders (customers_id, orders_status_id, payment_status, order_total, currency, date_purchased, "
-            "last_modified) VALUES (1, 1, 'Unpaid', 10.00, 'USD', :t, :t)"), [{"t": long_ago}] * ORDERS)
+        for start in range(0, orders, 5000):
+            conn.execute(sa.text(
+                "INSERT INTO orders (customers_id, orders_status_id, payment_status, order_total, currency, date_purchased, "
+                "last_modified) VALUES (1, 1, 'Unpaid', 10.00, 'USD', :t, :t)"), [{"t": long_ago}] * min(5000, orders - start))
         conn.exec_driver_sql("CREATE TABLE bench_rows (id INTEGER AUTO_INCREMENT PRIMARY KEY, body VARCHAR(255), at DOUBLE)")
         first = conn.execute(sa.text("SELECT MIN(orders_id) FROM orders WHERE date_purchased = :t"), {"t": long_ago}).scalar()
     engine.dispose()
@@ -197,10 +219,10 @@ def process_cpu_seconds(pid: int) -> float:
 
 
 def database_cpu_seconds() -> dict[int, float]:
-    """CPU time of each local MariaDB/MySQL server process, by pid (compare only pids in both samples:
-    another test may start and stop a server of its own meanwhile)."""
+    """CPU time of each local MariaDB/MySQL and PostgreSQL server process, by pid (compare only pids
+    in both samples: connections and other tests' servers come and go meanwhile)."""
     pids = []
-    for name in ("mariadbd", "mysqld"):
+    for name in ("mariadbd", "mysqld", "postgres"):
         pids += [int(pid) for pid in subprocess.run(["pidof", name], capture_output=True, text=True).stdout.split()]
     return {pid: process_cpu_seconds(pid) for pid in pids}
 
@@ -211,36 +233,44 @@ def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
 
 
 # -- the load -------------------------------------------------------------------------------------------
+def delivery(mode: str, slot: int, clients: int, step: int, first_order: int, base_ms: int, warm: bool) -> dict:
+    """The step-th delivery of client `slot`: repeat mode cycles over the client's share of ORDERS
+    orders, each round a new stage; new mode sends each order once, as a Deal never seen before."""
+    if mode == "new":
+        index = (WARM_FROM if warm else 0) + slot + step * clients
+        order = first_order + index % NEW_ORDERS
+        return {"id": f"77{order}", "ops_id": str(order), "stage": "Printing", "payment_status": "Paid",
+                "modified_time": str(base_ms)}
+    mine = (ORDERS - slot + clients - 1) // clients  # how many of the orders are this client's
+    order = first_order + slot + (step % mine) * clients
+    round_ = step // mine
+    return {"id": f"90{order}", "ops_id": str(order), "stage": STAGES[(round_ + 1) % len(STAGES)],
+            "payment_status": "Paid" if round_ % 2 else "Unpaid", "modified_time": str(base_ms + (round_ + 1) * 1000)}
+
+
 def _client_process(args):
     """One load process: `threads` keep-alive clients; returns (latencies, status counts, errors)."""
-    port, path, kind, secret, seconds, threads, proc_index, procs, first_order, days_ago = args
+    port, path, mode, secret, seconds, threads, proc_index, procs, first_order, warm = args
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     errors = [0]
     lock = threading.Lock()
     stop_at = time.perf_counter() + seconds
-    base_ms = int(time.time() - days_ago * 86400) * 1000
+    base_ms = int(time.time() - (2 if warm else 1) * 86400) * 1000  # the measured run's times are later
 
     def client(index: int):
         slot = proc_index * threads + index  # 0..clients-1
         clients = procs * threads
-        my_orders = [first_order + n for n in range(ORDERS) if n % clients == slot]
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         step = 0
         local_lat, local_status, local_err = [], {}, 0
         while time.perf_counter() < stop_at:
-            order = my_orders[step % len(my_orders)]
-            round_ = step // len(my_orders)
-            if kind == "webhook":
-                body = urllib.parse.urlencode({
-                    "id": f"90{order}", "ops_id": str(order), "stage": STAGES[(round_ + 1) % len(STAGES)],
-                    "payment_status": "Paid" if round_ % 2 else "Unpaid",
-                    "modified_time": str(base_ms + (round_ + 1) * 1000),
-                })
-                headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Webhook-Token": secret}
-            else:
-                body = f"id=90{order}&ops_id={order}&stage=Printing&modified_time={base_ms}"
+            if mode == "bare":
+                body = f"id=90{first_order}&ops_id={first_order}&stage=Printing&modified_time={base_ms}"
                 headers = {"Content-Type": "application/x-www-form-urlencoded"}
+            else:
+                body = urllib.parse.urlencode(delivery(mode, slot, clients, step, first_order, base_ms, warm))
+                headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Webhook-Token": secret}
             step += 1
             started = time.perf_counter()
             try:
@@ -270,13 +300,13 @@ def _client_process(args):
     return latencies, statuses, errors[0]
 
 
-def run_load(port: int, path: str, kind: str, secret: str, seconds: float, clients: int, procs: int, first_order: int,
-             days_ago: int = 1) -> dict:
+def run_load(port: int, path: str, mode: str, secret: str, seconds: float, clients: int, procs: int, first_order: int,
+             warm: bool = False) -> dict:
     threads = clients // procs
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(procs) as pool:
         started = time.perf_counter()
-        parts = pool.map(_client_process, [(port, path, kind, secret, seconds, threads, i, procs, first_order, days_ago)
+        parts = pool.map(_client_process, [(port, path, mode, secret, seconds, threads, i, procs, first_order, warm)
                                            for i in range(procs)])
         elapsed = time.perf_counter() - started
     latencies = sorted(lat for part in parts for lat in part[0])
@@ -294,15 +324,101 @@ def run_load(port: int, path: str, kind: str, secret: str, seconds: float, clien
     }
 
 
-def count_inbox(env: dict) -> tuple[int, int]:
+# -- the checks -------------------------------------------------------------------------------------------
+def high_water(env: dict) -> dict:
+    """The last inbox row, the last history row and every order's status: what a run is counted from."""
+    import sqlalchemy as sa
+
+    state, ops = sa.create_engine(env["DATABASE_URL"]), sa.create_engine(env["OPS_DATABASE_URL"])
+    with state.connect() as conn:
+        inbox = conn.execute(sa.text("SELECT COALESCE(MAX(id), 0) FROM gw_inbox")).scalar()
+    with ops.connect() as conn:
+        history = conn.execute(sa.text("SELECT COALESCE(MAX(orders_status_history_id), 0) FROM orders_status_history")).scalar()
+        statuses = dict(conn.execute(sa.text("SELECT orders_id, orders_status_id FROM orders")).all())
+        names = {str(n).casefold(): int(i) for i, n in conn.execute(sa.text(
+            "SELECT orders_status_id, orders_status_name FROM orders_status")).all()}
+    state.dispose(), ops.dispose()
+    return {"inbox": int(inbox), "history": int(history), "statuses": statuses, "names": names}
+
+
+def wait_no_pending(env: dict, timeout: float = 120.0) -> int:
+    """Wait for the background worker to apply what was stored pending; returns how many are left."""
     import sqlalchemy as sa
 
     engine = sa.create_engine(env["DATABASE_URL"])
-    with engine.connect() as conn:
-        total = conn.execute(sa.text("SELECT COUNT(*) FROM gw_inbox")).scalar()
-        applied = conn.execute(sa.text("SELECT COUNT(*) FROM gw_inbox WHERE outcome = 'applied'")).scalar()
-    engine.dispose()
-    return int(total), int(applied)
+    deadline = time.time() + timeout
+    try:
+        while True:
+            with engine.connect() as conn:
+                left = conn.execute(sa.text("SELECT COUNT(*) FROM gw_inbox WHERE state = 'pending'")).scalar()
+            if not left or time.time() > deadline:
+                return int(left)
+            time.sleep(0.5)
+    finally:
+        engine.dispose()
+
+
+def count_run(env: dict, mark: dict) -> dict:
+    """Inbox rows stored since `mark`, and history rows written against the status changes the
+    applied deliveries made (each applied delivery's stage against the order's status before it)."""
+    import sqlalchemy as sa
+
+    state, ops = sa.create_engine(env["DATABASE_URL"]), sa.create_engine(env["OPS_DATABASE_URL"])
+    with state.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT ops_id, fields, outcome FROM gw_inbox WHERE id > :m ORDER BY ops_id, modified_time, id"),
+            {"m": mark["inbox"]}).all()
+    with ops.connect() as conn:
+        history = conn.execute(sa.text("SELECT COUNT(*) FROM orders_status_history WHERE orders_status_history_id > :m"),
+                               {"m": mark["history"]}).scalar()
+    state.dispose(), ops.dispose()
+    status, changes, outcomes = dict(mark["statuses"]), 0, {}
+    for ops_id, fields, outcome in rows:
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        stage = json.loads(fields).get("stage")
+        if outcome != "applied" or stage is None:
+            continue
+        wanted = mark["names"][stage.casefold()]
+        if status.get(ops_id) != wanted:
+            changes += 1
+            status[ops_id] = wanted
+    return {"inbox_rows": len(rows), "history_rows": int(history), "status_changes": changes, "outcomes": outcomes}
+
+
+# -- the run ----------------------------------------------------------------------------------------------
+TARGETS = (  # name, gunicorn app, path, load mode, state store
+    ("bare-ok", "bench.webhook:bare_ok_app()", "/ok", "bare", "mysql"),
+    ("bare-commit", "bench.webhook:bare_commit_app()", "/commit", "bare", "mysql"),
+    ("repeat", "wsgi:app", "/webhooks/zoho/deals", "repeat", "mysql"),
+    ("new", "wsgi:app", "/webhooks/zoho/deals", "new", "mysql"),
+    ("new-pg", "wsgi:app", "/webhooks/zoho/deals", "new", "postgresql"),
+)
+
+
+def run_target(target, args, env: dict, workdir: str) -> dict:
+    name, spec, path, mode, state = target
+    env, secret = prepare(env, state, NEW_ORDERS if mode == "new" else ORDERS)
+    first_order = int(env["BENCH_FIRST_ORDER"])
+    server = Server(spec, dict(env, WEB_CONCURRENCY="2"), workdir, name)
+    try:
+        run_load(server.port, path, mode, secret, 1.0, args.clients, args.procs, first_order, warm=True)
+        if mode != "bare":
+            wait_no_pending(env)
+            mark = high_water(env)
+        cpu_before, db_before = server.cpu_seconds(), database_cpu_seconds()
+        result = run_load(server.port, path, mode, secret, args.seconds, args.clients, args.procs, first_order)
+        served = result["requests"] or 1
+        result["app_cpu_ms"] = (server.cpu_seconds() - cpu_before) * 1000 / served
+        result["db_cpu_ms"] = cpu_delta(db_before, database_cpu_seconds()) * 1000 / served
+        if mode != "bare":
+            result["pending_left"] = wait_no_pending(env)
+            result.update(count_run(env, mark))
+    finally:
+        server.stop()
+    if mode != "bare":
+        with open(os.path.join(workdir, f"{name}.log"), errors="replace") as fh:
+            result["problems"] = [line.strip() for line in fh if " ERROR " in line or " WARNING " in line]
+    return result
 
 
 def main() -> None:
@@ -310,42 +426,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=12.0)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--procs", type=int, default=2, help="load-generator processes (clients are split between them)")
-    parser.add_argument("--state", choices=("mysql", "sqlite"), default="mysql")
-    parser.add_argument("--only", choices=("bare-ok", "bare-commit", "webhook"), action="append",
-                        help="run only these targets (ratios need all three)")
+    parser.add_argument("--only", choices=[t[0] for t in TARGETS], action="append",
+                        help="run only these targets (the ratios need bare-ok and bare-commit)")
     args = parser.parse_args()
 
     workdir = tempfile.mkdtemp(prefix="bench-webhook-")
-    env, secret = prepare(args.state, workdir)
-    first_order = int(env["BENCH_FIRST_ORDER"])
+    env = base_env(workdir)
     threads = os.environ.get("GUNICORN_THREADS", "4")
-    print(f"gunicorn: 2 workers x {threads} threads (gunicorn.conf.py), {args.clients} clients for {args.seconds:.0f} s each; "
-          f"OnPrintShop: MariaDB; state store: {args.state}")
-    targets = (
-        ("bare-ok", "bench.webhook:bare_ok_app()", "/ok", "bare"),
-        ("bare-commit", "bench.webhook:bare_commit_app()", "/commit", "bare"),
-        ("webhook", "wsgi:app", "/webhooks/zoho/deals", "webhook"),
-    )
-    targets = tuple(t for t in targets if not args.only or t[0] in args.only)
+    print(f"gunicorn: 2 workers x {threads} threads (gunicorn.conf.py), GATEWAY_RUN_WORKER=1, {args.clients} clients for "
+          f"{args.seconds:.0f} s each; OnPrintShop: MariaDB; state store: MariaDB (new-pg: PostgreSQL)", flush=True)
     results = {}
-    for name, spec, path, kind in targets:
-        server = Server(spec, dict(env, WEB_CONCURRENCY="2"), workdir, name)
-        try:
-            # warm-up with older modified times, so every update of the measured run is newer
-            run_load(server.port, path, kind, secret, 1.0, args.clients, args.procs, first_order, days_ago=2)
-            if kind == "webhook":
-                before = count_inbox(env)
-            cpu_before, db_before = server.cpu_seconds(), database_cpu_seconds()
-            results[name] = run_load(server.port, path, kind, secret, args.seconds, args.clients, args.procs, first_order)
-            served = results[name]["requests"] or 1
-            results[name]["app_cpu_ms"] = (server.cpu_seconds() - cpu_before) * 1000 / served
-            results[name]["db_cpu_ms"] = cpu_delta(db_before, database_cpu_seconds()) * 1000 / served
-            if kind == "webhook":
-                after = count_inbox(env)
-                results[name]["inbox_rows"] = after[0] - before[0]
-                results[name]["applied_total"] = after[1]
-        finally:
-            server.stop()
+    for target in TARGETS:
+        if not args.only or target[0] in args.only:
+            results[target[0]] = run_target(target, args, env, workdir)
 
     ok = results["bare-ok"]["rps"] if "bare-ok" in results else float("nan")
     commit = results["bare-commit"]["rps"] if "bare-commit" in results else float("nan")
@@ -354,18 +447,23 @@ def main() -> None:
     for name, r in results.items():
         print(f"{name:<12} {r['rps']:>8.0f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['errors']:>7} "
               f"{r['rps'] / ok:>7.2f} {r['rps'] / commit:>10.2f} {r['app_cpu_ms']:>15.2f} {r['db_cpu_ms']:>14.2f}")
-    print(f"(the machine has {os.cpu_count()} cores, shared by the load generator, gunicorn and the database; "
+    print(f"(the machine has {os.cpu_count()} cores, shared by the load generator, gunicorn and the databases; "
           f"load average now {os.getloadavg()[0]:.1f})")
-    hook = results.get("webhook")
-    if hook is None:
-        return
-    print(f"webhook answers: {dict(sorted(hook['statuses'].items()))}; inbox rows committed during the run: "
-          f"{hook['inbox_rows']} for {hook['ok']} 2xx answers")
-    with open(os.path.join(workdir, "webhook.log"), errors="replace") as fh:
-        problems = [line for line in fh if " ERROR " in line or " WARNING " in line]
-    print(f"gateway log: {len(problems)} warning/error lines" + (f", first: {problems[0].strip()}" if problems else ""))
-    if hook["inbox_rows"] < hook["ok"]:
-        print("DURABILITY FAILURE: fewer committed inbox rows than 2xx answers")
+    failed = False
+    for name, r in results.items():
+        if "inbox_rows" not in r:
+            continue
+        print(f"{name}: answers {dict(sorted(r['statuses'].items()))}; inbox rows committed {r['inbox_rows']} for "
+              f"{r['ok']} 2xx answers (outcomes {r['outcomes']}, {r['pending_left']} still pending); history rows "
+              f"{r['history_rows']} for {r['status_changes']} status changes; gateway log: {len(r['problems'])} "
+              "warning/error lines" + (f", first: {r['problems'][0]}" if r["problems"] else ""))
+        if r["inbox_rows"] < r["ok"]:
+            print(f"DURABILITY FAILURE ({name}): fewer committed inbox rows than 2xx answers")
+            failed = True
+        if r["history_rows"] != r["status_changes"]:
+            print(f"HISTORY MISMATCH ({name}): history rows differ from the status changes applied")
+            failed = True
+    if failed:
         sys.exit(1)
     shutil.rmtree(workdir, ignore_errors=True)
 

@@ -21,6 +21,10 @@ class Runtime:
         self._lock = threading.RLock()
         self._parts: dict[str, object] = {}
 
+    def part(self, name: str, make):
+        """The part named `name`, made by `make()` on first use (once per process)."""
+        return self._once(name, make)
+
     def _once(self, name: str, make):
         part = self._parts.get(name)
         if part is None:

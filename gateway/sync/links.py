@@ -9,10 +9,12 @@ import sqlalchemy as sa
 
 from ..state.tables import links_table
 
+_ZOHO_ID_FOR = sa.select(links_table.c.zoho_id).where(links_table.c.module == sa.bindparam("module"),
+                                                      links_table.c.ops_id == sa.bindparam("ops_id"))
+
+
 def zoho_id_for(conn, module: str, ops_id: int) -> str | None:
-    row = conn.execute(
-        sa.select(links_table.c.zoho_id).where(links_table.c.module == module, links_table.c.ops_id == ops_id)
-    ).first()
+    row = conn.execute(_ZOHO_ID_FOR, {"module": module, "ops_id": ops_id}).first()
     return None if row is None else row[0]
 
 
@@ -45,6 +47,17 @@ def save(conn, module: str, ops_id: int, zoho_id: str, sent_hash: str | None = N
     ).rowcount
     if not updated:
         conn.execute(links_table.insert().values(module=module, ops_id=ops_id, **values))
+
+
+def insert_found(conn, rows: list[tuple[str, int, str, bool]]) -> None:
+    """Links inbound found (module, ops_id, zoho_id, moved), none of whose OnPrintShop ids was
+    linked: a moved Zoho id's old link goes first; then one multi-row INSERT."""
+    now = time.time()
+    for module in sorted({row[0] for row in rows if row[3]}):
+        conn.execute(links_table.delete().where(links_table.c.module == module, links_table.c.zoho_id.in_(
+            [zoho_id for m, _ops_id, zoho_id, moved in rows if moved and m == module])))
+    conn.execute(links_table.insert(), [{"module": module, "ops_id": ops_id, "zoho_id": zoho_id, "updated_at": now}
+                                        for module, ops_id, zoho_id, _moved in rows])
 
 
 def forget(conn, module: str, ops_id: int) -> None:

@@ -38,6 +38,18 @@ def record(conn, table_key: str, ops_id: int, last_modified) -> None:
                              "recorded_at": time.time()})
 
 
+def record_many(conn, rows) -> None:
+    """`record` for several (table_key, ops_id, last_modified) rows, in one statement."""
+    if any(row[0] not in TABLE_KEYS for row in rows):
+        raise ValueError(f"table_key must be one of {TABLE_KEYS}")
+    statement = dialect.upsert(loopguard_table, ("table_key", "ops_id", "last_modified"), ("recorded_at",),
+                               conn.dialect.name)
+    now = time.time()
+    unique = {(key, int(ops_id), stamp(last_modified)) for key, ops_id, last_modified in rows}  # one row once
+    conn.execute(statement, [{"table_key": key, "ops_id": ops_id, "last_modified": moment, "recorded_at": now}
+                             for key, ops_id, moment in sorted(unique)])
+
+
 def written_by_gateway(conn, table_key: str, ops_id: int, last_modified) -> bool:
     """Did the gateway's inbound side write exactly this change (this row, this `last_modified`)?"""
     if last_modified is None:

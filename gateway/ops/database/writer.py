@@ -6,7 +6,7 @@ import logging
 import sqlalchemy as sa
 
 from ...state.engine import is_lock_conflict, rerun
-from ..port import Applied, OpsBusy, OpsRefused, OpsUnavailable, Writer
+from ..port import Applied, OpsBusy, OpsError, OpsRefused, OpsUnavailable, Writer
 from . import writes
 
 log = logging.getLogger("gateway.ops")
@@ -24,7 +24,7 @@ def _run_again(exc: BaseException) -> bool:
 
 class DatabaseWriter(Writer):
     """`with ops.writer() as writer: writer.apply(update, linked, links)`; one OnPrintShop
-    transaction per change, committed before `apply` returns."""
+    transaction per change (or per `apply_batch`), committed before it returns."""
 
     def __init__(self, ops, connect_now: bool = False, write_email: bool = False):
         self.ops = ops
@@ -64,10 +64,46 @@ class DatabaseWriter(Writer):
         try:
             return rerun(once, attempts=3, when=_run_again)
         except DATABASE_ERRORS as exc:
-            kind = self.ops.failure_kind(exc)
-            if kind == "busy":
-                raise OpsBusy(f"the OnPrintShop record is locked ({exc.__class__.__name__})") from None
-            if kind == "unavailable":
-                self.ops.mark_unavailable()
-                raise OpsUnavailable(f"the OnPrintShop database is unavailable ({exc.__class__.__name__})") from None
-            raise OpsRefused(f"the OnPrintShop database refused the change: {str(getattr(exc, 'orig', exc))[:300]}") from exc
+            error = self._error(exc)
+            raise error from (exc if isinstance(error, OpsRefused) else None)
+
+    def apply_batch(self, items, links) -> list:
+        """Several changes in one OnPrintShop transaction, each in its own SAVEPOINT: a change
+        refused or locked rolls back alone; a deadlock runs the batch again; unavailable ends it."""
+        if len(items) == 1:
+            return super().apply_batch(items, links)
+        if self._unreachable:
+            return [OpsUnavailable("the OnPrintShop database did not answer the connection")] * len(items)
+
+        def once():
+            results: list = []
+            with self.ops.begin(self._conn) as conn:
+                for n, (update, linked) in enumerate(items):
+                    # Never released (one round trip fewer): the commit ends them all.
+                    conn.exec_driver_sql(f"SAVEPOINT gw_change_{n}")
+                    try:
+                        results.append(writes.apply_update(self.ops, conn, update, linked, links, self._write_email))
+                    except DATABASE_ERRORS as exc:
+                        kind = "again" if _run_again(exc) else self.ops.failure_kind(exc)
+                        if kind in ("again", "unavailable"):
+                            raise
+                        conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT gw_change_{n}")
+                        results.append(self._error(exc, kind))
+            return results
+
+        try:
+            return rerun(once, attempts=3, when=_run_again)
+        except DATABASE_ERRORS as exc:
+            return [self._error(exc)] * len(items)
+
+    def _error(self, exc, kind: str | None = None) -> OpsError:
+        """The port's error for a database error (busy, unavailable: marked for a moment, refused)."""
+        kind = kind or self.ops.failure_kind(exc)
+        if kind == "busy":
+            error = OpsBusy(f"the OnPrintShop record is locked ({exc.__class__.__name__})")
+        elif kind == "unavailable":
+            self.ops.mark_unavailable()
+            error = OpsUnavailable(f"the OnPrintShop database is unavailable ({exc.__class__.__name__})")
+        else:
+            error = OpsRefused(f"the OnPrintShop database refused the change: {str(getattr(exc, 'orig', exc))[:300]}")
+        return error
