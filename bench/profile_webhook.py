@@ -18,7 +18,7 @@ Figures only, no pass/fail.
     BENCH_MYSQL_URL=mysql+pymysql://root@127.0.0.1:3306/gw_perf .venv/bin/python bench/profile_webhook.py \
         [-n 2000] [--module deals|contacts] [--state mysql|sqlite]
 
-The database named in the URL (default gw_perf) holds both stores; its gateway tables and
+The database named in the URL (default gw_perf, created if missing) holds both stores; its gateway tables and
 OnPrintShop demo tables are dropped and recreated. `--state sqlite` keeps the state store in a
 temporary SQLite file instead.
 """
@@ -65,6 +65,11 @@ def build(state: str, workdir: str):
     from gateway.state.tables import metadata
 
     url = database_url()
+    parts = urllib.parse.urlsplit(url)
+    server = sa.create_engine(urllib.parse.urlunsplit((parts.scheme, parts.netloc, "/", parts.query, "")))
+    with server.begin() as conn:  # the database itself may not exist yet
+        conn.exec_driver_sql(f"CREATE DATABASE IF NOT EXISTS `{parts.path.strip('/')}` CHARACTER SET utf8mb4")
+    server.dispose()
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 0")
