@@ -5,9 +5,10 @@ import time
 
 import pytest
 
-from gateway.inbound import reapply, reports
+from gateway.inbound import reapply, reports, secrets
 from gateway.ops.api import client
 from tests.hosted.conftest import zoho_time
+from tests.inbound.test_group_commit import post_as_one_batch
 
 
 def _linked_order(gw, status="Pending"):
@@ -121,3 +122,61 @@ def test_an_outage_during_a_poller_round_loses_no_change(hosted):
     assert gw.poll_until("orders", 1) == 1
     gw.drain()
     assert gw.deal(order)["Amount"] == 99.0
+
+
+def test_the_gateways_own_write_does_not_make_zohos_next_change_stale(hosted_on):
+    """OnPrintShop stamps an order's last-modified with the time of the gateway's write, which comes
+    after the Zoho change it carries (and after any change made in Zoho meanwhile)."""
+    gw, ops = hosted_on, hosted_on.ops
+    order, deal = _linked_order(gw)
+    ops.advance(300)  # every write from now on is stamped 5 minutes after the Zoho changes below
+    first = gw.post("deals", {"id": deal, "stage": "Printing", "modified_time": zoho_time(60)})
+    second = gw.post("deals", {"id": deal, "stage": "Shipped", "modified_time": zoho_time(61)})
+    assert (first.get_json(), second.get_json()) == ({"status": "applied"}, {"status": "applied"})
+    assert [h["status"] for h in ops.store.history[order]] == ["Printing", "Shipped"]
+
+
+def test_two_changes_of_one_order_in_one_batch_are_both_applied_in_order(hosted_on):
+    gw, ops = hosted_on, hosted_on.ops
+    order, deal = _linked_order(gw)
+    ops.advance(300)
+    gw.secret = secrets.webhook_secrets(gw.rt)["current"]
+    responses = post_as_one_batch(gw, [("deals", {"id": deal, "stage": stage, "modified_time": zoho_time(n + 1)})
+                                       for n, stage in enumerate(["Printing", "Shipped"])])
+    # A batch reserves the API calls of one change: the second waits for the re-applier.
+    assert [r.get_json() for r in responses] == [{"status": "applied"}, {"status": "accepted"}]
+    reapply.reapply_pending(gw.rt)
+    assert [r["outcome"] for r in reports.recent(gw.rt, limit=2)] == ["applied", "applied"]
+    assert [h["status"] for h in ops.store.history[order]] == ["Printing", "Shipped"]
+
+
+def test_changes_kept_through_an_outage_are_all_applied_when_it_ends(hosted_on):
+    gw, ops = hosted_on, hosted_on.ops
+    order, deal = _linked_order(gw)
+    stages = ["Order Processing", "Printing", "Shipped"]
+    ops.outage = True
+    for n, stage in enumerate(stages):
+        assert gw.post("deals", {"id": deal, "stage": stage, "modified_time": zoho_time(n + 1)}).get_json() == {
+            "status": "accepted"}
+    ops.outage = False
+    ops.advance(600)  # applied ten minutes later: each write is stamped after every one of the changes
+    reapply.reapply_pending(gw.rt)
+    assert reports.pending_count(gw.rt) == 0
+    assert [r["outcome"] for r in reports.recent(gw.rt, limit=3)] == ["applied"] * 3
+    assert [h["status"] for h in ops.store.history[order]] == stages
+
+
+def test_a_change_made_in_onprintshop_after_zohos_makes_it_stale_and_a_repeat_is_a_duplicate(hosted):
+    gw, ops = hosted, hosted.ops
+    order, deal = _linked_order(gw)
+    applied = {"id": deal, "stage": "Printing", "modified_time": zoho_time(30)}
+    assert gw.post("deals", applied).get_json() == {"status": "applied"}
+    assert gw.post("deals", applied).get_json() == {"status": "duplicate"}
+    late = zoho_time(40)
+    ops.advance(120)
+    ops.store.touch(order, order_status="Shipped", orders_status_id=next(
+        s["process_status_id"] for s in ops.store.statuses if s["process_status_title"] == "Shipped"))  # a person, later
+    answer = gw.post("deals", {"id": deal, "stage": "Order Processing", "modified_time": late})
+    assert answer.status_code == 200 and answer.get_json() == {"status": "stale"}
+    assert ops.store.orders[order]["order_status"] == "Shipped"
+    assert [h["status"] for h in ops.store.history[order]] == ["Printing"]

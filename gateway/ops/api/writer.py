@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from ...state.limiter import NoPermit
 from ...state.tables import ops_records_table
+from ...sync import loopguard
 from .. import policy
 from ..port import Applied, OpsError, OpsRefused, OpsUnavailable, Writer
 from . import mirror, records
@@ -30,6 +31,7 @@ class ApiWriter(Writer):
         self.permits: Permits | None = None
         self.down = False
         self.why = ""
+        self.wrote: dict[int, object] = {}  # order id -> its last-modified after this writer's own change
 
     def __enter__(self):
         api = self.backend.api
@@ -103,7 +105,8 @@ class ApiWriter(Writer):
                                "(nor an alias in the mapping)", ops_id=ops_id, found_by=found_by, parameter="stage")
             title = statuses[wanted][1]
         modified = records.parse_time(row.get("order_last_modified_date"))
-        changed_after = modified is not None and backend.epoch_from_local(modified) > math.floor(update.modified_time)
+        changed_after = (modified is not None and not self._last_change_ours(conn, ops_id, copy, modified)
+                         and backend.epoch_from_local(modified) > math.floor(update.modified_time))
         if title is None or str(row.get("order_status") or "").casefold() == title.casefold():
             # Nothing to write. If only the status moved, to Zoho's, since the gateway last looked, it is
             # most likely this change's own earlier write (its answer lost): that version is not pushed back.
@@ -121,6 +124,14 @@ class ApiWriter(Writer):
         return Applied("applied", "applied: " + ", ".join(sorted(update.fields)), ops_id=ops_id, found_by=found_by,
                        written=self._read_back(update, row, title, conn), notes=notes)
 
+    def _last_change_ours(self, conn, ops_id: int, copy, modified) -> bool:
+        """Was the order's last change (at `modified`) the gateway's own write? OnPrintShop stamps it
+        with the time of writing, after the Zoho change it carried: it must not make the next one stale."""
+        if self.wrote.get(ops_id) == modified:
+            return True  # written earlier in this batch (its loop-guard row is not recorded yet)
+        return (copy is not None and copy.modified == modified
+                and loopguard.written_by_gateway(conn, "orders", ops_id, copy.changed_at))
+
     def _read_back(self, update, before: dict, title: str, conn):
         """The version of the order that holds our write, so the poller does not push it back; None
         when it cannot be read now or holds other changes too (then it is pushed, which is right)."""
@@ -134,6 +145,7 @@ class ApiWriter(Writer):
         self.backend.observe_orders([after], report_new=False, conn=conn)
         if not _only_status_moved(records.order_data(before), after, title):
             return None
+        self.wrote[ops_id] = records.parse_time(after.get("order_last_modified_date"))
         return "orders", ops_id, self._version(conn, "orders", ops_id)
 
     # -- contacts → customers -----------------------------------------------------------------------
