@@ -1,6 +1,8 @@
 """A hosted store synced both ways through OnPrintShop's API (the fake one) and Zoho (the fake one)."""
 from __future__ import annotations
 
+import datetime as dt
+
 from gateway.outbound import queue
 from tests.hosted.conftest import zoho_time
 
@@ -69,3 +71,22 @@ def test_push_by_id_reads_the_order_fresh_and_names_what_is_missing(hosted):
     assert "queued 1 orders" in runner.invoke(args=["push", "orders", "--id", str(order), "--force"]).output
     gw.drain()
     assert gw.deal(order)["Stage"] == "Shipped"
+
+
+def test_a_store_whose_day_ends_later_than_the_gateway_thinks_loses_no_change(hosted, monkeypatch):
+    """OPS_TIMEZONE set wrong, so that the gateway believes the store's day is already over (here:
+    it is 00:30 tomorrow to the gateway, up to a day ahead of the store). An order changed on the
+    store's own today is still read."""
+    gw, ops = hosted, hosted.ops
+    store_now = lambda: dt.datetime.fromtimestamp(ops.now(), dt.timezone.utc).replace(tzinfo=None)  # noqa: E731
+    ahead = dt.datetime.combine(store_now().date() + dt.timedelta(days=1), dt.time(0, 30)) - store_now()
+    monkeypatch.setattr(gw.rt.ops, "now_local", lambda: store_now() + ahead)
+    customer = ops.store.add_customer("Ada", "Lovelace", "ada@example.com")
+    order = ops.store.add_order(customer)
+    assert gw.app.test_cli_runner().invoke(args=["push", "orders", "--all"]).exit_code == 0
+    gw.drain()
+    gw.start_feed()
+    ops.store.touch(order, total_amount=175.0)
+    assert gw.poll_until("orders", 1) == 1
+    gw.drain()
+    assert gw.deal(order)["Amount"] == 175.0

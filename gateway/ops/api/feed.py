@@ -16,7 +16,9 @@ ORDERS_SINCE = "ops_api.orders_since"          # {"day": "YYYY-MM-DD"}: the next
 CUSTOMERS_SINCE = "ops_api.customers_since"    # {"day": …}: registrations
 STARTED = "ops_api.feed_started"               # {"day": …}: customers registered before are not "new"
 FULL_PASS = "ops_api.full_pass"                # {"offset", "total", "started_at", "finished_at", "passes", "next_page_at"}
-OVERLAP = dt.timedelta(minutes=10)
+# Each pass reads again from the day before the last one's: a store whose OPS_TIMEZONE is set wrong
+# (UTC, the default, for a store in America) has days that end later than the gateway thinks.
+OVERLAP = dt.timedelta(days=1, minutes=10)
 FULL_PASS_SHARE = 0.1        # of the rate limit, at most, for the full pass
 FULL_PASS_REST = 3600.0      # between two full passes
 FULL_PASS_PAGES_PER_ROUND = 10
@@ -31,10 +33,9 @@ def _start(store, name: str, now: dt.datetime) -> bool:
     """A kind's first round: it starts from today (what exists is pushed with `push … --all`)."""
     if _day(store, name):
         return False
-    today = {"day": now.date().isoformat()}
     if not _day(store, STARTED):
-        store.set_setting(STARTED, today)
-    store.set_setting(name, today)
+        store.set_setting(STARTED, {"day": now.date().isoformat()})
+    store.set_setting(name, {"day": (now - OVERLAP).date().isoformat()})
     return True
 
 
