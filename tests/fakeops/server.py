@@ -33,6 +33,9 @@ class FakeOps:
         self.latency = 0.0
         self.slow_after_mutation = 0.0
         self.clock_offset = 0.0
+        # How an empty list is answered: "code" (DATA_NOT_FOUND, HTTP 200), "message" ("Data not
+        # found" with no code), "http-404" (DATA_NOT_FOUND with HTTP 404): the notes do not say which.
+        self.not_found_form = "code"
         self.set_customer_calls: list[tuple[int, dict]] = []
         self.store = Store(self)
         self.root = Root(self.store)
@@ -102,11 +105,18 @@ class FakeOps:
             return 400, {"errors": [{"message": e.message, "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"}}
                                     for e in result.errors]}, {}
         answer = {"data": result.data}
+        status = 200
         if result.errors:
             answer["errors"] = [{"message": e.message, "path": e.path, "extensions": e.extensions or {}} for e in result.errors]
+            if all((e.extensions or {}).get("code") == "DATA_NOT_FOUND" for e in result.errors):
+                if self.not_found_form == "message":
+                    for error in answer["errors"]:
+                        error["extensions"] = {}
+                elif self.not_found_form == "http-404":
+                    status = 404
         if self.slow_after_mutation and document.definitions[0].operation.value == "mutation":
             time.sleep(self.slow_after_mutation)
-        return 200, answer, {}
+        return status, answer, {}
 
     # -- lifecycle ------------------------------------------------------------------------------------
     @property

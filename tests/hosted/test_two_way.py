@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from gateway.outbound import queue
 from tests.hosted.conftest import zoho_time
 
@@ -90,3 +92,17 @@ def test_a_store_whose_day_ends_later_than_the_gateway_thinks_loses_no_change(ho
     assert gw.poll_until("orders", 1) == 1
     gw.drain()
     assert gw.deal(order)["Amount"] == 175.0
+
+
+@pytest.mark.parametrize("form", ["code", "message", "http-404"])
+def test_a_day_without_changes_is_read_as_empty_however_onprintshop_says_it(hosted, form, caplog):
+    gw, ops = hosted, hosted.ops
+    ops.not_found_form = form
+    gw.start_feed()
+    asked = ops.calls["orders"]
+    assert gw.poll() == {"customers": 0, "orders": 0}
+    assert ops.calls["orders"] > asked  # the empty days were asked for…
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]  # …and read as no rows, not a failure
+    customer = ops.store.add_customer("Ada", "Lovelace", "ada@example.com")
+    ops.store.add_order(customer)
+    assert gw.poll_until("orders", 1) == 1

@@ -23,6 +23,7 @@ WAIT_SECONDS = 60.0      # background work waits this long for a permit
 AUTH_CODES = ("UNAUTHENTICATED",)
 AUTH_WORDS = ("invalid token", "token expired", "expired token")
 NOT_FOUND_CODES = ("DATA_NOT_FOUND",)
+NOT_FOUND_MESSAGE = "data not found"
 
 
 class NotConnected(OpsUnavailable):
@@ -134,8 +135,9 @@ class GraphQL:
         if not isinstance(body, dict):
             raise self._failed(OpsUnavailable(f"OnPrintShop's API answered HTTP {status} without a GraphQL body"))
         data = body.get("data") if isinstance(body.get("data"), dict) else {}
-        real = [e for e in errors if _code(e) not in NOT_FOUND_CODES]
-        if status >= 400 or (real and not any(v is not None for v in data.values())):
+        real = [e for e in errors if not _is_not_found(e)]
+        if (status >= 400 and (real or not errors or status not in (400, 404))) or (
+                real and not any(v is not None for v in data.values())):
             raise self._failed(OpsRefused(f"OnPrintShop refused the request (HTTP {status}): {_messages(real) or 'no message'}"))
         self._ok()
         return data, errors
@@ -212,6 +214,12 @@ class GraphQL:
 def _code(error) -> str | None:
     ext = error.get("extensions") if isinstance(error, dict) else None
     return str(ext.get("code")) if isinstance(ext, dict) and ext.get("code") else None
+
+
+def _is_not_found(error) -> bool:
+    """An empty list, said by its code or only by its message (and with HTTP 200, 400 or 404)."""
+    message = str(error.get("message", "")).lower() if isinstance(error, dict) else ""
+    return _code(error) in NOT_FOUND_CODES or message.startswith(NOT_FOUND_MESSAGE)
 
 
 def _is_auth(error) -> bool:
