@@ -41,3 +41,25 @@ def test_the_full_pass_finds_a_changed_customer_paced_and_resumable(make_app, fa
     gw.drain()
     assert gw.contact("c0@example.com")["Last_Name"] == "Renamed"
     assert gw.rt.ops.report()["progress"]["passes"] == 1, gw.rt.store.get_setting("ops_api.full_pass")
+
+
+def test_a_store_that_pages_below_250_is_read_to_its_end(make_app, fake_zoho, zoho_settings, fake_ops, monkeypatch):
+    """A server that caps pages below the 250 asked for: the pass goes on by the total, not by a short page."""
+    monkeypatch.setattr("tests.fakeops.store.MAX_PAGE", 100)
+    gw = Hosted(hosted_app(make_app, zoho_settings, fake_ops, OPS_API_RATE_LIMIT="1200 per minute"), fake_zoho, fake_ops)
+    gw.connect()
+    fake_ops.rate = (1200, 60.0)
+    long_ago = fake_ops.store.now() - dt.timedelta(days=30)
+    customers = [fake_ops.store.add_customer(f"First{n}", f"Last{n}", f"c{n}@example.com", registered=long_ago)
+                 for n in range(300)]
+    gw.start_feed()
+    assert gw.app.test_cli_runner().invoke(args=["push", "customers", "--all"]).exit_code == 0
+    gw.drain()
+    fake_ops.store.customers[customers[0]]["customers_last_name"] = "Renamed"  # the oldest: on the last page
+
+    deadline, found = time.monotonic() + 20, 0
+    while not found and time.monotonic() < deadline:
+        found = gw.poll()["customers"]
+    assert found == 1
+    progress = gw.rt.ops.report()["progress"]
+    assert progress["passes"] == 1 and progress["total"] == 300

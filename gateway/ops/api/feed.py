@@ -82,7 +82,8 @@ def full_pass_step(backend) -> int:
         state["offset"] = int(state.get("offset") or 0) + len(rows)
         state["total"] = total
         state["next_page_at"] = time.time() + gap
-        if not rows or len(rows) < records.PAGE or (total is not None and state["offset"] >= total):
+        # The end is the total when OnPrintShop gives one (a server may cap pages below 250), else a short page.
+        if not rows or (state["offset"] >= total if total is not None else len(rows) < records.PAGE):
             state.update(offset=0, finished_at=time.time(), passes=int(state.get("passes") or 0) + 1,
                          next_page_at=time.time() + FULL_PASS_REST)
             log.info("full pass over OnPrintShop's customers finished: %s customers", state.get("total"))
