@@ -6,6 +6,7 @@ import time
 import pytest
 
 from gateway.outbound import queue
+from tests.hosted.conftest import Hosted, hosted_app
 
 ORDERS, CUSTOMERS = 10_000, 2_000
 
@@ -35,3 +36,21 @@ def test_ten_thousand_orders_are_synced_without_a_single_429(hosted, capsys):
     with capsys.disabled():
         print(f"\ninitial sync: {ORDERS} orders, {CUSTOMERS} customers; OnPrintShop calls {api_calls}; "
               f"listing {listed:.1f} s, all in Zoho after {total:.1f} s; 429s: {ops.calls['429']}")
+
+
+@pytest.mark.slow
+def test_an_initial_sync_larger_than_the_rate_limit_waits_for_it_and_gets_no_429(make_app, fake_zoho, zoho_settings, fake_ops):
+    """The same sync with OnPrintShop's limit scaled down (6 calls per 2 s) so that the listing
+    needs several windows: the limiter paces it, and OnPrintShop never answers 429."""
+    gw = Hosted(hosted_app(make_app, zoho_settings, fake_ops, OPS_API_RATE_LIMIT="6 per 2 seconds"), fake_zoho, fake_ops)
+    gw.connect()
+    fake_ops.rate, fake_ops.windows, fake_ops.max_in_window = (6, 2.0), {}, 0
+    customers = [fake_ops.store.add_customer(f"First{n}", f"Last{n}", f"c{n}@example.com") for n in range(200)]
+    for n in range(5_000):
+        fake_ops.store.add_order(customers[n % 200])
+    result = gw.app.test_cli_runner().invoke(args=["push", "orders", "--all"])
+    assert result.output.strip() == "queued 5000 orders and 200 customers whose Contact is not in Zoho yet", result.output
+    gw.drain()
+    assert len(gw.zoho.records["Deals"]) == 5_000 and queue.status(gw.rt)["dead"] == 0
+    assert fake_ops.calls["orders"] >= 20       # 20 pages: more than three windows' worth of calls
+    assert fake_ops.calls["429"] == 0 and fake_ops.max_in_window <= 6
