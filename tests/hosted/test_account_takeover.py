@@ -62,3 +62,24 @@ def test_an_ops_id_links_a_contact_only_when_its_email_is_the_customers(make_app
     assert fake_ops.store.customers[ada]["customers_first_name"] == "Ada K."
     with gw.rt.store.engine.connect() as conn:
         assert ops_id_for(conn, "Contacts", "7003") == ada
+
+
+def test_an_email_that_belongs_to_another_customer_is_409_and_nothing_is_written(make_app, fake_zoho, zoho_settings, fake_ops):
+    gw = Hosted(hosted_app(make_app, zoho_settings, fake_ops, GATEWAY_WRITE_BACK_EMAIL=True), fake_zoho, fake_ops)
+    gw.connect()
+    fake_ops.store.add_customer("Ada", "Lovelace", "ada@example.com")
+    customer, contact = _pushed_customer(gw)
+    answer = gw.post("contacts", {"id": contact, "email": "ADA@example.com", "modified_time": zoho_time(30)})
+    assert answer.status_code == 409 and answer.get_json()["parameter"] == "email"
+    assert "already belongs to another OnPrintShop customer" in answer.get_json()["error"]
+    assert fake_ops.set_customer_calls == [] and fake_ops.store.customers[customer]["customers_email_address"] == "grace@example.com"
+
+
+def test_an_ops_id_linked_to_another_contact_is_409(hosted):
+    gw, ops = hosted, hosted.ops
+    customer, contact = _pushed_customer(gw)
+    answer = gw.post("contacts", {"id": "7999", "ops_id": str(customer), "email": "grace@example.com",
+                                  "first_name": "Mallory", "modified_time": zoho_time(30)})
+    assert answer.status_code == 409 and answer.get_json()["parameter"] == "ops_id"
+    assert contact in answer.get_json()["error"]
+    assert ops.set_customer_calls == [] and ops.store.customers[customer]["customers_first_name"] == "Grace"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from gateway.ops import api_connection
 from tests.conftest import logged_in
-from tests.hosted.conftest import hosted_app
+from tests.hosted.conftest import Hosted, hosted_app
 
 
 def test_configure_ops_checks_the_client_and_prints_the_statuses(make_app, fake_zoho, zoho_settings, fake_ops, gateway_logs):
@@ -82,3 +82,22 @@ def test_the_backend_settings_are_checked_at_start_up(make_app, tmp_path):
     assert values["OPS_API_URL"] == "https://shop.example.com" and values["OPS_DATABASE_URL"] is None
     with pytest.raises(ConfigError, match="OPS_DATABASE_URL"):
         settings.load(str(tmp_path / "instance"), environ={**env, "OPS_BACKEND": "database"})
+
+
+def test_the_environment_wins_over_the_saved_client(make_app, fake_zoho, zoho_settings, fake_ops):
+    """Saved on the page, then set in the environment (a platform's config vars): the environment's are used."""
+    from gateway.ops.api import credentials
+
+    saved = hosted_app(make_app, zoho_settings, fake_ops)
+    Hosted(saved, fake_zoho, fake_ops).connect()  # saves a working client in the vault
+    env_id, env_secret = fake_ops.add_client()
+    app = make_app(OPS_BACKEND="api", OPS_TIMEZONE="UTC", OPS_API_URL=fake_ops.url + "/api/", OPS_API_CLIENT_ID=env_id,
+                   OPS_API_CLIENT_SECRET=env_secret, **zoho_settings)
+    rt = app.extensions["gateway"]
+    creds = credentials.current(rt.config, rt.store, rt.vault)
+    assert (creds.url, creds.client_id, creds.client_secret) == (fake_ops.url, env_id, env_secret)
+    shown = credentials.shown(rt.config, rt.store)
+    assert shown["client_id_last4"].endswith(env_id[-4:]) and set(shown["from_environment"]) == {
+        "OPS_API_URL", "OPS_API_CLIENT_ID", "OPS_API_CLIENT_SECRET"}
+    page = logged_in(app).client.get("/admin/").get_data(as_text=True)
+    assert env_secret not in page and env_id[-4:] in page

@@ -33,13 +33,13 @@ def refresh_margin(lifetime: float) -> float:
 
 def lifetime_of(answer: dict, now: float) -> float:
     """Seconds the token is valid: `expires_in`, else `expires_at`/`expiry`, else a JWT `exp`, else FALLBACK_TTL."""
-    for key in ("expires_in",):
-        if isinstance(answer.get(key), (int, float)) and answer[key] > 0:
-            return float(answer[key])
+    expires_in = _number(answer.get("expires_in"))
+    if expires_in is not None and expires_in > 0:
+        return expires_in
     for key in ("expires_at", "expiry"):
-        value = answer.get(key)
-        if isinstance(value, (int, float)) and value > now:
-            return float(value) - now
+        value = _number(answer.get(key))
+        if value is not None and value > now:
+            return value - now
     parts = str(answer.get("access_token") or "").split(".")
     if len(parts) == 3:
         try:
@@ -49,6 +49,18 @@ def lifetime_of(answer: dict, now: float) -> float:
         except (ValueError, TypeError, AttributeError):
             pass
     return FALLBACK_TTL
+
+
+def _number(value) -> float | None:
+    """A number, or one written as text ("3600", as some OAuth servers send it)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(str(value).strip()) if value is not None else None
+    except ValueError:
+        return None
 
 
 class TokenCache:
