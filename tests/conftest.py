@@ -33,6 +33,7 @@ from gateway.state import Store
 from gateway.simulator import ZohoSimulator
 from gateway.state.migrate import init_db
 from gateway.state.tables import metadata
+from tests.fakeops import FakeOps
 
 ADMIN_PASSWORD = "correct horse battery staple"
 
@@ -160,6 +161,14 @@ def runner(app):
 @pytest.fixture
 def fake_zoho():
     fake = ZohoSimulator().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def fake_ops():
+    """OnPrintShop's hosted GraphQL API, faked on loopback (tests/fakeops)."""
+    fake = FakeOps().start()
     yield fake
     fake.stop()
 

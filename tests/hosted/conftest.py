@@ -13,7 +13,6 @@ from gateway.outbound import poller, queue, worker
 from gateway.settings import normalize_database_url
 from gateway.zoho import connect
 from tests.conftest import _server_url, reset_gateway_tables
-from tests.fakeops import FakeOps
 
 
 class Hosted:
@@ -69,13 +68,6 @@ class Hosted:
 def zoho_time(offset: float = 0.0) -> str:
     """A Contact's or Deal's Modified Time `offset` seconds from now (after what the test made in OnPrintShop)."""
     return (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=offset)).strftime("%Y-%m-%dT%H:%M:%S+00:00")
-
-
-@pytest.fixture
-def fake_ops():
-    fake = FakeOps().start()
-    yield fake
-    fake.stop()
 
 
 def hosted_app(make_app, zoho_settings, fake_ops, **settings):
