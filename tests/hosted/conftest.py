@@ -34,7 +34,7 @@ class Hosted:
         assert result.ok, result.message
 
     def start_feed(self) -> None:
-        """The poller's first round: it starts from now (what exists is pushed with `push … --all`)."""
+        """The poller's first round: it reads nothing yet, and starts from the day before (what exists is pushed with `push … --all`)."""
         assert poller.poll_once(self.rt, settle=0) == {"customers": 0, "orders": 0}
 
     def poll(self) -> dict:

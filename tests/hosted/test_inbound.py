@@ -180,3 +180,20 @@ def test_a_change_made_in_onprintshop_after_zohos_makes_it_stale_and_a_repeat_is
     assert answer.status_code == 200 and answer.get_json() == {"status": "stale"}
     assert ops.store.orders[order]["order_status"] == "Shipped"
     assert [h["status"] for h in ops.store.history[order]] == ["Printing"]
+
+
+def test_a_person_editing_the_order_after_the_gateways_write_still_makes_an_older_change_stale(hosted):
+    """The gateway's own write is recognised by OnPrintShop's time of it, not by the gateway's copy:
+    an edit the copy does not hold (an address, a comment) moves that time, and counts."""
+    gw, ops = hosted, hosted.ops
+    order, deal = _linked_order(gw)
+    gw.start_feed()
+    ops.advance(300)
+    assert gw.post("deals", {"id": deal, "stage": "Printing", "modified_time": zoho_time(60)}).get_json() == {
+        "status": "applied"}
+    ops.advance(60)
+    ops.store.touch(order)  # a person edits something the gateway does not copy, after the gateway's write
+    gw.poll()  # the gateway reads the order again: same content, a later last-modified
+    answer = gw.post("deals", {"id": deal, "stage": "Shipped", "modified_time": zoho_time(120)})
+    assert answer.get_json() == {"status": "stale"}
+    assert [h["status"] for h in ops.store.history[order]] == ["Printing"]

@@ -26,6 +26,8 @@ def jwt(claims: dict) -> str:
     ({"access_token": "t", "expires_in": "soon"}, FALLBACK_TTL),
     ({"access_token": "not.a.jwt"}, FALLBACK_TTL),
     ({"access_token": "t"}, FALLBACK_TTL),
+    ({"access_token": "t", "expires_in": "inf"}, FALLBACK_TTL),
+    ({"access_token": "t", "expires_at": (NOW + 3600) * 1000}, 86400),  # milliseconds: at most a day
 ])
 def test_a_tokens_lifetime_is_read_from_what_the_answer_says(answer, seconds):
     assert lifetime_of(answer, NOW) == pytest.approx(seconds)

@@ -136,8 +136,10 @@ class GraphQL:
             raise self._failed(OpsUnavailable(f"OnPrintShop's API answered HTTP {status} without a GraphQL body"))
         data = body.get("data") if isinstance(body.get("data"), dict) else {}
         real = [e for e in errors if not _is_not_found(e)]
-        if (status >= 400 and (real or not errors or status not in (400, 404))) or (
-                real and not any(v is not None for v in data.values())):
+        # An empty list may come with HTTP 400 or 404, but only as a GraphQL answer (with "data"):
+        # a 404 from a wrong address is a refusal, never "no rows".
+        empty_list = bool(errors) and not real and status in (200, 400, 404) and "data" in body
+        if (status >= 400 and not empty_list) or (real and not any(v is not None for v in data.values())):
             raise self._failed(OpsRefused(f"OnPrintShop refused the request (HTTP {status}): {_messages(real) or 'no message'}"))
         self._ok()
         return data, errors
@@ -217,9 +219,10 @@ def _code(error) -> str | None:
 
 
 def _is_not_found(error) -> bool:
-    """An empty list, said by its code or only by its message (and with HTTP 200, 400 or 404)."""
+    """An empty list, said by its code, or by its message alone (no other code)."""
     message = str(error.get("message", "")).lower() if isinstance(error, dict) else ""
-    return _code(error) in NOT_FOUND_CODES or message.startswith(NOT_FOUND_MESSAGE)
+    code = _code(error)
+    return code in NOT_FOUND_CODES or (code is None and message.startswith(NOT_FOUND_MESSAGE))
 
 
 def _is_auth(error) -> bool:

@@ -30,12 +30,13 @@ def _day(store, name: str) -> str | None:
 
 
 def _start(store, name: str, now: dt.datetime) -> bool:
-    """A kind's first round: it starts from today (what exists is pushed with `push … --all`)."""
+    """A kind's first round: it starts from the day before (what exists is pushed with `push … --all`)."""
     if _day(store, name):
         return False
+    first = {"day": (now - OVERLAP).date().isoformat()}
     if not _day(store, STARTED):
-        store.set_setting(STARTED, {"day": now.date().isoformat()})
-    store.set_setting(name, {"day": (now - OVERLAP).date().isoformat()})
+        store.set_setting(STARTED, first)
+    store.set_setting(name, first)
     return True
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import threading
 import time
 
@@ -22,6 +23,7 @@ LEASE = "ops_api.token_mint"
 LEASE_SECONDS = 120.0             # longer than a mint can take: a permit's wait (60 s) and the call's timeouts (35 s)
 WAIT_SECONDS = 70.0
 POLL_SECONDS = 0.05
+MAX_TTL = 86400.0
 FALLBACK_TTL = 3300.0              # OnPrintShop's answer gives no lifetime: assume 55 minutes
 REJECTED_COOLDOWN = 60.0           # a token minted after a 401 and rejected again this soon: the client is at fault
 
@@ -32,7 +34,12 @@ def refresh_margin(lifetime: float) -> float:
 
 
 def lifetime_of(answer: dict, now: float) -> float:
-    """Seconds the token is valid: `expires_in`, else `expires_at`/`expiry`, else a JWT `exp`, else FALLBACK_TTL."""
+    """Seconds the token is valid: `expires_in`, else `expires_at`/`expiry`, else a JWT `exp`, else
+    FALLBACK_TTL; never more than a day (a time in milliseconds would be centuries)."""
+    return min(_lifetime(answer, now), MAX_TTL)
+
+
+def _lifetime(answer: dict, now: float) -> float:
     expires_in = _number(answer.get("expires_in"))
     if expires_in is not None and expires_in > 0:
         return expires_in
@@ -55,12 +62,11 @@ def _number(value) -> float | None:
     """A number, or one written as text ("3600", as some OAuth servers send it)."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
-        return float(value)
     try:
-        return float(str(value).strip()) if value is not None else None
+        number = float(value if isinstance(value, (int, float)) else str(value).strip()) if value is not None else None
     except ValueError:
         return None
+    return number if number is not None and math.isfinite(number) else None
 
 
 class TokenCache:

@@ -16,6 +16,7 @@ from ..port import Applied, OpsError, OpsRefused, OpsUnavailable, Writer
 from . import mirror, records
 from .client import Permits
 
+WRITES = "order_writes"  # loop-guard rows: an order's last-modified after the gateway's own status change
 RESERVED = 4          # calls one change may need: read, the mutation, a read back, one spare
 RESERVE_WAIT = 2.0    # a delivery waits this long for them; else it is stored (202) and applied later
 PAYMENT_NOT_APPLIED = ("payment_status was not applied: OnPrintShop's API cannot set a payment status "
@@ -31,7 +32,6 @@ class ApiWriter(Writer):
         self.permits: Permits | None = None
         self.down = False
         self.why = ""
-        self.wrote: dict[int, object] = {}  # order id -> its last-modified after this writer's own change
 
     def __enter__(self):
         api = self.backend.api
@@ -105,13 +105,15 @@ class ApiWriter(Writer):
                                "(nor an alias in the mapping)", ops_id=ops_id, found_by=found_by, parameter="stage")
             title = statuses[wanted][1]
         modified = records.parse_time(row.get("order_last_modified_date"))
-        changed_after = (modified is not None and not self._last_change_ours(conn, ops_id, copy, modified)
+        changed_after = (modified is not None and not loopguard.written_by_gateway(conn, WRITES, ops_id, modified)
                          and backend.epoch_from_local(modified) > math.floor(update.modified_time))
         if title is None or str(row.get("order_status") or "").casefold() == title.casefold():
             # Nothing to write. If only the status moved, to Zoho's, since the gateway last looked, it is
             # most likely this change's own earlier write (its answer lost): that version is not pushed back.
             ours = title is not None and before is not None and _only_status_moved(before, row, title)
             written = ("orders", ops_id, self._version(conn, "orders", ops_id)) if ours else None
+            if ours and modified is not None:
+                loopguard.record(conn, WRITES, ops_id, modified)
             return Applied("applied", "no change: OnPrintShop already has these values" if title else "nothing to write",
                            ops_id=ops_id, found_by=found_by, written=written, notes=notes)
         if changed_after:
@@ -123,14 +125,6 @@ class ApiWriter(Writer):
         _check(data.get("updateOrderStatus"), f"order {ops_id}")
         return Applied("applied", "applied: " + ", ".join(sorted(update.fields)), ops_id=ops_id, found_by=found_by,
                        written=self._read_back(update, row, title, conn), notes=notes)
-
-    def _last_change_ours(self, conn, ops_id: int, copy, modified) -> bool:
-        """Was the order's last change (at `modified`) the gateway's own write? OnPrintShop stamps it
-        with the time of writing, after the Zoho change it carried: it must not make the next one stale."""
-        if self.wrote.get(ops_id) == modified:
-            return True  # written earlier in this batch (its loop-guard row is not recorded yet)
-        return (copy is not None and copy.modified == modified
-                and loopguard.written_by_gateway(conn, "orders", ops_id, copy.changed_at))
 
     def _read_back(self, update, before: dict, title: str, conn):
         """The version of the order that holds our write, so the poller does not push it back; None
@@ -145,7 +139,11 @@ class ApiWriter(Writer):
         self.backend.observe_orders([after], report_new=False, conn=conn)
         if not _only_status_moved(records.order_data(before), after, title):
             return None
-        self.wrote[ops_id] = records.parse_time(after.get("order_last_modified_date"))
+        # OnPrintShop stamps the write with its own time, after the Zoho change it carried: kept, so
+        # that this version of the order does not make Zoho's next change stale.
+        written_at = records.parse_time(after.get("order_last_modified_date"))
+        if written_at is not None:
+            loopguard.record(conn, WRITES, ops_id, written_at)
         return "orders", ops_id, self._version(conn, "orders", ops_id)
 
     # -- contacts → customers -----------------------------------------------------------------------
