@@ -51,6 +51,12 @@ class Hosted:
     def drain(self) -> int:
         return worker.drain(self.rt)
 
+    def push_all(self, table: str) -> None:
+        """`flask push <table> --all`, as an admin would, then every queued push sent."""
+        result = self.app.test_cli_runner().invoke(args=["push", table, "--all"])
+        assert result.exit_code == 0, result.output
+        self.drain()
+
     def queued(self) -> int:
         return queue.status(self.rt)["pending"]
 

@@ -11,8 +11,7 @@ from tests.hosted.conftest import Hosted, hosted_app, zoho_time
 def _pushed_customer(gw, email="grace@example.com") -> tuple[int, str]:
     """A customer pushed to Zoho (so its Contact is linked), and that Contact's id."""
     customer = gw.ops.store.add_customer("Grace", "Hopper", email)
-    assert gw.app.test_cli_runner().invoke(args=["push", "customers", "--all"]).exit_code == 0
-    gw.drain()
+    gw.push_all("customers")
     return customer, gw.contact(email)["id"]
 
 

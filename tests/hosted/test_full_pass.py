@@ -16,8 +16,7 @@ def test_the_full_pass_finds_a_changed_customer_paced_and_resumable(make_app, fa
     customers = [fake_ops.store.add_customer(f"First{n}", f"Last{n}", f"c{n}@example.com", registered=long_ago)
                  for n in range(600)]
     gw.start_feed()
-    assert gw.app.test_cli_runner().invoke(args=["push", "customers", "--all"]).exit_code == 0
-    gw.drain()
+    gw.push_all("customers")
     assert len(gw.zoho.records["Contacts"]) == 600
 
     # Changed in OnPrintShop, no order, no new registration: only the full pass can see it (the oldest
@@ -53,8 +52,7 @@ def test_a_store_that_pages_below_250_is_read_to_its_end(make_app, fake_zoho, zo
     customers = [fake_ops.store.add_customer(f"First{n}", f"Last{n}", f"c{n}@example.com", registered=long_ago)
                  for n in range(300)]
     gw.start_feed()
-    assert gw.app.test_cli_runner().invoke(args=["push", "customers", "--all"]).exit_code == 0
-    gw.drain()
+    gw.push_all("customers")
     fake_ops.store.customers[customers[0]]["customers_last_name"] = "Renamed"  # the oldest: on the last page
 
     deadline, found = time.monotonic() + 20, 0

@@ -15,8 +15,7 @@ def _linked_order(gw, status="Pending"):
     """An order pushed to Zoho (so its Deal is linked), and that Deal's id."""
     customer = gw.ops.store.add_customer("Ada", "Lovelace", "ada@example.com")
     order = gw.ops.store.add_order(customer, status)
-    assert gw.app.test_cli_runner().invoke(args=["push", "orders", "--all"]).exit_code == 0
-    gw.drain()
+    gw.push_all("orders")
     return order, gw.deal(order)["id"]
 
 

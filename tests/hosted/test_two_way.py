@@ -85,8 +85,7 @@ def test_a_store_whose_day_ends_later_than_the_gateway_thinks_loses_no_change(ho
     monkeypatch.setattr(gw.rt.ops, "now_local", lambda: store_now() + ahead)
     customer = ops.store.add_customer("Ada", "Lovelace", "ada@example.com")
     order = ops.store.add_order(customer)
-    assert gw.app.test_cli_runner().invoke(args=["push", "orders", "--all"]).exit_code == 0
-    gw.drain()
+    gw.push_all("orders")
     gw.start_feed()
     ops.store.touch(order, total_amount=175.0)
     assert gw.poll_until("orders", 1) == 1
