@@ -58,8 +58,8 @@ def run(rt, deliveries: list[Delivery], careful: bool = False) -> None:
     for delivery in deliveries:
         delivery.row = decision.new_row(delivery.module, delivery.update, delivery.source, now)
         delivery.outcome = None
-    with rt.ops.writer(connect_now=store.dialect == dialect.SQLITE,
-                      write_email=rt.config["GATEWAY_WRITE_BACK_EMAIL"]) as writer, decision.decision_txn(store) as sconn:
+    with rt.ops.writer(connect_now=store.dialect == dialect.SQLITE, write_email=rt.config["GATEWAY_WRITE_BACK_EMAIL"],
+                      changes=len(deliveries)) as writer, decision.decision_txn(store) as sconn:
         batch = _Batch(sconn, store.dialect, writer, deliveries)
         batch.decide()
         batch.record(careful)

@@ -17,7 +17,7 @@ from . import mirror, records
 from .client import Permits
 
 WRITES = "order_writes"  # loop-guard rows: an order's last-modified after the gateway's own status change
-RESERVED = 4          # calls one change may need: read, the mutation, a read back, one spare
+RESERVED = 4          # calls one change may need: read, the mutation, a read back, one spare (per change of a batch)
 RESERVE_WAIT = 2.0    # a delivery waits this long for them; else it is stored (202) and applied later
 PAYMENT_NOT_APPLIED = ("payment_status was not applied: OnPrintShop's API cannot set a payment status "
                        "(change it in OnPrintShop)")
@@ -26,9 +26,11 @@ PAYMENT_NOT_APPLIED = ("payment_status was not applied: OnPrintShop's API cannot
 class ApiWriter(Writer):
     """`with backend.writer() as writer: writer.apply(update, linked, links)`."""
 
-    def __init__(self, backend, write_email: bool = False):
+    def __init__(self, backend, write_email: bool = False, changes: int = 1):
         self.backend = backend
         self.write_email = write_email
+        # The calls of every change of a batch, but never more than a quarter of the rate limit.
+        self.reserve = max(RESERVED, min(RESERVED * max(1, changes), backend.calls // 4))
         self.permits: Permits | None = None
         self.down = False
         self.why = ""
@@ -41,7 +43,7 @@ class ApiWriter(Writer):
             if api.rejected_token and api.rejected_token == token:
                 api.rejected_token = None
                 api.tokens.rejected(creds, token)
-            self.permits = Permits(self.backend.limiter, taken=self.backend.limiter.take(RESERVED, RESERVE_WAIT))
+            self.permits = Permits(self.backend.limiter, taken=self.backend.limiter.take(self.reserve, RESERVE_WAIT))
         except (OpsError, NoPermit) as exc:
             self.down, self.why = True, str(exc)
         return self
