@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from ..state import dialect
 from ..state.tables import loopguard_table
 
-TABLE_KEYS = ("customers", "orders", "order_writes")  # order_writes: OnPrintShop's own time of an API write
+ORDER_WRITES = "order_writes"  # an order's last-modified as OnPrintShop stamped the gateway's own API write
+TABLE_KEYS = ("customers", "orders", ORDER_WRITES)
 
 _WRITTEN = sa.select(loopguard_table.c.ops_id).where(
     loopguard_table.c.table_key == sa.bindparam("table_key"),

@@ -138,7 +138,7 @@ class GraphQL:
         real = [e for e in errors if not _is_not_found(e)]
         # An empty list may come with HTTP 400 or 404, but only as a GraphQL answer (with "data"):
         # a 404 from a wrong address is a refusal, never "no rows".
-        empty_list = bool(errors) and not real and status in (200, 400, 404) and "data" in body
+        empty_list = bool(errors) and not real and status in (400, 404) and "data" in body
         if (status >= 400 and not empty_list) or (real and not any(v is not None for v in data.values())):
             raise self._failed(OpsRefused(f"OnPrintShop refused the request (HTTP {status}): {_messages(real) or 'no message'}"))
         self._ok()

@@ -60,13 +60,13 @@ def _lifetime(answer: dict, now: float) -> float:
 
 def _number(value) -> float | None:
     """A number, or one written as text ("3600", as some OAuth servers send it)."""
-    if isinstance(value, bool):
+    if value is None or isinstance(value, bool):
         return None
     try:
-        number = float(value if isinstance(value, (int, float)) else str(value).strip()) if value is not None else None
-    except ValueError:
+        number = float(value)  # text too, spaces around it allowed
+    except (TypeError, ValueError):
         return None
-    return number if number is not None and math.isfinite(number) else None
+    return number if math.isfinite(number) else None
 
 
 class TokenCache:

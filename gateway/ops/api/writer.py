@@ -16,7 +16,6 @@ from ..port import Applied, OpsError, OpsRefused, OpsUnavailable, Writer
 from . import mirror, records
 from .client import Permits
 
-WRITES = "order_writes"  # loop-guard rows: an order's last-modified after the gateway's own status change
 RESERVED = 4          # calls one change may need: read, the mutation, a read back, one spare (per change of a batch)
 RESERVE_WAIT = 2.0    # a delivery waits this long for them; else it is stored (202) and applied later
 PAYMENT_NOT_APPLIED = ("payment_status was not applied: OnPrintShop's API cannot set a payment status "
@@ -30,7 +29,7 @@ class ApiWriter(Writer):
         self.backend = backend
         self.write_email = write_email
         # The calls of every change of a batch, but never more than a quarter of the rate limit.
-        self.reserve = max(RESERVED, min(RESERVED * max(1, changes), backend.calls // 4))
+        self.reserve = max(RESERVED, min(RESERVED * changes, backend.calls // 4))
         self.permits: Permits | None = None
         self.down = False
         self.why = ""
@@ -107,7 +106,7 @@ class ApiWriter(Writer):
                                "(nor an alias in the mapping)", ops_id=ops_id, found_by=found_by, parameter="stage")
             title = statuses[wanted][1]
         modified = records.parse_time(row.get("order_last_modified_date"))
-        changed_after = (modified is not None and not loopguard.written_by_gateway(conn, WRITES, ops_id, modified)
+        changed_after = (modified is not None and not loopguard.written_by_gateway(conn, loopguard.ORDER_WRITES, ops_id, modified)
                          and backend.epoch_from_local(modified) > math.floor(update.modified_time))
         if title is None or str(row.get("order_status") or "").casefold() == title.casefold():
             # Nothing to write. If only the status moved, to Zoho's, since the gateway last looked, it is
@@ -115,7 +114,7 @@ class ApiWriter(Writer):
             ours = title is not None and before is not None and _only_status_moved(before, row, title)
             written = ("orders", ops_id, self._version(conn, "orders", ops_id)) if ours else None
             if ours and modified is not None:
-                loopguard.record(conn, WRITES, ops_id, modified)
+                loopguard.record(conn, loopguard.ORDER_WRITES, ops_id, modified)
             return Applied("applied", "no change: OnPrintShop already has these values" if title else "nothing to write",
                            ops_id=ops_id, found_by=found_by, written=written, notes=notes)
         if changed_after:
@@ -145,7 +144,7 @@ class ApiWriter(Writer):
         # that this version of the order does not make Zoho's next change stale.
         written_at = records.parse_time(after.get("order_last_modified_date"))
         if written_at is not None:
-            loopguard.record(conn, WRITES, ops_id, written_at)
+            loopguard.record(conn, loopguard.ORDER_WRITES, ops_id, written_at)
         return "orders", ops_id, self._version(conn, "orders", ops_id)
 
     # -- contacts → customers -----------------------------------------------------------------------
