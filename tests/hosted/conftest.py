@@ -60,9 +60,13 @@ class Hosted:
     def queued(self) -> int:
         return queue.status(self.rt)["pending"]
 
+    @property
+    def secret(self) -> str:
+        """The current webhook secret (what Zoho's webhook sends as X-Webhook-Token)."""
+        return secrets.webhook_secrets(self.rt)["current"]
+
     def post(self, module: str, params: dict):
-        token = secrets.webhook_secrets(self.rt)["current"]
-        return self.client.post(f"/webhooks/zoho/{module}", data=params, headers={"X-Webhook-Token": token})
+        return self.client.post(f"/webhooks/zoho/{module}", data=params, headers={"X-Webhook-Token": self.secret})
 
     def deal(self, order_id: int) -> dict:
         return next(r for r in self.zoho.records["Deals"].values() if r["Deal_Name"] == f"OPS Order #{order_id}")
@@ -81,10 +85,18 @@ def hosted_app(make_app, zoho_settings, fake_ops, **settings):
 
 
 @pytest.fixture
-def hosted(make_app, fake_zoho, zoho_settings, fake_ops):
-    gw = Hosted(hosted_app(make_app, zoho_settings, fake_ops), fake_zoho, fake_ops)
-    gw.connect()
-    return gw
+def make_hosted(make_app, fake_zoho, zoho_settings, fake_ops):
+    """`make_hosted(**settings)`: a hosted gateway with these settings too, connected to both fakes."""
+    def build(**settings) -> Hosted:
+        gw = Hosted(hosted_app(make_app, zoho_settings, fake_ops, **settings), fake_zoho, fake_ops)
+        gw.connect()
+        return gw
+    return build
+
+
+@pytest.fixture
+def hosted(make_hosted):
+    return make_hosted()
 
 
 @pytest.fixture(params=["sqlite", "mysql", "postgresql"])
@@ -98,8 +110,6 @@ def state_url(request, tmp_path):
 
 
 @pytest.fixture
-def hosted_on(make_app, fake_zoho, zoho_settings, fake_ops, state_url):
+def hosted_on(make_hosted, state_url):
     """`hosted` on each state store (SQLite, MariaDB, PostgreSQL when configured)."""
-    gw = Hosted(hosted_app(make_app, zoho_settings, fake_ops, DATABASE_URL=state_url), fake_zoho, fake_ops)
-    gw.connect()
-    return gw
+    return make_hosted(DATABASE_URL=state_url)

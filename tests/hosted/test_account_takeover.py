@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from gateway.inbound import reports
 from gateway.sync.links import ops_id_for
-from tests.hosted.conftest import Hosted, hosted_app, zoho_time
+from tests.hosted.conftest import zoho_time
 
 
 def _pushed_customer(gw, email="grace@example.com") -> tuple[int, str]:
@@ -28,9 +28,8 @@ def test_by_default_an_email_from_zoho_is_not_sent_to_onprintshop_and_the_delive
     assert "e-mail was not written" in reason and "GATEWAY_WRITE_BACK_EMAIL=0" in reason
 
 
-def test_with_write_back_on_the_email_is_sent(make_app, fake_zoho, zoho_settings, fake_ops):
-    gw = Hosted(hosted_app(make_app, zoho_settings, fake_ops, GATEWAY_WRITE_BACK_EMAIL=True), fake_zoho, fake_ops)
-    gw.connect()
+def test_with_write_back_on_the_email_is_sent(make_hosted, fake_ops):
+    gw = make_hosted(GATEWAY_WRITE_BACK_EMAIL=True)
     customer, contact = _pushed_customer(gw)
     answer = gw.post("contacts", {"id": contact, "email": "grace.hopper@example.com", "modified_time": zoho_time(30)})
     assert answer.get_json() == {"status": "applied"}
@@ -38,9 +37,8 @@ def test_with_write_back_on_the_email_is_sent(make_app, fake_zoho, zoho_settings
     assert "not written" not in reports.recent(gw.rt, limit=1)[0]["reason"]
 
 
-def test_an_ops_id_links_a_contact_only_when_its_email_is_the_customers(make_app, fake_zoho, zoho_settings, fake_ops):
-    gw = Hosted(hosted_app(make_app, zoho_settings, fake_ops, GATEWAY_WRITE_BACK_EMAIL=True), fake_zoho, fake_ops)
-    gw.connect()
+def test_an_ops_id_links_a_contact_only_when_its_email_is_the_customers(make_hosted, fake_ops):
+    gw = make_hosted(GATEWAY_WRITE_BACK_EMAIL=True)
     ada = fake_ops.store.add_customer("Ada", "Lovelace", "ada@example.com")  # never pushed: no Contact is linked to her
     fake_ops.store.add_order(ada)  # the API finds a customer by id only through an order (or by her own e-mail)
     answer = gw.post("contacts", {"id": "7003", "ops_id": str(ada), "email": "mallory@example.net", "first_name": "M",
@@ -63,9 +61,8 @@ def test_an_ops_id_links_a_contact_only_when_its_email_is_the_customers(make_app
         assert ops_id_for(conn, "Contacts", "7003") == ada
 
 
-def test_an_email_that_belongs_to_another_customer_is_409_and_nothing_is_written(make_app, fake_zoho, zoho_settings, fake_ops):
-    gw = Hosted(hosted_app(make_app, zoho_settings, fake_ops, GATEWAY_WRITE_BACK_EMAIL=True), fake_zoho, fake_ops)
-    gw.connect()
+def test_an_email_that_belongs_to_another_customer_is_409_and_nothing_is_written(make_hosted, fake_ops):
+    gw = make_hosted(GATEWAY_WRITE_BACK_EMAIL=True)
     fake_ops.store.add_customer("Ada", "Lovelace", "ada@example.com")
     customer, contact = _pushed_customer(gw)
     answer = gw.post("contacts", {"id": contact, "email": "ADA@example.com", "modified_time": zoho_time(30)})

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from gateway.ops import api_connection
 from tests.conftest import logged_in
-from tests.hosted.conftest import Hosted, hosted_app
+from tests.hosted.conftest import hosted_app
 
 
 def test_configure_ops_checks_the_client_and_prints_the_statuses(make_app, fake_zoho, zoho_settings, fake_ops, gateway_logs):
@@ -84,12 +84,11 @@ def test_the_backend_settings_are_checked_at_start_up(make_app, tmp_path):
         settings.load(str(tmp_path / "instance"), environ={**env, "OPS_BACKEND": "database"})
 
 
-def test_the_environment_wins_over_the_saved_client(make_app, fake_zoho, zoho_settings, fake_ops):
+def test_the_environment_wins_over_the_saved_client(make_hosted, make_app, zoho_settings, fake_ops):
     """Saved on the page, then set in the environment (a platform's config vars): the environment's are used."""
     from gateway.ops.api import credentials
 
-    saved = hosted_app(make_app, zoho_settings, fake_ops)
-    Hosted(saved, fake_zoho, fake_ops).connect()  # saves a working client in the vault
+    make_hosted()  # saves a working client in the vault
     env_id, env_secret = fake_ops.add_client()
     app = make_app(OPS_BACKEND="api", OPS_TIMEZONE="UTC", OPS_API_URL=fake_ops.url + "/api/", OPS_API_CLIENT_ID=env_id,
                    OPS_API_CLIENT_SECRET=env_secret, **zoho_settings)

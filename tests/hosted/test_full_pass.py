@@ -5,12 +5,10 @@ import datetime as dt
 import time
 
 from tests.conftest import logged_in
-from tests.hosted.conftest import Hosted, hosted_app
 
 
-def test_the_full_pass_finds_a_changed_customer_paced_and_resumable(make_app, fake_zoho, zoho_settings, fake_ops):
-    gw = Hosted(hosted_app(make_app, zoho_settings, fake_ops, OPS_API_RATE_LIMIT="1200 per minute"), fake_zoho, fake_ops)
-    gw.connect()
+def test_the_full_pass_finds_a_changed_customer_paced_and_resumable(make_hosted, make_app, zoho_settings, fake_ops):
+    gw = make_hosted(OPS_API_RATE_LIMIT="1200 per minute")
     fake_ops.rate = (1200, 60.0)
     long_ago = fake_ops.store.now() - dt.timedelta(days=30)  # registered before the gateway came: no registration pass finds them
     customers = [fake_ops.store.add_customer(f"First{n}", f"Last{n}", f"c{n}@example.com", registered=long_ago)
@@ -42,11 +40,10 @@ def test_the_full_pass_finds_a_changed_customer_paced_and_resumable(make_app, fa
     assert gw.rt.ops.report()["progress"]["passes"] == 1, gw.rt.store.get_setting("ops_api.full_pass")
 
 
-def test_a_store_that_pages_below_250_is_read_to_its_end(make_app, fake_zoho, zoho_settings, fake_ops, monkeypatch):
+def test_a_store_that_pages_below_250_is_read_to_its_end(make_hosted, fake_ops, monkeypatch):
     """A server that caps pages below the 250 asked for: the pass goes on by the total, not by a short page."""
     monkeypatch.setattr("tests.fakeops.store.MAX_PAGE", 100)
-    gw = Hosted(hosted_app(make_app, zoho_settings, fake_ops, OPS_API_RATE_LIMIT="1200 per minute"), fake_zoho, fake_ops)
-    gw.connect()
+    gw = make_hosted(OPS_API_RATE_LIMIT="1200 per minute")
     fake_ops.rate = (1200, 60.0)
     long_ago = fake_ops.store.now() - dt.timedelta(days=30)
     customers = [fake_ops.store.add_customer(f"First{n}", f"Last{n}", f"c{n}@example.com", registered=long_ago)

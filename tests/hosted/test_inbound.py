@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from gateway.inbound import reapply, reports, secrets
+from gateway.inbound import reapply, reports
 from gateway.ops.api import client
 from tests.hosted.conftest import zoho_time
 from tests.inbound.test_group_commit import post_as_one_batch
@@ -139,7 +139,6 @@ def test_two_changes_of_one_order_in_one_batch_are_both_applied_in_order(hosted_
     gw, ops = hosted_on, hosted_on.ops
     order, deal = _linked_order(gw)
     ops.advance(300)
-    gw.secret = secrets.webhook_secrets(gw.rt)["current"]
     responses = post_as_one_batch(gw, [("deals", {"id": deal, "stage": stage, "modified_time": zoho_time(n + 1)})
                                        for n, stage in enumerate(["Printing", "Shipped"])])
     # The batch reserves the API calls of both changes; the first one's write does not make the second stale.

@@ -6,7 +6,6 @@ import time
 import pytest
 
 from gateway.outbound import queue
-from tests.hosted.conftest import Hosted, hosted_app
 
 ORDERS, CUSTOMERS = 10_000, 2_000
 
@@ -39,11 +38,10 @@ def test_ten_thousand_orders_are_synced_without_a_single_429(hosted, capsys):
 
 
 @pytest.mark.slow
-def test_an_initial_sync_larger_than_the_rate_limit_waits_for_it_and_gets_no_429(make_app, fake_zoho, zoho_settings, fake_ops):
+def test_an_initial_sync_larger_than_the_rate_limit_waits_for_it_and_gets_no_429(make_hosted, fake_ops):
     """The same sync with OnPrintShop's limit scaled down (6 calls per 2 s) so that the listing
     needs several windows: the limiter paces it, and OnPrintShop never answers 429."""
-    gw = Hosted(hosted_app(make_app, zoho_settings, fake_ops, OPS_API_RATE_LIMIT="6 per 2 seconds"), fake_zoho, fake_ops)
-    gw.connect()
+    gw = make_hosted(OPS_API_RATE_LIMIT="6 per 2 seconds")
     fake_ops.rate, fake_ops.windows, fake_ops.max_in_window = (6, 2.0), {}, 0
     customers = [fake_ops.store.add_customer(f"First{n}", f"Last{n}", f"c{n}@example.com") for n in range(200)]
     for n in range(5_000):
