@@ -42,12 +42,24 @@ class _Links:
         self.conn = conn
         self.added: dict[tuple, str] = {}
         self.moved: set[tuple] = set()
+        self.read: dict[tuple, str | None] = {}
 
     def zoho_id_for(self, module: str, ops_id: int) -> str | None:
         key = (module, int(ops_id))
         if key in self.added:
             return self.added[key]
-        return None if key in self.moved else links.zoho_id_for(self.conn, module, ops_id)
+        if key in self.moved:
+            return None
+        if key in self.read:
+            return self.read[key]
+        return links.zoho_id_for(self.conn, module, ops_id)
+
+    def read_ahead(self, keys: set[tuple]) -> None:
+        """Read the links of these (module, ops_id) keys in one statement (a writer asks for them
+        one by one), unless one alone is asked for."""
+        keys -= self.read.keys()
+        if len(keys) > 1:
+            self.read.update(links.zoho_ids_for(self.conn, keys))
 
 
 def run(rt, deliveries: list[Delivery], careful: bool = False) -> None:
@@ -107,6 +119,8 @@ class _Batch:
 
     def _apply(self, applying: list[Delivery]) -> None:
         items = [(d.update, self.records[d.key].linked) for d in applying]
+        self.links.read_ahead({(update.module, update.ops_id) for update, linked in items
+                               if linked is None and update.ops_id is not None})
         try:
             results = self.writer.apply_batch(items, self.links)
         except sa.exc.DBAPIError:

@@ -18,6 +18,19 @@ def zoho_id_for(conn, module: str, ops_id: int) -> str | None:
     return None if row is None else row[0]
 
 
+def zoho_ids_for(conn, keys) -> dict[tuple, str | None]:
+    """`zoho_id_for` for several (module, ops_id) keys in one statement: {key: zoho_id or None}."""
+    by_module: dict[str, list[int]] = {}
+    for module, ops_id in keys:
+        by_module.setdefault(module, []).append(int(ops_id))
+    t = links_table
+    found = conn.execute(sa.select(t.c.module, t.c.ops_id, t.c.zoho_id).where(sa.or_(
+        *(sa.and_(t.c.module == module, t.c.ops_id.in_(ids)) for module, ids in sorted(by_module.items()))))).all()
+    out: dict[tuple, str | None] = {(module, int(ops_id)): None for module, ops_id in keys}
+    out.update({(module, int(ops_id)): zoho_id for module, ops_id, zoho_id in found})
+    return out
+
+
 def ops_id_for(conn, module: str, zoho_id: str) -> int | None:
     row = conn.execute(
         sa.select(links_table.c.ops_id).where(links_table.c.module == module, links_table.c.zoho_id == zoho_id)

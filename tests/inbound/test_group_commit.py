@@ -254,3 +254,84 @@ def test_two_processes_batches_over_the_same_records_end_in_the_newest_state(mak
                                          (5, "Order Completed"), (6, "Cancelled"))}
     assert [gw.order(order)["orders_status_id"] for order in (1, 2, 3)] == [names[stages[o][1]] for o in (1, 2, 3)]
     assert len(reports.recent(gw.rt)) == 6 and reports.pending_count(gw.rt) == 0
+
+
+@contextlib.contextmanager
+def statements_to(engine):
+    """The statements sent through this engine meanwhile, in one line each."""
+    sent: list[str] = []
+
+    def seen(_conn, _cursor, statement, *_args):
+        sent.append(" ".join(statement.split()).upper())
+
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        yield sent
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+
+
+def test_a_batch_of_deals_is_written_together_and_each_answered_as_alone(make_app, ops_db_url, state_db_url):
+    gw = Gateway(make_app(OPS_DATABASE_URL=ops_db_url, DATABASE_URL=state_db_url))
+    rt = gw.rt
+    # Deal 9761 linked to order 1 and 9764 to order 4 (each found by its ops_id, no change made).
+    assert gw.post("deals", {"id": "9761", "ops_id": "1", "stage": "Pending", "modified_time": zt()}).status_code == 200
+    assert gw.post("deals", {"id": "9764", "ops_id": "4", "stage": "Shipped", "modified_time": zt()}).status_code == 200
+    with rt.ops.engine.begin() as conn:  # order 2 changed in OnPrintShop after the Zoho change below
+        conn.execute(sa.text("UPDATE orders SET last_modified = :t WHERE orders_id = 2"),
+                     {"t": rt.ops.local_from_epoch(BASE + 600)})
+    history_before = {n: len(gw.history(n)) for n in range(1, 7)}
+    sent = [
+        ("deals", {"id": "9761", "stage": "Shipped", "modified_time": zt(10)}),  # by its link
+        ("deals", {"id": "9762", "ops_id": "2", "stage": "Cancelled", "modified_time": zt(10)}),  # stale
+        ("deals", {"id": "9765", "ops_id": "4", "stage": "Cancelled", "modified_time": zt(10)}),  # order 4 is 9764's
+        ("deals", {"id": "9766", "ops_id": "3", "stage": "Printing", "modified_time": zt(10)}),  # already so
+        ("deals", {"id": "9767", "ops_id": "5", "payment_status": "Paid", "modified_time": zt(10)}),
+        ("deals", {"id": "9768", "ops_id": "6", "stage": "Order Completed", "modified_time": zt(10)}),
+    ]
+    with statements_to(rt.ops.engine) as statements, statements_to(rt.store.write_engine) as state_statements, \
+            counting_commits(rt.ops.engine) as commits:
+        responses = post_as_one_batch(gw, sent)
+        assert commits(rt.ops.engine) == 1
+    assert answers(responses) == [(200, "applied"), (200, "stale"), (409, "conflict"), (200, "applied"),
+                                  (200, "applied"), (200, "applied")]
+    assert responses[2].get_json()["parameter"] == "ops_id"
+    # The rows locked in one statement and the history rows inserted in one; no savepoint per change.
+    assert sum(s.startswith("SELECT") and "FROM ORDERS" in s for s in statements) == 1
+    assert sum(s.startswith("INSERT INTO ORDERS_STATUS_HISTORY") for s in statements) == 1
+    assert sum(s.startswith("UPDATE ORDERS") for s in statements) == 3
+    assert not any(s.startswith("SAVEPOINT") for s in statements)
+    # Whether another Zoho record has the order of each delivery found by its ops_id: one read.
+    assert sum(s.startswith("SELECT GW_LINKS.") for s in state_statements) == 1
+    orders = {n: gw.order(n) for n in range(1, 7)}
+    assert [orders[n]["orders_status_id"] for n in range(1, 7)] == [4, 5, 3, 4, 2, 5]
+    assert orders[5]["payment_status"] == "Paid"
+    added = {n: gw.history(n)[history_before[n]:] for n in range(1, 7)}
+    assert {n: [comment for _s, comment, _at in rows] for n, rows in added.items() if rows} == {
+        1: ["Zoho CRM: Deal 9761 moved to stage Shipped"], 6: ["Zoho CRM: Deal 9768 moved to stage Order Completed"]}
+    # Each applied change is the gateway's own to the poller (its loop-guard row), as alone.
+    assert {(row["zoho_id"], row["outcome"]) for row in reports.recent(rt)} >= {
+        ("9761", "applied"), ("9762", "stale"), ("9765", "conflict"), ("9767", "applied"), ("9768", "applied")}
+    with rt.store.engine.connect() as conn:
+        guarded = {int(r[0]) for r in conn.execute(sa.text("SELECT ops_id FROM gw_loopguard WHERE table_key = 'orders'"))}
+    assert {1, 5, 6} <= guarded and 2 not in guarded
+
+
+def test_a_deal_refused_in_a_batch_written_together_is_retried_alone(make_app, ops_db_url, state_db_url):
+    """OnPrintShop refuses one order's UPDATE: the batch's transaction is rolled back whole and
+    its changes applied one by one, so only the refused one waits (202) and nothing is written twice."""
+    gw = Gateway(make_app(OPS_DATABASE_URL=ops_db_url, DATABASE_URL=state_db_url))
+    rt = gw.rt
+    _refuse_order_3(gw)
+    try:
+        sent = [("deals", {"id": f"978{n}", "ops_id": str(n), "stage": "Cancelled", "modified_time": zt()})
+                for n in (1, 3, 2)]
+        with counting_commits(rt.ops.engine) as commits:
+            responses = post_as_one_batch(gw, sent)
+            assert commits(rt.ops.engine) == 1
+    finally:
+        _allow_order_3(gw)
+    assert answers(responses) == [(200, "applied"), (202, "accepted"), (200, "applied")]
+    assert [gw.order(n)["orders_status_id"] for n in (1, 2, 3)] == [6, 6, 3]
+    assert [comment for _s, comment, _at in gw.history(1)].count("Zoho CRM: Deal 9781 moved to stage Cancelled") == 1
+    assert reports.pending_count(rt) == 1 and not rt.ops.recently_unavailable()

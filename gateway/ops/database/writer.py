@@ -7,6 +7,7 @@ import sqlalchemy as sa
 
 from ...state.engine import is_lock_conflict, rerun
 from ..port import Applied, OpsBusy, OpsError, OpsRefused, OpsUnavailable, Writer
+from . import together as together_module
 from . import writes
 
 log = logging.getLogger("gateway.ops")
@@ -68,14 +69,19 @@ class DatabaseWriter(Writer):
             raise error from (exc if isinstance(error, OpsRefused) else None)
 
     def apply_batch(self, items, links) -> list:
-        """Several changes in one OnPrintShop transaction, each in its own SAVEPOINT: a change
-        refused or locked rolls back alone; a deadlock runs the batch again; unavailable ends it."""
+        """Several changes in one OnPrintShop transaction: Deals together (`together.apply_deals`),
+        else each in its own SAVEPOINT, so that a change refused or locked rolls back alone. A
+        deadlock runs the batch again; unavailable ends it."""
         if len(items) == 1:
             return super().apply_batch(items, links)
         if self._unreachable:
             return [OpsUnavailable("the OnPrintShop database did not answer the connection")] * len(items)
 
-        def once():
+        def together():
+            with self.ops.begin(self._conn) as conn:
+                return together_module.apply_deals(self.ops, conn, items, links)
+
+        def one_by_one():
             results: list = []
             with self.ops.begin(self._conn) as conn:
                 for n, (update, linked) in enumerate(items):
@@ -92,7 +98,17 @@ class DatabaseWriter(Writer):
             return results
 
         try:
-            return rerun(once, attempts=3, when=_run_again)
+            results = None
+            if together_module.looked_up(items) is not None:
+                try:
+                    results = rerun(together, attempts=3, when=_run_again)
+                except DATABASE_ERRORS as exc:
+                    if self.ops.failure_kind(exc) == "unavailable":
+                        raise
+                    # Refused or locked (rolled back whole): one by one tells which change it was.
+            if results is None:
+                results = rerun(one_by_one, attempts=3, when=_run_again)
+            return results
         except DATABASE_ERRORS as exc:
             return [self._error(exc)] * len(items)
 

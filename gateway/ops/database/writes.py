@@ -45,14 +45,14 @@ READ_COLUMNS = {
 }
 
 
-def _read_columns(table, table_key: str):
+def read_columns(table, table_key: str):
     return [table.c[key] for key in READ_COLUMNS[table_key]]
 
 
 def _by_id(ops, table_key: str):
     def build(tables):
         table = tables[table_key]
-        return (sa.select(*_read_columns(table, table_key))
+        return (sa.select(*read_columns(table, table_key))
                 .where(table.c[ID_COLUMNS[table_key]] == sa.bindparam("ops_id")).with_for_update())
 
     return ops.statement(f"lock {table_key} by id", build)
@@ -61,7 +61,7 @@ def _by_id(ops, table_key: str):
 def _by_email(ops):
     def build(tables):
         table = tables["customers"]
-        return (sa.select(table.c.customers_id, *_read_columns(table, "customers"))
+        return (sa.select(table.c.customers_id, *read_columns(table, "customers"))
                 .where(_same_text(ops, table.c.customers_email_address, sa.bindparam("email"))).with_for_update())
 
     return ops.statement("lock customer by email", build)
@@ -104,7 +104,7 @@ def _locked_row(oconn, table_key: str, statement, ops_id: int) -> dict | None:
     return found
 
 
-def _update_row(ops, oconn, table_key: str, ops_id: int, values: dict) -> None:
+def update_row(ops, oconn, table_key: str, ops_id: int, values: dict) -> None:
     """UPDATE … SET <values, by reference column key> WHERE id = ops_id."""
     def build(tables):
         table = tables[table_key]
@@ -113,7 +113,7 @@ def _update_row(ops, oconn, table_key: str, ops_id: int, values: dict) -> None:
     oconn.execute(ops.statement(f"update {table_key}", build), {"where_id": ops_id, **values})
 
 
-def _stale_against_row(ops, update, last_modified) -> Result | None:
+def stale_against_row(ops, update, last_modified) -> Result | None:
     if not isinstance(last_modified, dt.datetime):
         # NULL, or MySQL's zero date (handed back as text): no usable time, so only Zoho's order counts.
         return None
@@ -133,7 +133,7 @@ def _locate(ops, oconn, links, update, table_key: str, id_column: str, linked):
     if row is None:
         return None, None, None, policy.not_found(update)
     ops_id = int(row[id_column])
-    stale = _stale_against_row(ops, update, row["last_modified"])
+    stale = stale_against_row(ops, update, row["last_modified"])
     if stale:
         stale.ops_id, stale.found_by = ops_id, found_by
     return row, ops_id, found_by, stale
@@ -205,11 +205,11 @@ def _apply_contact(ops, oconn, links, update, linked, write_email: bool) -> Resu
     written = {"last_modified": last_modified, **changed}
     if "customers_email_address" not in changed:
         # No savepoint (two round trips fewer): any refusal here is OnPrintShop's, raised for the inbox to retry.
-        _update_row(ops, oconn, "customers", ops_id, written)
+        update_row(ops, oconn, "customers", ops_id, written)
     else:
         try:
             with oconn.begin_nested():
-                _update_row(ops, oconn, "customers", ops_id, written)
+                update_row(ops, oconn, "customers", ops_id, written)
         except sa.exc.IntegrityError as exc:
             # Only a duplicate e-mail is Zoho's conflict (the savepoint keeps PostgreSQL's transaction usable).
             if _duplicate_email(ops, exc, email):
@@ -225,7 +225,16 @@ def _apply_deal(ops, oconn, links, update, linked) -> Result:
     row, ops_id, found_by, refusal = _locate(ops, oconn, links, update, "orders", "orders_id", linked)
     if refusal:
         return refusal
+    decided = decide_deal(ops, oconn, update, row, ops_id, found_by)
+    if isinstance(decided, Result):
+        return decided
+    write_deal(ops, oconn, update, ops_id, *decided)
+    return deal_applied(update, ops_id, found_by, decided[1])
 
+
+def decide_deal(ops, oconn, update, row: dict, ops_id: int, found_by: str):
+    """What the Deal's change does to its order row (locked, not stale): the answer that ends
+    here (invalid stage, no change), or (changed columns, new status, last_modified) to write."""
     changed: dict = {}
     status = None
     if "stage" in update.fields:
@@ -243,13 +252,24 @@ def _apply_deal(ops, oconn, links, update, linked) -> Result:
         changed["payment_status"] = update.fields["payment_status"]
     if not changed:
         return _no_change(ops, update, "orders", ops_id, found_by, row["last_modified"])
+    return changed, ops.local_from_epoch(update.modified_time), status
 
-    last_modified = ops.local_from_epoch(update.modified_time)
-    _update_row(ops, oconn, "orders", ops_id, {"last_modified": last_modified, **changed})
+
+def write_deal(ops, oconn, update, ops_id: int, changed: dict, last_modified, status) -> None:
+    update_row(ops, oconn, "orders", ops_id, {"last_modified": last_modified, **changed})
     if "orders_status_id" in changed:
-        oconn.execute(ops.statement("insert history", lambda tables: tables["orders_status_history"].insert()), {
-            "orders_id": ops_id, "orders_status_id": status[0], "date_added": last_modified, "customer_notified": 0,
-            "comments": f"Zoho CRM: Deal {update.zoho_id} moved to stage {status[1]}",
-        })
+        oconn.execute(insert_history(ops), history_row(update, ops_id, last_modified, status))
+
+
+def history_row(update, ops_id: int, last_modified, status) -> dict:
+    return {"orders_id": ops_id, "orders_status_id": status[0], "date_added": last_modified, "customer_notified": 0,
+            "comments": f"Zoho CRM: Deal {update.zoho_id} moved to stage {status[1]}"}
+
+
+def insert_history(ops):
+    return ops.statement("insert history", lambda tables: tables["orders_status_history"].insert())
+
+
+def deal_applied(update, ops_id: int, found_by: str, last_modified) -> Result:
     return Result("applied", "applied: " + ", ".join(sorted(update.fields)), ops_id=ops_id, found_by=found_by,
                   written=("orders", ops_id, last_modified))

@@ -1,0 +1,73 @@
+"""Several Deals from Zoho written into OnPrintShop's orders together, in the caller's transaction:
+the rows locked in one statement, each decided as `writes._apply_deal` decides it, the status
+history rows inserted in one statement (docs/performance.md, "What group commit saves")."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from .. import policy
+from ..port import Applied as Result
+from . import writes
+
+
+def _lock_orders(ops):
+    def build(tables):
+        table = tables["orders"]
+        return (sa.select(table.c.orders_id, *writes.read_columns(table, "orders"))
+                .where(table.c.orders_id.in_(sa.bindparam("ids", expanding=True)))
+                .order_by(table.c.orders_id).with_for_update())
+
+    return ops.statement("lock orders by ids", build)
+
+
+def looked_up(items) -> list[int] | None:
+    """The order id each Deal is looked up by (its link, else the `ops_id` Zoho sent), or None when
+    the batch cannot go together: not all Deals, one without either id, or two on one order."""
+    ids = []
+    for update, linked in items:
+        ops_id = int(linked) if linked is not None else update.ops_id
+        if update.module != "Deals" or ops_id is None:
+            return None
+        ids.append(ops_id)
+    return ids if len(set(ids)) == len(ids) else None
+
+
+def apply_deals(ops, oconn, items, links) -> list[Result] | None:
+    """Per item its `Applied`, as one at a time would give it; None (nothing written) when the
+    batch cannot go together, or a row is missing (a link to a deleted order, an unknown
+    `ops_id`): the caller then applies the changes one by one. A refusal by the database is
+    raised, and nothing of the batch may be kept: the caller rolls back and goes one by one."""
+    ids = looked_up(items)
+    if ids is None:
+        return None
+    rows = {int(row[0]): dict(zip(writes.READ_COLUMNS["orders"], row[1:], strict=True))
+            for row in oconn.execute(_lock_orders(ops), {"ids": sorted(ids)})}
+    if len(rows) < len(ids):
+        return None
+    results: list = []
+    history: list[dict] = []
+    for (update, linked), ops_id in zip(items, ids, strict=True):
+        found_by = "link" if linked is not None else "ops_id"
+        if found_by == "ops_id":
+            other = links.zoho_id_for(update.module, ops_id)
+            if other is not None and other != update.zoho_id:
+                results.append(Result("conflict", policy.linked_elsewhere(update, "orders", other), parameter="ops_id"))
+                continue
+        row = rows[ops_id]
+        stale = writes.stale_against_row(ops, update, row["last_modified"])
+        if stale:
+            stale.ops_id, stale.found_by = ops_id, found_by
+            results.append(stale)
+            continue
+        decided = writes.decide_deal(ops, oconn, update, row, ops_id, found_by)
+        if isinstance(decided, Result):
+            results.append(decided)
+            continue
+        changed, last_modified, status = decided
+        writes.update_row(ops, oconn, "orders", ops_id, {"last_modified": last_modified, **changed})
+        if "orders_status_id" in changed:
+            history.append(writes.history_row(update, ops_id, last_modified, status))
+        results.append(writes.deal_applied(update, ops_id, found_by, last_modified))
+    if history:
+        oconn.execute(writes.insert_history(ops), history)
+    return results
