@@ -7,7 +7,7 @@ bind = os.environ.get("GUNICORN_BIND") or f"{os.environ.get('HOST', '0.0.0.0')}:
 # memory: one process, with threads enough for the gateway to call it and be called back.
 development = os.environ.get("GATEWAY_ENV", "").strip().lower() == "development"
 workers = int(os.environ.get("WEB_CONCURRENCY", "1" if development else "2"))
-threads = int(os.environ.get("GUNICORN_THREADS", "8" if development else "4"))
+threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 # gthread, except that each request's head and body are read in the worker's event loop (with
 # deadlines) before a thread runs it: slow clients cannot take the threads (docs/slow-clients.md).
 worker_class = "gateway.serving.worker.BufferingWorker"

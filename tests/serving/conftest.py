@@ -50,9 +50,9 @@ class Served:
         self.port = free_port()
         self.log_path = tmp_path / "gunicorn.log"
         full_env = {k: v for k, v in os.environ.items() if k not in _DROPPED and not k.startswith(("GATEWAY_", "GUNICORN_"))}
-        # The Procfile's shape (2 workers x 4 threads), not development's one simulator-serving process.
+        # The Procfile's shape (2 workers, gunicorn.conf.py's threads), not development's one simulator-serving process.
         full_env.update(urls, GATEWAY_ENV="development", GATEWAY_INSTANCE_PATH=str(instance),
-                        GUNICORN_BIND=f"127.0.0.1:{self.port}", WEB_CONCURRENCY="2", GUNICORN_THREADS="4")
+                        GUNICORN_BIND=f"127.0.0.1:{self.port}", WEB_CONCURRENCY="2")
         full_env.update(env)
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "gunicorn"), "wsgi:app"], cwd=REPO,
