@@ -335,3 +335,31 @@ def test_a_deal_refused_in_a_batch_written_together_is_retried_alone(make_app, o
     assert [gw.order(n)["orders_status_id"] for n in (1, 2, 3)] == [6, 6, 3]
     assert [comment for _s, comment, _at in gw.history(1)].count("Zoho CRM: Deal 9781 moved to stage Cancelled") == 1
     assert reports.pending_count(rt) == 1 and not rt.ops.recently_unavailable()
+
+
+def test_a_deal_whose_order_onprintshop_holds_waits_once_and_alone(make_app, ops_db_url, state_db_url, monkeypatch):
+    """OnPrintShop's application holds order 1: the batch written together does not wait for it
+    (its rows are locked with NOWAIT), so the change of order 1 waits once, alone, and is stored
+    (202) while the others are applied: the batch is answered after one lock wait, not two."""
+    from gateway.ops.database import backend as database
+
+    if not ops_db_url.startswith("mysql"):
+        pytest.skip("row locks: SQLite locks the whole database")
+    monkeypatch.setattr(database, "LOCK_WAIT_SECONDS", 2)
+    gw = Gateway(make_app(OPS_DATABASE_URL=ops_db_url, DATABASE_URL=state_db_url))
+    holder = sa.create_engine(ops_db_url)
+    conn = holder.connect()
+    try:
+        conn.execute(sa.text("SELECT * FROM orders WHERE orders_id = 1 FOR UPDATE"))
+        sent = [("deals", {"id": f"979{n}", "ops_id": str(n), "stage": "Cancelled", "modified_time": zt()}) for n in (2, 1, 3)]
+        started = time.monotonic()
+        responses = post_as_one_batch(gw, sent)
+        took = time.monotonic() - started
+    finally:
+        conn.rollback()
+        conn.close()
+        holder.dispose()
+    assert answers(responses) == [(200, "applied"), (202, "accepted"), (200, "applied")]
+    assert took < 2 * 2 - 0.5, f"the batch took {took:.1f} s: it waited for order 1 twice"
+    assert [gw.order(n)["orders_status_id"] for n in (1, 2, 3)] == [1, 6, 6]
+    assert not gw.rt.ops.recently_unavailable() and reports.pending_count(gw.rt) == 1

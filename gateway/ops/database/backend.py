@@ -24,7 +24,7 @@ UNAVAILABLE_PAUSE = 2.0  # after a failed connection, do not try again for this 
 # MySQL/MariaDB: cannot connect or lost the connection (2002, 2003, 2005, 2006, 2013, 2055), too
 # many connections (1040), server shutting down (1053), connection killed (1927).
 MYSQL_UNAVAILABLE = frozenset({1040, 1053, 1927, 2002, 2003, 2005, 2006, 2013, 2055})
-MYSQL_BUSY = frozenset({1205, 1213})  # lock wait timeout, deadlock
+MYSQL_BUSY = frozenset({1205, 1213, 3572})  # lock wait timeout, deadlock, MySQL's NOWAIT (MariaDB's is 1205)
 PG_BUSY = frozenset({"40P01", "40001", "55P03"})
 
 

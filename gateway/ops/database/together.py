@@ -10,14 +10,25 @@ from ..port import Applied as Result
 from . import writes
 
 
-def _lock_orders(ops):
+def _lock_orders(ops, nowait: bool):
     def build(tables):
         table = tables["orders"]
         return (sa.select(table.c.orders_id, *writes.read_columns(table, "orders"))
                 .where(table.c.orders_id.in_(sa.bindparam("ids", expanding=True)))
-                .order_by(table.c.orders_id).with_for_update())
+                .order_by(table.c.orders_id).with_for_update(nowait=nowait))
 
-    return ops.statement("lock orders by ids", build)
+    return ops.statement(f"lock orders by ids{' nowait' if nowait else ''}", build)
+
+
+def _can_refuse_to_wait(dialect) -> bool:
+    """Does the server take `FOR UPDATE NOWAIT` (MariaDB 10.3+, MySQL 8.0+, PostgreSQL)? Then a
+    row OnPrintShop holds fails the batch at once, and only the change alone waits for it."""
+    if dialect.name == "postgresql":
+        return True
+    version = dialect.server_version_info or ()
+    if dialect.name != "mysql" or not version:
+        return False
+    return version >= ((10, 3) if getattr(dialect, "is_mariadb", False) else (8, 0))
 
 
 def looked_up(items) -> list[int] | None:
@@ -35,13 +46,15 @@ def looked_up(items) -> list[int] | None:
 def apply_deals(ops, oconn, items, links) -> list[Result] | None:
     """Per item its `Applied`, as one at a time would give it; None (nothing written) when the
     batch cannot go together, or a row is missing (a link to a deleted order, an unknown
-    `ops_id`): the caller then applies the changes one by one. A refusal by the database is
-    raised, and nothing of the batch may be kept: the caller rolls back and goes one by one."""
+    `ops_id`): the caller then applies the changes one by one. A refusal by the database, or a
+    row locked, is raised, and nothing of the batch may be kept: the caller rolls back and goes
+    one by one."""
     ids = looked_up(items)
     if ids is None:
         return None
+    lock = _lock_orders(ops, nowait=_can_refuse_to_wait(oconn.dialect))
     rows = {int(row[0]): dict(zip(writes.READ_COLUMNS["orders"], row[1:], strict=True))
-            for row in oconn.execute(_lock_orders(ops), {"ids": sorted(ids)})}
+            for row in oconn.execute(lock, {"ids": sorted(ids)})}
     if len(rows) < len(ids):
         return None
     results: list = []
