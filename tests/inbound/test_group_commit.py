@@ -363,3 +363,54 @@ def test_a_deal_whose_order_onprintshop_holds_waits_once_and_alone(make_app, ops
     assert took < 2 * 2 - 0.5, f"the batch took {took:.1f} s: it waited for order 1 twice"
     assert [gw.order(n)["orders_status_id"] for n in (1, 2, 3)] == [1, 6, 6]
     assert not gw.rt.ops.recently_unavailable() and reports.pending_count(gw.rt) == 1
+
+
+def test_a_batch_of_deals_and_contacts_writes_the_deals_together_and_each_contact_alone(make_app, ops_db_url,
+                                                                                          state_db_url):
+    gw = Gateway(make_app(OPS_DATABASE_URL=ops_db_url, DATABASE_URL=state_db_url))
+    rt = gw.rt
+    sent = [
+        ("deals", {"id": "9751", "ops_id": "1", "stage": "Shipped", "modified_time": zt()}),
+        ("contacts", {"id": "5751", "ops_id": "1", "email": "ada@example.com", "last_name": "King", "modified_time": zt()}),
+        ("deals", {"id": "9752", "ops_id": "2", "stage": "Printing", "modified_time": zt()}),
+        ("contacts", {"id": "5752", "ops_id": "2", "email": "grace@example.com", "phone": "+1 202 555 0100",
+                      "modified_time": zt()}),
+        ("deals", {"id": "9753", "ops_id": "3", "payment_status": "Unpaid", "modified_time": zt()}),
+    ]
+    with statements_to(rt.ops.engine) as statements, counting_commits(rt.ops.engine) as commits:
+        responses = post_as_one_batch(gw, sent)
+        assert commits(rt.ops.engine) == 1
+    assert answers(responses) == [(200, "applied")] * 5
+    assert [gw.order(n)["orders_status_id"] for n in (1, 2, 3)] == [4, 3, 3]
+    assert gw.order(3)["payment_status"] == "Unpaid"
+    assert gw.customer(1)["customers_lastname"] == "King" and gw.customer(2)["customers_telephone"] == "+1 202 555 0100"
+    # The three orders locked by one statement, their history rows inserted by one; a savepoint
+    # for the Deals together and one for each Contact.
+    assert sum(s.startswith("SELECT") and "FROM ORDERS" in s for s in statements) == 1
+    assert sum(s.startswith("INSERT INTO ORDERS_STATUS_HISTORY") for s in statements) == 1
+    assert sum(s.startswith("SAVEPOINT") for s in statements) == 3
+
+
+def test_a_deal_refused_in_a_mixed_batch_rolls_back_only_the_deals_written_together(make_app, ops_db_url,
+                                                                                     state_db_url):
+    gw = Gateway(make_app(OPS_DATABASE_URL=ops_db_url, DATABASE_URL=state_db_url))
+    rt = gw.rt
+    _refuse_order_3(gw)
+    try:
+        sent = [
+            ("contacts", {"id": "5761", "ops_id": "1", "email": "ada@example.com", "last_name": "King",
+                          "modified_time": zt()}),
+            ("deals", {"id": "9761", "ops_id": "1", "stage": "Cancelled", "modified_time": zt()}),
+            ("deals", {"id": "9763", "ops_id": "3", "stage": "Cancelled", "modified_time": zt()}),  # refused
+            ("deals", {"id": "9762", "ops_id": "2", "stage": "Cancelled", "modified_time": zt()}),
+        ]
+        with counting_commits(rt.ops.engine) as commits:
+            responses = post_as_one_batch(gw, sent)
+            assert commits(rt.ops.engine) == 1
+    finally:
+        _allow_order_3(gw)
+    assert answers(responses) == [(200, "applied"), (200, "applied"), (202, "accepted"), (200, "applied")]
+    assert [gw.order(n)["orders_status_id"] for n in (1, 2, 3)] == [6, 6, 3]
+    assert gw.customer(1)["customers_lastname"] == "King"
+    assert [comment for _s, comment, _at in gw.history(1)].count("Zoho CRM: Deal 9761 moved to stage Cancelled") == 1
+    assert reports.pending_count(rt) == 1 and not rt.ops.recently_unavailable()

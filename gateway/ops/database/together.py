@@ -33,7 +33,7 @@ def _can_refuse_to_wait(dialect) -> bool:
 
 def looked_up(items) -> list[int] | None:
     """The order id each Deal is looked up by (its link, else the `ops_id` Zoho sent), or None when
-    the batch cannot go together: not all Deals, one without either id, or two on one order."""
+    the changes cannot go together: not all Deals, one without either id, or two on one order."""
     ids = []
     for update, linked in items:
         ops_id = int(linked) if linked is not None else update.ops_id
@@ -41,6 +41,13 @@ def looked_up(items) -> list[int] | None:
             return None
         ids.append(ops_id)
     return ids if len(set(ids)) == len(ids) else None
+
+
+def together_indices(items) -> list[int]:
+    """Where the batch's Deals that can go together are (none unless two or more can)."""
+    at = [i for i, (update, linked) in enumerate(items)
+          if update.module == "Deals" and (linked is not None or update.ops_id is not None)]
+    return at if len(at) > 1 and looked_up([items[i] for i in at]) is not None else []
 
 
 def apply_deals(ops, oconn, items, links) -> list[Result] | None:

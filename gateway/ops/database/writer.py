@@ -69,48 +69,57 @@ class DatabaseWriter(Writer):
             raise error from (exc if isinstance(error, OpsRefused) else None)
 
     def apply_batch(self, items, links) -> list:
-        """Several changes in one OnPrintShop transaction: Deals together (`together.apply_deals`),
-        else each in its own SAVEPOINT, so that a change refused or locked rolls back alone. A
-        deadlock runs the batch again; unavailable ends it."""
+        """Several changes in one OnPrintShop transaction: its Deals together
+        (`together.apply_deals`), the other changes each in its own SAVEPOINT, so that a change
+        refused or locked rolls back alone. A deadlock runs the batch again; unavailable ends it."""
         if len(items) == 1:
             return super().apply_batch(items, links)
         if self._unreachable:
             return [OpsUnavailable("the OnPrintShop database did not answer the connection")] * len(items)
-
-        def together():
-            with self.ops.begin(self._conn) as conn:
-                return together_module.apply_deals(self.ops, conn, items, links)
-
-        def one_by_one():
-            results: list = []
-            with self.ops.begin(self._conn) as conn:
-                for n, (update, linked) in enumerate(items):
-                    # Never released (one round trip fewer): the commit ends them all.
-                    conn.exec_driver_sql(f"SAVEPOINT gw_change_{n}")
-                    try:
-                        results.append(writes.apply_update(self.ops, conn, update, linked, links, self._write_email))
-                    except DATABASE_ERRORS as exc:
-                        kind = "again" if _run_again(exc) else self.ops.failure_kind(exc)
-                        if kind in ("again", "unavailable"):
-                            raise
-                        conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT gw_change_{n}")
-                        results.append(self._error(exc, kind))
-            return results
-
+        deals = together_module.together_indices(items)
         try:
-            results = None
-            if together_module.looked_up(items) is not None:
-                try:
-                    results = rerun(together, attempts=3, when=_run_again)
-                except DATABASE_ERRORS as exc:
-                    if self.ops.failure_kind(exc) == "unavailable":
-                        raise
-                    # Refused or locked (rolled back whole): one by one tells which change it was.
-            if results is None:
-                results = rerun(one_by_one, attempts=3, when=_run_again)
-            return results
+            try:
+                return rerun(lambda: self._once(items, links, deals), attempts=3, when=_run_again)
+            except DATABASE_ERRORS as exc:
+                if len(deals) < len(items) or self.ops.failure_kind(exc) == "unavailable":
+                    raise
+                # Every change a Deal, refused or locked together (rolled back whole): one by one tells which.
+            return rerun(lambda: self._once(items, links, []), attempts=3, when=_run_again)
         except DATABASE_ERRORS as exc:
             return [self._error(exc)] * len(items)
+
+    def _once(self, items, links, deals: list[int]) -> list:
+        """The batch's transaction: the Deals at `deals` together (behind a SAVEPOINT when there
+        are other changes), then every change not settled yet behind a SAVEPOINT of its own."""
+        results: list = [None] * len(items)
+        with self.ops.begin(self._conn) as conn:
+            if deals:
+                whole = len(deals) == len(items)
+                if not whole:
+                    conn.exec_driver_sql("SAVEPOINT gw_together")
+                try:
+                    settled = together_module.apply_deals(self.ops, conn, [items[i] for i in deals], links)
+                except DATABASE_ERRORS as exc:
+                    if whole or _run_again(exc) or self.ops.failure_kind(exc) == "unavailable":
+                        raise
+                    conn.exec_driver_sql("ROLLBACK TO SAVEPOINT gw_together")
+                    settled = None
+                for i, result in zip(deals, settled or (), strict=False):
+                    results[i] = result
+            for n, (update, linked) in enumerate(items):
+                if results[n] is not None:
+                    continue
+                # Never released (one round trip fewer): the commit ends them all.
+                conn.exec_driver_sql(f"SAVEPOINT gw_change_{n}")
+                try:
+                    results[n] = writes.apply_update(self.ops, conn, update, linked, links, self._write_email)
+                except DATABASE_ERRORS as exc:
+                    kind = "again" if _run_again(exc) else self.ops.failure_kind(exc)
+                    if kind in ("again", "unavailable"):
+                        raise
+                    conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT gw_change_{n}")
+                    results[n] = self._error(exc, kind)
+        return results
 
     def _error(self, exc, kind: str | None = None) -> OpsError:
         """The port's error for a database error (busy, unavailable: marked for a moment, refused)."""
