@@ -29,6 +29,7 @@ import http.client
 import json
 import multiprocessing
 import os
+import runpy
 import shutil
 import signal
 import socket
@@ -432,7 +433,7 @@ def main() -> None:
 
     workdir = tempfile.mkdtemp(prefix="bench-webhook-")
     env = base_env(workdir)
-    threads = os.environ.get("GUNICORN_THREADS", "4")
+    threads = runpy.run_path(os.path.join(REPO, "gunicorn.conf.py"))["threads"]  # what gunicorn will use
     print(f"gunicorn: 2 workers x {threads} threads (gunicorn.conf.py), GATEWAY_RUN_WORKER=1, {args.clients} clients for "
           f"{args.seconds:.0f} s each; OnPrintShop: MariaDB; state store: MariaDB (new-pg: PostgreSQL)", flush=True)
     results = {}
