@@ -18,16 +18,20 @@ def zoho_id_for(conn, module: str, ops_id: int) -> str | None:
     return None if row is None else row[0]
 
 
+_ZOHO_IDS_FOR = sa.select(links_table.c.ops_id, links_table.c.zoho_id).where(
+    links_table.c.module == sa.bindparam("module"), links_table.c.ops_id.in_(sa.bindparam("ops_ids", expanding=True)))
+
+
 def zoho_ids_for(conn, keys) -> dict[tuple, str | None]:
-    """`zoho_id_for` for several (module, ops_id) keys in one statement: {key: zoho_id or None}."""
+    """`zoho_id_for` for several (module, ops_id) keys, one statement per module: {key: zoho_id or None}."""
     by_module: dict[str, list[int]] = {}
     for module, ops_id in keys:
         by_module.setdefault(module, []).append(int(ops_id))
-    t = links_table
-    found = conn.execute(sa.select(t.c.module, t.c.ops_id, t.c.zoho_id).where(sa.or_(
-        *(sa.and_(t.c.module == module, t.c.ops_id.in_(ids)) for module, ids in sorted(by_module.items()))))).all()
-    out: dict[tuple, str | None] = {(module, int(ops_id)): None for module, ops_id in keys}
-    out.update({(module, int(ops_id)): zoho_id for module, ops_id, zoho_id in found})
+    out: dict[tuple, str | None] = {}
+    for module, ops_ids in sorted(by_module.items()):
+        out.update(((module, ops_id), None) for ops_id in ops_ids)
+        out.update(((module, int(ops_id)), zoho_id) for ops_id, zoho_id in conn.execute(
+            _ZOHO_IDS_FOR, {"module": module, "ops_ids": sorted(ops_ids)}))
     return out
 
 
