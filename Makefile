@@ -44,6 +44,7 @@ BENCH_MYSQL_URL ?= mysql+pymysql://root@127.0.0.1:3306/
 bench: $(VENV)/.dev-installed
 	BENCH_MYSQL_URL=$(BENCH_MYSQL_URL) $(BIN)/python bench/push.py
 	BENCH_MYSQL_URL=$(BENCH_MYSQL_URL) $(BIN)/python bench/webhook.py
+	BENCH_MYSQL_URL=$(BENCH_MYSQL_URL) $(BIN)/python bench/sql_floor.py
 
 clean-venv:
 	rm -rf $(VENV)
