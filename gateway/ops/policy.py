@@ -40,6 +40,11 @@ def not_found(update) -> Applied:
     return Applied("not_found", f"no OnPrintShop record for Zoho {update.module[:-1]} {update.zoho_id} (looked up by {how})")
 
 
-def linked_elsewhere(update, table_key: str, other: str) -> str:
-    """Why an ops_id Zoho sent cannot be used: it is linked to another Zoho record."""
-    return f"OnPrintShop {table_key} id {update.ops_id} is already linked to Zoho record {other}, not {update.zoho_id}"
+def linked_elsewhere(update, links, table_key: str) -> Applied | None:
+    """The conflict when the `ops_id` Zoho sent is linked to another Zoho record (None when it is
+    linked to none, or to this one); `links.zoho_id_for` reads the gateway's links."""
+    other = links.zoho_id_for(update.module, update.ops_id)
+    if other is None or other == update.zoho_id:
+        return None
+    return Applied("conflict", f"OnPrintShop {table_key} id {update.ops_id} is already linked to Zoho record {other}, "
+                   f"not {update.zoho_id}", parameter="ops_id")

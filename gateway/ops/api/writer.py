@@ -61,15 +61,14 @@ class ApiWriter(Writer):
         return self._deal(update, linked, links)
 
     # -- finding the record ---------------------------------------------------------------------
-    def _candidates(self, update, linked, links, module: str):
+    def _candidates(self, update, linked, links):
         """(ops_id, found_by) to try, or the conflict when the ops_id sent is linked to another record."""
         if linked is not None:
             yield int(linked), "link"
         if update.ops_id is not None and update.ops_id != linked:
-            other = links.zoho_id_for(module, update.ops_id)
-            if other is not None and other != update.zoho_id:
-                table_key = "customers" if module == "Contacts" else "orders"
-                yield Applied("conflict", policy.linked_elsewhere(update, table_key, other), parameter="ops_id"), None
+            conflict = policy.linked_elsewhere(update, links, "customers" if update.module == "Contacts" else "orders")
+            if conflict is not None:
+                yield conflict, None
                 return
             yield update.ops_id, "ops_id"
 
@@ -81,7 +80,7 @@ class ApiWriter(Writer):
     def _deal(self, update, linked, links) -> Applied:
         backend, conn = self.backend, links.conn
         row, found_by = None, None
-        for candidate, how in self._candidates(update, linked, links, "Deals"):
+        for candidate, how in self._candidates(update, linked, links):
             if isinstance(candidate, Applied):
                 return candidate
             row = backend.fetch_order(candidate, self.permits)
@@ -151,7 +150,7 @@ class ApiWriter(Writer):
     def _contact(self, update, linked, links) -> Applied:
         backend, conn = self.backend, links.conn
         row, found_by = None, None
-        for candidate, how in self._candidates(update, linked, links, "Contacts"):
+        for candidate, how in self._candidates(update, linked, links):
             if isinstance(candidate, Applied):
                 return candidate
             copy = mirror.read(backend.store, "customers", [candidate]).get(candidate)

@@ -31,34 +31,28 @@ def _can_refuse_to_wait(dialect) -> bool:
     return version >= ((10, 3) if getattr(dialect, "is_mariadb", False) else (8, 0))
 
 
-def looked_up(items) -> list[int] | None:
-    """The order id each Deal is looked up by (its link, else the `ops_id` Zoho sent), or None when
-    the changes cannot go together: not all Deals, one without either id, or two on one order."""
-    ids = []
-    for update, linked in items:
-        ops_id = int(linked) if linked is not None else update.ops_id
-        if update.module != "Deals" or ops_id is None:
-            return None
-        ids.append(ops_id)
-    return ids if len(set(ids)) == len(ids) else None
+def _order_id(update, linked) -> int | None:
+    """The order a Deal is looked up by: its link, else the `ops_id` Zoho sent (None: not a Deal, or neither)."""
+    if update.module != "Deals":
+        return None
+    return int(linked) if linked is not None else update.ops_id
 
 
 def together_indices(items) -> list[int]:
-    """Where the batch's Deals that can go together are (none unless two or more can)."""
-    at = [i for i, (update, linked) in enumerate(items)
-          if update.module == "Deals" and (linked is not None or update.ops_id is not None)]
-    return at if len(at) > 1 and looked_up([items[i] for i in at]) is not None else []
+    """Where the batch's changes that can go together are: Deals with an order id, on distinct
+    orders; none unless two or more can."""
+    at = [i for i, (update, linked) in enumerate(items) if _order_id(update, linked) is not None]
+    ids = {_order_id(*items[i]) for i in at}
+    return at if len(at) > 1 and len(ids) == len(at) else []
 
 
 def apply_deals(ops, oconn, items, links) -> list[Result] | None:
-    """Per item its `Applied`, as one at a time would give it; None (nothing written) when the
-    batch cannot go together, or a row is missing (a link to a deleted order, an unknown
-    `ops_id`): the caller then applies the changes one by one. A refusal by the database, or a
+    """Per item its `Applied`, as one at a time would give it; `items` as `together_indices`
+    picks them. None (nothing written) when a row is missing (a link to a deleted order, an
+    unknown `ops_id`): the caller then applies the changes one by one. A refusal by the database, or a
     row locked, is raised, and nothing of the batch may be kept: the caller rolls back and goes
     one by one."""
-    ids = looked_up(items)
-    if ids is None:
-        return None
+    ids = [_order_id(update, linked) for update, linked in items]
     lock = _lock_orders(ops, nowait=_can_refuse_to_wait(oconn.dialect))
     rows = {int(row[0]): dict(zip(writes.READ_COLUMNS["orders"], row[1:], strict=True))
             for row in oconn.execute(lock, {"ids": sorted(ids)})}
@@ -68,15 +62,13 @@ def apply_deals(ops, oconn, items, links) -> list[Result] | None:
     history: list[dict] = []
     for (update, linked), ops_id in zip(items, ids, strict=True):
         found_by = "link" if linked is not None else "ops_id"
-        if found_by == "ops_id":
-            other = links.zoho_id_for(update.module, ops_id)
-            if other is not None and other != update.zoho_id:
-                results.append(Result("conflict", policy.linked_elsewhere(update, "orders", other), parameter="ops_id"))
-                continue
+        conflict = policy.linked_elsewhere(update, links, "orders") if found_by == "ops_id" else None
+        if conflict:
+            results.append(conflict)
+            continue
         row = rows[ops_id]
-        stale = writes.stale_against_row(ops, update, row["last_modified"])
+        stale = writes.stale_against_row(ops, update, row["last_modified"], ops_id, found_by)
         if stale:
-            stale.ops_id, stale.found_by = ops_id, found_by
             results.append(stale)
             continue
         decided = writes.decide_deal(ops, oconn, update, row, ops_id, found_by)

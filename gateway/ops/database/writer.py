@@ -104,8 +104,9 @@ class DatabaseWriter(Writer):
                         raise
                     conn.exec_driver_sql("ROLLBACK TO SAVEPOINT gw_together")
                     settled = None
-                for i, result in zip(deals, settled or (), strict=False):
-                    results[i] = result
+                if settled is not None:
+                    for i, result in zip(deals, settled, strict=True):
+                        results[i] = result
             for n, (update, linked) in enumerate(items):
                 if results[n] is not None:
                     continue

@@ -67,9 +67,9 @@ def _by_email(ops):
     return ops.statement("lock customer by email", build)
 
 
-def _find_and_lock(ops, oconn, links, update, table_key: str, linked) -> tuple[dict | None, str | None, str | None]:
-    """(row locked for this transaction, found_by, problem): problem is a conflict message when
-    the ops_id Zoho sent is linked to another Zoho record."""
+def _find_and_lock(ops, oconn, links, update, table_key: str, linked) -> tuple[dict | None, str | None, Result | None]:
+    """(row locked for this transaction, found_by, conflict): the conflict when the ops_id Zoho
+    sent is linked to another Zoho record."""
     by_id = _by_id(ops, table_key)
     if linked is not None:
         linked = int(linked)
@@ -79,10 +79,8 @@ def _find_and_lock(ops, oconn, links, update, table_key: str, linked) -> tuple[d
     if update.ops_id is not None:
         row = _locked_row(oconn, table_key, by_id, update.ops_id)
         if row is not None:
-            other = links.zoho_id_for(update.module, update.ops_id)
-            if other is not None and other != update.zoho_id:
-                return None, None, policy.linked_elsewhere(update, table_key, other)
-            return row, "ops_id", None
+            conflict = policy.linked_elsewhere(update, links, table_key)
+            return (None, None, conflict) if conflict else (row, "ops_id", None)
     if update.module == "Contacts" and update.fields.get("email"):
         found = oconn.execute(_by_email(ops), {"email": update.fields["email"]}).first()
         if found is not None:
@@ -113,30 +111,29 @@ def update_row(ops, oconn, table_key: str, ops_id: int, values: dict) -> None:
     oconn.execute(ops.statement(f"update {table_key}", build), {"where_id": ops_id, **values})
 
 
-def stale_against_row(ops, update, last_modified) -> Result | None:
+def stale_against_row(ops, update, last_modified, ops_id: int, found_by: str) -> Result | None:
+    """"stale" when the row changed in OnPrintShop after this Zoho change."""
     if not isinstance(last_modified, dt.datetime):
         # NULL, or MySQL's zero date (handed back as text): no usable time, so only Zoho's order counts.
         return None
     row_time = ops.epoch_from_local(last_modified)
     # Whole seconds: OnPrintShop keeps DATETIME to the second.
     if math.floor(update.modified_time) < row_time:
-        return Result("stale", f"the record changed in OnPrintShop at {last_modified:%Y-%m-%d %H:%M:%S}, after this Zoho change")
+        return Result("stale", f"the record changed in OnPrintShop at {last_modified:%Y-%m-%d %H:%M:%S}, after this Zoho change",
+                      ops_id=ops_id, found_by=found_by)
     return None
 
 
 def _locate(ops, oconn, links, update, table_key: str, id_column: str, linked):
     """The record's row, locked, with its id and how it was found; or the answer that ends here
     (conflict, not found, stale) as the last item."""
-    row, found_by, problem = _find_and_lock(ops, oconn, links, update, table_key, linked)
-    if problem:
-        return None, None, None, Result("conflict", problem, parameter="ops_id")
+    row, found_by, conflict = _find_and_lock(ops, oconn, links, update, table_key, linked)
+    if conflict:
+        return None, None, None, conflict
     if row is None:
         return None, None, None, policy.not_found(update)
     ops_id = int(row[id_column])
-    stale = stale_against_row(ops, update, row["last_modified"])
-    if stale:
-        stale.ops_id, stale.found_by = ops_id, found_by
-    return row, ops_id, found_by, stale
+    return row, ops_id, found_by, stale_against_row(ops, update, row["last_modified"], ops_id, found_by)
 
 
 def _no_change(ops, update, table_key: str, ops_id: int, found_by, row_last_modified) -> Result:
