@@ -20,6 +20,8 @@ import urllib.parse
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from bench.push import server_url  # noqa: E402 (after the path is set): a scratch database, made afresh
+
 DATABASE = "gw_sql_floor"
 TABLES = (
     "CREATE TABLE markers (module VARCHAR(16), zoho_id VARCHAR(40), modified_time DOUBLE, fingerprint VARCHAR(64), "
@@ -120,17 +122,12 @@ def main() -> None:
     base = os.environ.get("BENCH_MYSQL_URL") or os.environ.get("TEST_MYSQL_URL")
     if not base:
         sys.exit("set BENCH_MYSQL_URL to a MariaDB/MySQL server, e.g. mysql+pymysql://root@127.0.0.1:3306/")
-    parts = urllib.parse.urlsplit(base)
-    server = urllib.parse.urlunsplit((parts.scheme, parts.netloc, "/", "", ""))
-    url = urllib.parse.urlunsplit((parts.scheme, parts.netloc, f"/{DATABASE}", "charset=utf8mb4", ""))
+    url = server_url(base, DATABASE)
 
     import sqlalchemy as sa
 
-    engine = sa.create_engine(server)
+    engine = sa.create_engine(url)
     with engine.begin() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {DATABASE}")
-        conn.exec_driver_sql(f"CREATE DATABASE {DATABASE} CHARACTER SET utf8mb4")
-        conn.exec_driver_sql(f"USE {DATABASE}")
         for ddl in TABLES:
             conn.exec_driver_sql(ddl)
         conn.exec_driver_sql("INSERT INTO markers VALUES ('Deals', '901', 0, 'fp', 1)")
