@@ -11,12 +11,24 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.runtime-installed: requirements.txt | $(BIN)/python
+# mysqlclient (optional, faster than PyMySQL) is built only where the MariaDB/MySQL client headers are.
+define install_mysqlclient
+	@if pkg-config --exists mariadb 2>/dev/null || pkg-config --exists mysqlclient 2>/dev/null; then \
+	  $(BIN)/python -m pip install --quiet -r requirements-mysqlclient.txt \
+	    || echo "mysqlclient did not build: MySQL URLs use PyMySQL (docs/settings.md)"; \
+	else \
+	  echo "No MariaDB/MySQL client headers: MySQL URLs use PyMySQL (mysqlclient is optional, docs/settings.md)"; \
+	fi
+endef
+
+$(VENV)/.runtime-installed: requirements.txt requirements-mysqlclient.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(install_mysqlclient)
 	touch $@
 
-$(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(BIN)/python
+$(VENV)/.dev-installed: requirements.txt requirements-dev.txt requirements-mysqlclient.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(install_mysqlclient)
 	touch $(VENV)/.runtime-installed $@
 
 run: $(VENV)/.runtime-installed
@@ -40,7 +52,7 @@ screenshots: $(VENV)/.dev-installed
 
 # Benchmarks need a MariaDB/MySQL server (and PostgreSQL at BENCH_PG_URL for the webhook's new-pg
 # target); they make their own scratch databases there (docs/performance.md).
-BENCH_MYSQL_URL ?= mysql+pymysql://root@127.0.0.1:3306/
+BENCH_MYSQL_URL ?= mysql://root@127.0.0.1:3306/
 bench: $(VENV)/.dev-installed
 	BENCH_MYSQL_URL=$(BENCH_MYSQL_URL) $(BIN)/python bench/push.py
 	BENCH_MYSQL_URL=$(BENCH_MYSQL_URL) $(BIN)/python bench/webhook.py

@@ -3,6 +3,7 @@ requires and development generates, database URLs mapped to the drivers (docs/se
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import secrets as pysecrets
@@ -14,6 +15,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from .errors import ConfigError
+
+MYSQL_SCHEMES = ("mysql+pymysql://", "mysql+mysqldb://")
 
 # Every setting name the gateway reads, with its default (None: computed or required).
 DEFAULTS: dict[str, object] = {
@@ -129,26 +132,42 @@ def load(instance_path: str, environ: dict | None = None, test_config: dict | No
     return values
 
 
+@functools.cache
+def mysql_driver() -> str:
+    """The MySQL driver for `mysql://` and `mariadb://` URLs: mysqlclient (`mysqldb`, a C
+    extension: less CPU per statement, docs/performance.md) where it is installed and loads,
+    else PyMySQL."""
+    try:
+        import MySQLdb  # noqa: F401 (only whether it loads: its C library may be missing)
+    except ImportError:
+        return "pymysql"
+    return "mysqldb"
+
+
 def normalize_database_url(url: str, name: str = "DATABASE_URL") -> str:
-    """Map Heroku-style URLs to the installed drivers (psycopg 3, PyMySQL) and check the URL parses;
-    errors name the setting, never echo the URL (it may hold a password)."""
+    """Map Heroku-style URLs to the installed drivers (psycopg 3; mysqlclient or PyMySQL) and check
+    the URL parses; errors name the setting, never echo the URL (it may hold a password)."""
     url = url.strip()
     for prefix, replacement in (
         ("postgres://", "postgresql+psycopg://"),
         ("postgresql://", "postgresql+psycopg://"),
-        ("mysql://", "mysql+pymysql://"),
-        ("mariadb://", "mysql+pymysql://"),
+        ("mysql://", None),
+        ("mariadb://", None),
         ("mariadb+pymysql://", "mysql+pymysql://"),
+        ("mariadb+mysqldb://", "mysql+mysqldb://"),
     ):
         if url.startswith(prefix):
-            url = replacement + url[len(prefix):]
+            url = (replacement or f"mysql+{mysql_driver()}://") + url[len(prefix):]
             break
-    if url.startswith("mysql+pymysql://") and "charset=" not in url:
+    if url.startswith(MYSQL_SCHEMES) and "charset=" not in url:
         url += ("&" if "?" in url else "?") + "charset=utf8mb4"
     scheme = url.split("://", 1)[0] if "://" in url else ""
-    if scheme not in ("sqlite", "postgresql+psycopg", "mysql+pymysql"):
+    if scheme not in ("sqlite", "postgresql+psycopg") + tuple(s[:-3] for s in MYSQL_SCHEMES):
         shown = f"{scheme!r}" if scheme else "none (expected scheme://…)"
         raise ConfigError(f"{name}: unsupported database URL scheme {shown}: use sqlite:///…, postgres://… or mysql://…")
+    if scheme == "mysql+mysqldb" and mysql_driver() != "mysqldb":
+        raise ConfigError(f"{name} asks for mysqlclient (mysql+mysqldb://), which is not installed: "
+                          "install it (docs/settings.md) or use mysql://… (PyMySQL)")
     try:
         parsed = make_url(url)
         _ = parsed.port  # a non-numeric port only fails when read

@@ -45,6 +45,30 @@ def _server_url(env_name: str, what: str) -> str:
     return url
 
 
+def mysql_scheme() -> str:
+    """The MySQL driver the MariaDB tests use ("mysql+pymysql" or "mysql+mysqldb"): TEST_MYSQL_URL's
+    (CI runs them with each), else the one the gateway picks for mysql:// URLs."""
+    from gateway.settings import normalize_database_url
+
+    return normalize_database_url(os.environ.get("TEST_MYSQL_URL") or "mysql://localhost/test").split("://", 1)[0]
+
+
+def mysql_error(engine: sa.Engine, code: int, message: str) -> Exception:
+    """The OperationalError the engine's own MySQL driver raises for `code` (PyMySQL's and
+    mysqlclient's are different classes, and SQLAlchemy wraps only its driver's)."""
+    return engine.dialect.loaded_dbapi.OperationalError(code, message)
+
+
+def pytest_collection_modifyitems(items):
+    """Mark `mariadb` every test run against MariaDB through a parametrized database fixture (its
+    id says "mysql") or the pool tests' engines: CI runs them again with the other MySQL driver.
+    Tests that reach MariaDB otherwise carry the mark themselves."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if (callspec is not None and "mysql" in callspec.id.split("-")) or "mysql_engines" in item.fixturenames:
+            item.add_marker(pytest.mark.mariadb)
+
+
 def reset_gateway_tables(url: str) -> None:
     """Drop every gateway table in a shared test database (its migration version table and any
     gw_ table of another schema revision too), so each test starts empty."""

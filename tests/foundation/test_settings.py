@@ -8,7 +8,7 @@ import pytest
 
 from gateway import create_app
 from gateway.errors import ConfigError
-from gateway.settings import normalize_database_url
+from gateway.settings import mysql_driver, normalize_database_url
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PRODUCTION_NAMES = ("SECRET_KEY", "GATEWAY_FERNET_KEYS", "DATABASE_URL", "OPS_DATABASE_URL")
@@ -81,11 +81,37 @@ def test_bad_number_is_named(tmp_path):
 @pytest.mark.parametrize("given, expected", [
     ("postgres://u:p@h:5432/db", "postgresql+psycopg://u:p@h:5432/db"),
     ("postgresql://u@h/db", "postgresql+psycopg://u@h/db"),
-    ("mysql://root@127.0.0.1/db", "mysql+pymysql://root@127.0.0.1/db?charset=utf8mb4"),
+    ("mysql://root@127.0.0.1/db", f"mysql+{mysql_driver()}://root@127.0.0.1/db?charset=utf8mb4"),
+    ("mariadb://root@127.0.0.1/db?ssl=1", f"mysql+{mysql_driver()}://root@127.0.0.1/db?ssl=1&charset=utf8mb4"),
+    ("mysql+pymysql://root@127.0.0.1/db", "mysql+pymysql://root@127.0.0.1/db?charset=utf8mb4"),
+    ("mysql+pymysql://root@127.0.0.1/db?charset=latin1", "mysql+pymysql://root@127.0.0.1/db?charset=latin1"),
     ("sqlite:////tmp/x.db", "sqlite:////tmp/x.db"),
 ])
 def test_heroku_style_database_urls_map_to_installed_drivers(given, expected):
     assert normalize_database_url(given) == expected
+
+
+@pytest.fixture
+def without_mysqlclient(monkeypatch):
+    """As on a machine where mysqlclient could not be built (no MariaDB/MySQL client headers)."""
+    monkeypatch.setitem(sys.modules, "MySQLdb", None)  # `import MySQLdb` raises ImportError
+    mysql_driver.cache_clear()
+    yield
+    mysql_driver.cache_clear()
+
+
+def test_mysql_urls_fall_back_to_pymysql_without_mysqlclient(without_mysqlclient):
+    assert normalize_database_url("mysql://u@h/db") == "mysql+pymysql://u@h/db?charset=utf8mb4"
+    with pytest.raises(ConfigError, match=r"OPS_DATABASE_URL asks for mysqlclient \(mysql\+mysqldb://\), which is "
+                                          r"not installed") as refused:
+        normalize_database_url("mysql+mysqldb://u:hunter2@h/db", "OPS_DATABASE_URL")
+    assert "hunter2" not in str(refused.value)
+
+
+def test_mysql_urls_take_mysqlclient_where_it_is_installed():
+    pytest.importorskip("MySQLdb", reason="mysqlclient is not installed here (optional: docs/settings.md)")
+    assert normalize_database_url("mysql://u@h/db") == "mysql+mysqldb://u@h/db?charset=utf8mb4"
+    assert normalize_database_url("mysql+mysqldb://u@h/db") == "mysql+mysqldb://u@h/db?charset=utf8mb4"
 
 
 def test_unknown_database_scheme_is_refused():

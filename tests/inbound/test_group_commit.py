@@ -12,12 +12,11 @@ import sqlite3
 import threading
 import time
 
-import pymysql
 import pytest
 import sqlalchemy as sa
 
 from gateway.inbound import inbox, reapply, reports
-from tests.conftest import wait_until
+from tests.conftest import mysql_error, wait_until
 from tests.inbound.conftest import Gateway
 from tests.inbound.test_perf_webhook import Statements
 from tests.inbound.test_refusals import _allow_order_3, _refuse_order_3
@@ -181,7 +180,7 @@ def _outage_on_the_second_update(rt):
             updates.append(statement)
             if len(updates) == 2:
                 if rt.ops.dialect == "mysql":
-                    raise pymysql.err.OperationalError(2013, "Lost connection to MySQL server during query")
+                    raise mysql_error(rt.ops.engine, 2013, "Lost connection to MySQL server during query")
                 raise sqlite3.OperationalError("database is locked")
 
     return lose

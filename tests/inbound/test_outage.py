@@ -21,13 +21,13 @@ import sqlalchemy as sa
 
 from gateway.inbound import reports, secrets
 from gateway.ops.database import demo
-from tests.conftest import wait_until
+from tests.conftest import mysql_scheme, wait_until
 
 MARIADBD = shutil.which("mariadbd", path="/usr/sbin:/usr/bin:/usr/local/sbin:/usr/local/bin")
 INSTALL_DB = shutil.which("mariadb-install-db") or shutil.which("mysql_install_db")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.mariadb]
 
 
 def _free_port() -> int:
@@ -50,7 +50,7 @@ class PrivateMariaDB:
 
     @property
     def url(self) -> str:
-        return f"mysql+pymysql://root@127.0.0.1:{self.port}/ops?charset=utf8mb4"
+        return f"{mysql_scheme()}://root@127.0.0.1:{self.port}/ops?charset=utf8mb4"
 
     def start(self) -> None:
         args = [MARIADBD, "--no-defaults", f"--datadir={self.datadir}", f"--socket={self.folder}/mysqld.sock",
@@ -61,7 +61,7 @@ class PrivateMariaDB:
         self.process = subprocess.Popen(args, stdout=open(self.folder / "server.log", "ab"), stderr=subprocess.STDOUT)
         wait_until(self.accepting, timeout=60, interval=0.1,
                    message=f"the private mariadbd to accept connections (see {self.folder / 'server.log'})")
-        engine = sa.create_engine(f"mysql+pymysql://root@127.0.0.1:{self.port}/")
+        engine = sa.create_engine(f"{mysql_scheme()}://root@127.0.0.1:{self.port}/")
         with engine.begin() as conn:
             conn.exec_driver_sql("CREATE DATABASE IF NOT EXISTS ops CHARACTER SET utf8mb4")
         engine.dispose()

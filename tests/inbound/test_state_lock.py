@@ -7,10 +7,10 @@ import sqlite3
 import threading
 import time
 
-import pymysql
 import sqlalchemy as sa
 
 from gateway.inbound import inbox, parse, reapply, reports
+from tests.conftest import mysql_error
 from tests.inbound.conftest import Gateway
 
 
@@ -22,7 +22,7 @@ def _stalled_connects(rt):
         connecting.set()
         release.wait(10)
         if rt.ops.dialect == "mysql":
-            raise pymysql.err.OperationalError(2003, "Can't connect to MySQL server on '127.0.0.1' (timed out)")
+            raise mysql_error(rt.ops.engine, 2003, "Can't connect to MySQL server on '127.0.0.1' (timed out)")
         raise sqlite3.OperationalError("unable to open database file")
 
     rt.ops.engine.dispose()  # no pooled connection to reuse

@@ -41,6 +41,7 @@ def test_two_workers_on_one_state_store_never_exceed_the_concurrency_together(gw
 
 
 @pytest.mark.slow
+@pytest.mark.mariadb  # its state store is MariaDB's when TEST_MYSQL_URL is set
 def test_two_gunicorn_processes_share_the_concurrency_and_a_killed_one_loses_nothing(tmp_path, make_app, fake_zoho, zoho_settings):
     """The KILL drill: 5,000 customers, SIGKILL halfway, restart: all 5,000 in Zoho, none dead."""
     state = f"sqlite:///{tmp_path}/state.db"
