@@ -15,7 +15,7 @@ through a real WSGI call (Werkzeug's test client; its own cost is included). Pri
     (PROFILE_DUMP=file also writes the raw profile for pstats).
 Figures only, no pass/fail.
 
-    BENCH_MYSQL_URL=mysql+pymysql://root@127.0.0.1:3306/gw_perf .venv/bin/python bench/profile_webhook.py \
+    BENCH_MYSQL_URL=mysql://root@127.0.0.1:3306/gw_perf .venv/bin/python bench/profile_webhook.py \
         [-n 2000] [--module deals|contacts] [--state mysql|sqlite]
 
 The database named in the URL (default gw_perf, created if missing) holds both stores; its gateway tables and
@@ -49,7 +49,9 @@ def database_url() -> str:
     if not url:
         sys.exit("set BENCH_MYSQL_URL (or TEST_MYSQL_URL) to a MariaDB database, e.g. "
                  "mysql+pymysql://root@127.0.0.1:3306/gw_perf")
-    parts = urllib.parse.urlsplit(url)
+    from gateway.settings import normalize_database_url
+
+    parts = urllib.parse.urlsplit(normalize_database_url(url, "BENCH_MYSQL_URL"))  # mysql://: the gateway's driver
     name = parts.path.strip("/") or "gw_perf"
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, f"/{name}", "charset=utf8mb4", ""))
 
@@ -217,7 +219,7 @@ def main() -> None:
                         wall * 1000 / per_chunk))
     figures.sort()
     best, median = figures[0], figures[len(figures) // 2]
-    print(f"state store: {rt.store.dialect}; OnPrintShop: {rt.ops.dialect}; {per_chunk * chunks} {args.module} deliveries "
+    print(f"state store: {rt.store.dialect}; OnPrintShop: {rt.ops.dialect} ({rt.ops.engine.dialect.driver}); {per_chunk * chunks} {args.module} deliveries "
           f"in {chunks} chunks; answers {dict(statuses)}")
     print(f"CPU per request: median {median[0]:.3f} ms (user {median[1]:.3f}, system {median[2]:.3f}), "
           f"quickest chunk {best[0]:.3f} ms; wall per request (median chunk) {median[3]:.3f} ms, one thread")

@@ -1,11 +1,12 @@
 """The floor under a lone delivery's SQL: the statements `bench/profile_webhook.py` counts for one
 Deal (the marker locked and read, the order locked, updated and its history row, the inbox row,
 the loop-guard row, the marker written back, and the two COMMITs), sent in the same process
-through PyMySQL's cursors alone and through SQLAlchemy Core with the gateway's engines
-(`gateway.state.engine.make_engine`). Prints CPU per delivery for each and their ratio. The
-tables are scratch copies of the shapes, not the gateway's own.
+through the driver's cursors alone and through SQLAlchemy Core with the gateway's engines
+(`gateway.state.engine.make_engine`), with PyMySQL and, where it is installed, mysqlclient.
+Prints CPU per delivery for each and the ratios to PyMySQL's cursors. The tables are scratch
+copies of the shapes, not the gateway's own.
 
-    BENCH_MYSQL_URL=mysql+pymysql://root@127.0.0.1:3306/ .venv/bin/python bench/sql_floor.py [-n 3000]
+    BENCH_MYSQL_URL=mysql://root@127.0.0.1:3306/ .venv/bin/python bench/sql_floor.py [-n 3000]
 
 The database `gw_sql_floor` is (re)created there.
 """
@@ -65,12 +66,11 @@ def cpu() -> float:
     return t.user + t.system
 
 
-def through_pymysql(url: str, n: int) -> float:
-    import pymysql
-
+def through_cursors(driver, url: str, n: int) -> float:
+    """`driver`: the DBAPI module (pymysql or MySQLdb); both take these keywords."""
     parts = urllib.parse.urlsplit(url)
-    conns = {name: pymysql.connect(host=parts.hostname or "127.0.0.1", port=parts.port or 3306, user=parts.username or "root",
-                                   password=parts.password or "", database=DATABASE, autocommit=False)
+    conns = {name: driver.connect(host=parts.hostname or "127.0.0.1", port=parts.port or 3306, user=parts.username or "root",
+                                  password=parts.password or "", database=DATABASE, autocommit=False)
              for name in ("state", "ops")}
     cursors = {name: conn.cursor() for name, conn in conns.items()}
     started = cpu()
@@ -115,15 +115,20 @@ def through_sqlalchemy(url: str, n: int) -> float:
     return spent * 1000 / n
 
 
+def with_driver(url: str, driver: str) -> str:
+    return "mysql+" + driver + "://" + url.split("://", 1)[1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", type=int, default=3000, help="deliveries per run")
     args = parser.parse_args()
     base = os.environ.get("BENCH_MYSQL_URL") or os.environ.get("TEST_MYSQL_URL")
     if not base:
-        sys.exit("set BENCH_MYSQL_URL to a MariaDB/MySQL server, e.g. mysql+pymysql://root@127.0.0.1:3306/")
+        sys.exit("set BENCH_MYSQL_URL to a MariaDB/MySQL server, e.g. mysql://root@127.0.0.1:3306/")
     url = server_url(base, DATABASE)
 
+    import pymysql
     import sqlalchemy as sa
 
     engine = sa.create_engine(url)
@@ -134,16 +139,28 @@ def main() -> None:
         conn.exec_driver_sql("INSERT INTO orders VALUES (1, 1, 'Paid', NOW())")
     engine.dispose()
 
-    through_pymysql(url, max(50, args.n // 10))  # warm-up
-    through_sqlalchemy(url, max(50, args.n // 10))
-    figures = {"pymysql": [], "sqlalchemy": []}
-    for _round in range(3):  # interleaved, so a busy moment of the machine touches both
-        figures["pymysql"].append(through_pymysql(url, args.n))
-        figures["sqlalchemy"].append(through_sqlalchemy(url, args.n))
-    raw, core = (sorted(v)[1] for v in figures.values())
+    ways = {"PyMySQL cursors alone": lambda n: through_cursors(pymysql, url, n),
+            "SQLAlchemy Core, PyMySQL": lambda n: through_sqlalchemy(with_driver(url, "pymysql"), n)}
+    try:
+        import MySQLdb
+    except ImportError:
+        MySQLdb = None  # optional (docs/settings.md, "MySQL drivers")
+    if MySQLdb is not None:
+        ways["mysqlclient cursors alone"] = lambda n: through_cursors(MySQLdb, url, n)
+        ways["SQLAlchemy Core, mysqlclient"] = lambda n: through_sqlalchemy(with_driver(url, "mysqldb"), n)
+    for way in ways.values():  # warm-up
+        way(max(50, args.n // 10))
+    figures: dict[str, list[float]] = {name: [] for name in ways}
+    for _round in range(3):  # interleaved, so a busy moment of the machine touches every way
+        for name, way in ways.items():
+            figures[name].append(way(args.n))
     print(f"CPU per delivery (7 statements, 2 commits; median of 3 runs of {args.n}):")
-    print(f"  PyMySQL cursors alone            {raw:.3f} ms")
-    print(f"  SQLAlchemy Core, gateway engines {core:.3f} ms  ({core / raw:.2f}x)")
+    base = sorted(figures["PyMySQL cursors alone"])[1]
+    for name, values in figures.items():
+        median = sorted(values)[1]
+        print(f"  {name:<30} {median:.3f} ms  ({median / base:.2f}x)")
+    if MySQLdb is None:
+        print("  (mysqlclient is not installed: its rows are left out)")
 
 
 if __name__ == "__main__":

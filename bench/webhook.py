@@ -15,8 +15,8 @@ per request (the gunicorn workers', and the database servers'), then checks, onc
 stored pending were applied by the background worker: inbox rows committed = 2xx answers, and
 status history rows written = status changes the applied deliveries made.
 
-Needs MariaDB/MySQL: BENCH_MYSQL_URL (or TEST_MYSQL_URL), e.g. mysql+pymysql://root@127.0.0.1:3306/,
-and for new-pg PostgreSQL: BENCH_PG_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/).
+Needs MariaDB/MySQL: BENCH_MYSQL_URL (or TEST_MYSQL_URL), e.g. mysql://root@127.0.0.1:3306/ (the driver the
+gateway picks: mysqlclient where installed, else PyMySQL; mysql+pymysql:// names one), and for new-pg PostgreSQL: BENCH_PG_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/).
 Databases named BENCH_DB_PREFIX (default gw_bench_) + ops/state are (re)created there.
 
     .venv/bin/python bench/webhook.py [--seconds 12] [--clients 16] [--only TARGET ...]
@@ -91,7 +91,10 @@ def server_url(kind: str) -> str:
     else:
         url = os.environ.get("BENCH_MYSQL_URL") or os.environ.get("TEST_MYSQL_URL")
         if not url:
-            sys.exit("set BENCH_MYSQL_URL (or TEST_MYSQL_URL) to a MariaDB server, e.g. mysql+pymysql://root@127.0.0.1:3306/")
+            sys.exit("set BENCH_MYSQL_URL (or TEST_MYSQL_URL) to a MariaDB server, e.g. mysql://root@127.0.0.1:3306/")
+        from gateway.settings import normalize_database_url
+
+        url = normalize_database_url(url, "BENCH_MYSQL_URL")  # mysql://: the driver the gateway would pick
     parts = urllib.parse.urlsplit(url)
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, "/", "", ""))
 
@@ -435,7 +438,7 @@ def main() -> None:
     env = base_env(workdir)
     threads = runpy.run_path(os.path.join(REPO, "gunicorn.conf.py"))["threads"]  # what gunicorn will use
     print(f"gunicorn: 2 workers x {threads} threads (gunicorn.conf.py), GATEWAY_RUN_WORKER=1, {args.clients} clients for "
-          f"{args.seconds:.0f} s each; OnPrintShop: MariaDB; state store: MariaDB (new-pg: PostgreSQL)", flush=True)
+          f"{args.seconds:.0f} s each; OnPrintShop: MariaDB ({server_url('mysql').split('://')[0]}); state store: MariaDB (new-pg: PostgreSQL)", flush=True)
     results = {}
     for target in TARGETS:
         if not args.only or target[0] in args.only:
