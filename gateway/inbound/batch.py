@@ -9,7 +9,7 @@ import time
 import sqlalchemy as sa
 
 from ..ops import OpsBusy, OpsRefused, OpsUnavailable
-from ..state import dialect
+from ..state import dialect, direct
 from ..state.tables import applied_table, inbox_table
 from ..sync import links, loopguard
 from . import decision, markers
@@ -190,7 +190,7 @@ class _Batch:
     def record(self, careful: bool) -> None:
         conn, deliveries = self.conn, self.deliveries
         if len(deliveries) == 1:
-            deliveries[0].outcome.inbox_id = conn.execute(_INSERT_INBOX, deliveries[0].row).inserted_primary_key[0]
+            deliveries[0].outcome.inbox_id = direct.insert_id(conn, _INSERT_INBOX, deliveries[0].row)
         else:
             ids = conn.execute(_INSERT_INBOX_RETURNING, [d.row for d in deliveries]).scalars().all()
             for d, inbox_id in zip(deliveries, ids, strict=True):
@@ -207,6 +207,6 @@ class _Batch:
         changed = [(key, record) for key, record in self.records.items() if record.dirty]
         if len(changed) == 1:
             (module, zoho_id), record = changed[0]
-            conn.execute(_UPDATE_MARKER, {"where_module": module, "where_zoho_id": zoho_id, **record.values()})
+            direct.run(conn, _UPDATE_MARKER, {"where_module": module, "where_zoho_id": zoho_id, **record.values()})
         elif changed:
             markers.save(conn, changed)

@@ -7,7 +7,7 @@ import time
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from ..state import dialect
+from ..state import dialect, direct
 from ..state.tables import applied_table, inbox_table, links_table
 
 m = applied_table.c
@@ -80,13 +80,13 @@ def _lock_and_read(conn, dialect_name: str, keys) -> dict:
     modules = 0 if "m" in params else len(params) // 2
     if dialect_name == dialect.POSTGRESQL:
         # A statement reads the snapshot taken before its lock waits: lock first, then read.
-        conn.execute(_statement("lock", modules), params)
+        direct.rows(conn, _statement("lock", modules), params)
         query = _statement("read", modules)
     else:
         query = _statement("read locked" if dialect_name == dialect.MYSQL else "read", modules)
     if modules == 0:  # one record: its key is known, and not read back
-        row = conn.execute(query, params).first()
-        return {} if row is None else {next(iter(keys)): Record(row)}
+        found = direct.rows(conn, query, params)
+        return {next(iter(keys)): Record(found[0])} if found else {}
     return {(row.module, row.zoho_id): Record(row) for row in conn.execute(query, params)}
 
 

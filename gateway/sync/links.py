@@ -7,6 +7,7 @@ import time
 
 import sqlalchemy as sa
 
+from ..state import direct
 from ..state.tables import links_table
 
 _ZOHO_ID_FOR = sa.select(links_table.c.zoho_id).where(links_table.c.module == sa.bindparam("module"),
@@ -14,8 +15,8 @@ _ZOHO_ID_FOR = sa.select(links_table.c.zoho_id).where(links_table.c.module == sa
 
 
 def zoho_id_for(conn, module: str, ops_id: int) -> str | None:
-    row = conn.execute(_ZOHO_ID_FOR, {"module": module, "ops_id": ops_id}).first()
-    return None if row is None else row[0]
+    found = direct.rows(conn, _ZOHO_ID_FOR, {"module": module, "ops_id": ops_id})
+    return found[0][0] if found else None
 
 
 _ZOHO_IDS_FOR = sa.select(links_table.c.ops_id, links_table.c.zoho_id).where(

@@ -7,7 +7,7 @@ import time
 
 import sqlalchemy as sa
 
-from ..state import dialect
+from ..state import dialect, direct
 from ..state.tables import loopguard_table
 
 ORDER_WRITES = "order_writes"  # an order's last-modified as OnPrintShop stamped the gateway's own API write
@@ -35,7 +35,7 @@ def record(conn, table_key: str, ops_id: int, last_modified) -> None:
         raise ValueError(f"table_key must be one of {TABLE_KEYS}")
     statement = dialect.upsert(loopguard_table, ("table_key", "ops_id", "last_modified"), ("recorded_at",),
                                conn.dialect.name)
-    conn.execute(statement, {"table_key": table_key, "ops_id": int(ops_id), "last_modified": stamp(last_modified),
+    direct.run(conn, statement, {"table_key": table_key, "ops_id": int(ops_id), "last_modified": stamp(last_modified),
                              "recorded_at": time.time()})
 
 

@@ -8,6 +8,7 @@ import math
 
 import sqlalchemy as sa
 
+from ...state import direct
 from ...sync import loopguard
 from .. import policy
 from ..port import Applied as Result
@@ -94,9 +95,10 @@ def _find_and_lock(ops, oconn, links, update, table_key: str, linked) -> tuple[d
 def _locked_row(oconn, table_key: str, statement, ops_id: int) -> dict | None:
     """The row with this id, locked until commit (FOR UPDATE; SQLite's BEGIN IMMEDIATE already
     holds the lock), keyed by reference column names whatever the store calls them."""
-    row = oconn.execute(statement, {"ops_id": ops_id}).first()
-    if row is None:
+    found = direct.rows(oconn, statement, {"ops_id": ops_id})
+    if not found:
         return None
+    row = found[0]
     found = dict(zip(READ_COLUMNS[table_key], row, strict=True))
     found[ID_COLUMNS[table_key]] = ops_id
     return found
@@ -108,7 +110,7 @@ def update_row(ops, oconn, table_key: str, ops_id: int, values: dict) -> None:
         table = tables[table_key]
         return table.update().where(table.c[ID_COLUMNS[table_key]] == sa.bindparam("where_id"))
 
-    oconn.execute(ops.statement(f"update {table_key}", build), {"where_id": ops_id, **values})
+    direct.run(oconn, ops.statement(f"update {table_key}", build), {"where_id": ops_id, **values})
 
 
 def stale_against_row(ops, update, last_modified, ops_id: int, found_by: str) -> Result | None:
@@ -255,7 +257,7 @@ def decide_deal(ops, oconn, update, row: dict, ops_id: int, found_by: str):
 def write_deal(ops, oconn, update, ops_id: int, changed: dict, last_modified, status) -> None:
     update_row(ops, oconn, "orders", ops_id, {"last_modified": last_modified, **changed})
     if "orders_status_id" in changed:
-        oconn.execute(insert_history(ops), history_row(update, ops_id, last_modified, status))
+        direct.run(oconn, insert_history(ops), history_row(update, ops_id, last_modified, status))
 
 
 def history_row(update, ops_id: int, last_modified, status) -> dict:
