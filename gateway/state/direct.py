@@ -13,12 +13,15 @@ them. A statement with an expanding IN, and every statement on SQLite, goes thro
 from __future__ import annotations
 
 import collections
+import weakref
 
 import sqlalchemy as sa
 
 DIALECTS = ("mysql", "postgresql")
-_plans: dict[tuple, _Plan | None] = {}  # (statement, dialect, driver, parameter names): None for conn.execute
-_returning: dict = {}  # INSERT statement: the same with RETURNING its key (PostgreSQL)
+# statement: {(dialect, driver, parameter names): its plan, or None for conn.execute}; a statement
+# no longer used (an app's OnPrintShop statements, once the app is gone) takes its plans with it.
+_plans: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_returning: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # INSERT: the same with RETURNING its key
 
 
 class _Plan:
@@ -52,25 +55,23 @@ class _Plan:
         return values if self.names is None else tuple(values[name] for name in self.names)
 
 
-def _columns(statement):
-    if isinstance(statement, sa.Select):
-        return list(statement.selected_columns)
-    returning = getattr(statement, "_returning", ())  # INSERT … RETURNING
-    return list(returning) if returning else None
-
-
-def _plan(dialect, statement, names: frozenset) -> _Plan | None:
-    key = (statement, dialect.name, dialect.driver, names)
+def _plan(dialect, statement, names: frozenset, returns=()) -> _Plan | None:
+    """`returns`: the columns of an INSERT's RETURNING (a SELECT's are its own)."""
+    key = (dialect.name, dialect.driver, names)
+    plans = _plans.get(statement)
+    if plans is None:
+        plans = _plans.setdefault(statement, {})
     try:
-        return _plans[key]
+        return plans[key]
     except KeyError:
         pass
     plan = None
     if dialect.name in DIALECTS:
         compiled = statement.compile(dialect=dialect, column_keys=sorted(names))
-        columns = _columns(statement) or ()
-        plan = _Plan(compiled, dialect, columns) if "POSTCOMPILE" not in compiled.string else None
-    _plans[key] = plan  # two threads may both build it: the same plan
+        if "POSTCOMPILE" not in compiled.string:  # an expanding IN is rendered anew at each execution
+            columns = list(statement.selected_columns) if isinstance(statement, sa.Select) else list(returns)
+            plan = _Plan(compiled, dialect, columns)
+    plans[key] = plan  # two threads may both build it: the same plan
     return plan
 
 
@@ -126,11 +127,11 @@ def insert_id(conn, statement, params: dict) -> int:
     """Run an INSERT of one row into a table with one autoincrement primary key; the key it was
     given (RETURNING on PostgreSQL, the driver's last insert id on MariaDB/MySQL)."""
     if conn.dialect.name == "postgresql":
+        (key,) = statement.table.primary_key.columns
         returning = _returning.get(statement)
         if returning is None:
-            (key,) = statement.table.primary_key.columns
             returning = _returning.setdefault(statement, statement.returning(key))
-        return rows(conn, returning, params)[0][0]
+        return _execute(conn, _plan(conn.dialect, returning, frozenset(params), (key,)), params, "rows")[0][0]
     plan = _plan(conn.dialect, statement, frozenset(params))
     if plan is None:
         return conn.execute(statement, params).inserted_primary_key[0]
