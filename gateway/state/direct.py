@@ -5,23 +5,23 @@ Per statement, SQLAlchemy's execution path costs more CPU than the driver's own 
 Core statement once per dialect and parameter names, and send its SQL on the connection's DBAPI
 cursor. SQLAlchemy keeps the rest: the pool, the transaction (begun here if none is), the
 `before_cursor_execute` and `after_cursor_execute` listeners (called as it calls them), and the
-errors (a driver error is wrapped in its `DBAPIError`, the connection invalidated on a
-disconnect). Parameters and result columns are converted by their types as SQLAlchemy converts
-them. A statement with an expanding IN, and every statement on SQLite, goes through
-`conn.execute` instead (docs/performance.md).
+errors (handled by its own code: wrapped, `handle_error` listeners, the connection and the pool
+invalidated on a disconnect). Parameters and result columns are converted by their types as
+SQLAlchemy converts them. A statement with an expanding IN or with a column default computed in
+Python, and every statement on SQLite, goes through `conn.execute` instead (docs/performance.md).
 """
 from __future__ import annotations
 
 import collections
-import weakref
 
 import sqlalchemy as sa
 
 DIALECTS = ("mysql", "postgresql")
-# statement: {(dialect, driver, parameter names): its plan, or None for conn.execute}; a statement
-# no longer used (an app's OnPrintShop statements, once the app is gone) takes its plans with it.
-_plans: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_returning: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # INSERT: the same with RETURNING its key
+MAX_PLANS = 2000  # a process uses a few dozen; tests build many apps, each with statements of its own
+# (statement, dialect, parameter names): its plan, or None for conn.execute. The dialect object is
+# part of the key: the SQL of one statement may differ between servers (MariaDB and MySQL 8).
+_plans: dict[tuple, _Plan | None] = {}
+_returning: dict = {}  # INSERT statement: (the same with RETURNING its key, the key column)
 
 
 class _Plan:
@@ -35,7 +35,7 @@ class _Plan:
         processors = {name: bind.type.dialect_impl(dialect).bind_processor(dialect) for name, bind in compiled.binds.items()}
         self.process = tuple((name, process) for name, process in processors.items() if process is not None)
         self.columns = columns
-        self.row = collections.namedtuple("Row", [c.key for c in columns], rename=True) if columns else None
+        self.row = collections.namedtuple("Row", [c.key for c in columns], rename=True)
         self.convert = None  # the columns' result processors, known from the first result's types
 
     def make_rows(self, dialect, description, found) -> list:
@@ -55,23 +55,24 @@ class _Plan:
         return values if self.names is None else tuple(values[name] for name in self.names)
 
 
-def _plan(dialect, statement, names: frozenset, returns=()) -> _Plan | None:
-    """`returns`: the columns of an INSERT's RETURNING (a SELECT's are its own)."""
-    key = (dialect.name, dialect.driver, names)
-    plans = _plans.get(statement)
-    if plans is None:
-        plans = _plans.setdefault(statement, {})
+def _plan(dialect, statement, names: frozenset, columns=None) -> _Plan | None:
+    """`columns`: what the statement returns (a SELECT's own columns, or an INSERT's RETURNING
+    column); None for a statement that returns nothing."""
+    key = (statement, dialect, names)
     try:
-        return plans[key]
+        return _plans[key]
     except KeyError:
         pass
     plan = None
     if dialect.name in DIALECTS:
         compiled = statement.compile(dialect=dialect, column_keys=sorted(names))
-        if "POSTCOMPILE" not in compiled.string:  # an expanding IN is rendered anew at each execution
-            columns = list(statement.selected_columns) if isinstance(statement, sa.Select) else list(returns)
-            plan = _Plan(compiled, dialect, columns)
-    plans[key] = plan  # two threads may both build it: the same plan
+        # Not: an expanding IN (rendered anew at each execution), or a column whose default
+        # SQLAlchemy computes in Python (its execution context fills those in).
+        if "POSTCOMPILE" not in compiled.string and not compiled.insert_prefetch and not compiled.update_prefetch:
+            plan = _Plan(compiled, dialect, columns or ())
+    if len(_plans) >= MAX_PLANS:
+        _plans.clear()
+    _plans[key] = plan  # two threads may both build it: the same plan
     return plan
 
 
@@ -79,37 +80,32 @@ def _execute(conn, plan: _Plan, params: dict, want: str):
     """The statement on `conn`'s cursor; `want`: "rows", "rowcount" or "lastrowid"."""
     if not conn.in_transaction():
         conn.begin()  # as SQLAlchemy's autobegin: the caller's commit ends it
-    dialect = conn.dialect
-    dbapi_conn = conn.connection.dbapi_connection
-    cursor = dbapi_conn.cursor()
-    sql, args = plan.sql, plan.args(params)
-    error = dialect.loaded_dbapi.Error
+    cursor = conn.connection.dbapi_connection.cursor()
+    sql, args = plan.sql, None
     try:
+        args = plan.args(params)
         for listener in conn.dispatch.before_cursor_execute:
             sql, args = listener(conn, cursor, sql, args, None, False)
         cursor.execute(sql, args)
-        result = plan.make_rows(dialect, cursor.description, cursor.fetchall()) if want == "rows" else getattr(cursor, want)
         for listener in conn.dispatch.after_cursor_execute:
             listener(conn, cursor, sql, args, None, False)
+        if want == "rows":
+            result = plan.make_rows(conn.dialect, cursor.description, cursor.fetchall())
+        else:
+            result = getattr(cursor, want)
     except BaseException as exc:
-        lost = isinstance(exc, error) and dialect.is_disconnect(exc, dbapi_conn, cursor)
-        try:
-            cursor.close()
-        except Exception:  # noqa: S110 (a lost connection's cursor may not close; SQLAlchemy ignores it too)
-            pass
-        if not isinstance(exc, error):
-            raise
-        if lost:
-            conn.invalidate(exc)
-        raise sa.exc.DBAPIError.instance(sql, args, exc, error, hide_parameters=True, connection_invalidated=lost,
-                                         dialect=dialect) from exc
+        # SQLAlchemy's own handling, as for the statements it sends: the error wrapped (values
+        # hidden as the engine says), handle_error listeners, and on a disconnect this connection
+        # invalidated and the pool's older ones with it. A private method, so SQLAlchemy is
+        # pinned; tests/foundation/test_direct.py fails if it changes.
+        conn._handle_dbapi_exception(exc, sql, args, cursor, None)
     cursor.close()
     return result
 
 
-def rows(conn, statement, params: dict) -> list:
-    """The rows of a SELECT (or INSERT … RETURNING), each with its columns by name and position."""
-    plan = _plan(conn.dialect, statement, frozenset(params))
+def rows(conn, statement: sa.Select, params: dict) -> list:
+    """The rows of a SELECT, each with its columns by name and position."""
+    plan = _plan(conn.dialect, statement, frozenset(params), tuple(statement.selected_columns))
     if plan is None:
         return conn.execute(statement, params).all()
     return _execute(conn, plan, params, "rows")
@@ -127,11 +123,14 @@ def insert_id(conn, statement, params: dict) -> int:
     """Run an INSERT of one row into a table with one autoincrement primary key; the key it was
     given (RETURNING on PostgreSQL, the driver's last insert id on MariaDB/MySQL)."""
     if conn.dialect.name == "postgresql":
-        (key,) = statement.table.primary_key.columns
         returning = _returning.get(statement)
         if returning is None:
-            returning = _returning.setdefault(statement, statement.returning(key))
-        return _execute(conn, _plan(conn.dialect, returning, frozenset(params), (key,)), params, "rows")[0][0]
+            (key,) = statement.table.primary_key.columns
+            returning = _returning.setdefault(statement, (statement.returning(key), key))
+        plan = _plan(conn.dialect, returning[0], frozenset(params), (returning[1],))
+        if plan is not None:
+            return _execute(conn, plan, params, "rows")[0][0]
+        return conn.execute(statement, params).inserted_primary_key[0]
     plan = _plan(conn.dialect, statement, frozenset(params))
     if plan is None:
         return conn.execute(statement, params).inserted_primary_key[0]
