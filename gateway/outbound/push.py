@@ -55,13 +55,16 @@ def _amount(value) -> float | None:
 
 
 def _date(value) -> str | None:
-    if value is None:
-        return None
+    """`YYYY-MM-DD`, or None for no date: NULL, or text that is not a date, such as MySQL's zero
+    date, which PyMySQL hands back as '0000-00-00 00:00:00' and mysqlclient as None."""
     if isinstance(value, dt.datetime):
         return value.date().isoformat()
     if isinstance(value, dt.date):
         return value.isoformat()
-    return str(value)[:10]
+    try:
+        return dt.date.fromisoformat(str(value).strip()[:10]).isoformat()
+    except ValueError:
+        return None
 
 
 def deal_record(order: Order, account_id: str, contact_id: str | None, mapping=None, zoho_id: str | None = None,

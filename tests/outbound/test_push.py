@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
+import pytest
 import requests
 import sqlalchemy as sa
 
@@ -197,6 +199,19 @@ def test_payloads_follow_the_contract_with_optional_custom_fields():
                     "Payment_Status": "Paid", "id": "999"}
     assert push.record_hash(deal) == push.record_hash({k: v for k, v in deal.items() if k != "id"})
     assert push.upsert_body("Deals", [deal])["trigger"] == []
+
+
+@pytest.mark.parametrize("purchased, closing", [
+    (dt.datetime(2026, 3, 4, 23, 59), "2026-03-04"),
+    (dt.date(2026, 3, 4), "2026-03-04"),
+    ("2026-03-04 23:59:00", "2026-03-04"),  # a DATETIME SQLite hands back as text
+    ("0000-00-00 00:00:00", None),  # MySQL's zero date as PyMySQL gives it (mysqlclient gives None)
+    (None, None),
+])
+def test_a_deals_closing_date_is_a_real_date_or_none(purchased, closing):
+    order = Order(id=9, customer_id=7, status_id=4, status_name="Shipped", payment_status="Paid",
+                  total=Decimal("1"), currency="USD", purchased=purchased)
+    assert push.deal_record(order, "123", "456")["Closing_Date"] == closing
 
 
 def test_an_order_of_a_customer_zoho_refused_waits_without_resending_the_customer(gw_sqlite, monkeypatch):
