@@ -11,13 +11,15 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# mysqlclient (optional, faster than PyMySQL) is built only where the MariaDB/MySQL client headers are.
+# mysqlclient (optional, faster than PyMySQL) is built only where the MariaDB/MySQL client headers
+# and a C compiler are.
 define install_mysqlclient
-	@if pkg-config --exists mariadb 2>/dev/null || pkg-config --exists mysqlclient 2>/dev/null; then \
+	@if { pkg-config --exists mariadb 2>/dev/null || pkg-config --exists mysqlclient 2>/dev/null; } \
+	    && command -v cc >/dev/null 2>&1; then \
 	  $(BIN)/python -m pip install --quiet -r requirements-mysqlclient.txt \
 	    || echo "mysqlclient did not build: MySQL URLs use PyMySQL (docs/settings.md)"; \
 	else \
-	  echo "No MariaDB/MySQL client headers: MySQL URLs use PyMySQL (mysqlclient is optional, docs/settings.md)"; \
+	  echo "No MariaDB/MySQL client headers or C compiler: MySQL URLs use PyMySQL (mysqlclient is optional, docs/settings.md)"; \
 	fi
 endef
 
