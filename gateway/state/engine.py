@@ -19,7 +19,7 @@ def make_engine(url: str, **kwargs) -> sa.Engine:
     if url.startswith("sqlite"):
         return _sqlite_engine(url, **kwargs)
     kwargs.setdefault("pool_recycle", 280)
-    if url.startswith(("mysql+pymysql", "mysql+mysqldb")):
+    if url.startswith("mysql"):  # either driver (settings.normalize_database_url)
         # pool_pre_ping and the pool's rollback-on-return would cost two round trips per transaction.
         kwargs.setdefault("pool_reset_on_return", None)
         engine = sa.create_engine(url, **kwargs)

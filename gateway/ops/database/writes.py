@@ -95,11 +95,10 @@ def _find_and_lock(ops, oconn, links, update, table_key: str, linked) -> tuple[d
 def _locked_row(oconn, table_key: str, statement, ops_id: int) -> dict | None:
     """The row with this id, locked until commit (FOR UPDATE; SQLite's BEGIN IMMEDIATE already
     holds the lock), keyed by reference column names whatever the store calls them."""
-    found = direct.rows(oconn, statement, {"ops_id": ops_id})
-    if not found:
+    rows = direct.rows(oconn, statement, {"ops_id": ops_id})
+    if not rows:
         return None
-    row = found[0]
-    found = dict(zip(READ_COLUMNS[table_key], row, strict=True))
+    found = dict(zip(READ_COLUMNS[table_key], rows[0], strict=True))
     found[ID_COLUMNS[table_key]] = ops_id
     return found
 
@@ -116,7 +115,8 @@ def update_row(ops, oconn, table_key: str, ops_id: int, values: dict) -> None:
 def stale_against_row(ops, update, last_modified, ops_id: int, found_by: str) -> Result | None:
     """"stale" when the row changed in OnPrintShop after this Zoho change."""
     if not isinstance(last_modified, dt.datetime):
-        # NULL, or MySQL's zero date (handed back as text): no usable time, so only Zoho's order counts.
+        # NULL, or MySQL's zero date (text from PyMySQL, NULL from mysqlclient): no usable time,
+        # so only Zoho's order counts.
         return None
     row_time = ops.epoch_from_local(last_modified)
     # Whole seconds: OnPrintShop keeps DATETIME to the second.
