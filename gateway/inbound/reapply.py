@@ -6,7 +6,7 @@ import time
 
 import sqlalchemy as sa
 
-from ..ops import OpsBusy, OpsUnavailable
+from ..ops import OpsBusy, OpsNeedsMoreCalls, OpsUnavailable
 from ..state import dialect
 from ..state.leases import leased_loop
 from ..state.tables import inbox_table
@@ -20,10 +20,11 @@ MAX_BACKOFF = 30.0
 LEASE = "inbox.reapplier"
 
 
-def apply_row(rt, inbox_id: int) -> inbox.Outcome:
-    """Decide and apply one stored delivery in its own transaction; raises OpsUnavailable, OpsBusy."""
-    with rt.ops.writer(connect_now=rt.store.dialect == dialect.SQLITE,
-                      write_email=rt.config["GATEWAY_WRITE_BACK_EMAIL"]) as writer, inbox.decision_txn(rt.store) as sconn:
+def apply_row(rt, inbox_id: int, ample: bool = False) -> inbox.Outcome:
+    """Decide and apply one stored delivery in its own transaction; raises OpsUnavailable, OpsBusy.
+    `ample`: the change needed more API calls than a delivery sets aside; it may take more."""
+    with rt.ops.writer(connect_now=rt.store.dialect == dialect.SQLITE, write_email=rt.config["GATEWAY_WRITE_BACK_EMAIL"],
+                      ample=ample) as writer, inbox.decision_txn(rt.store) as sconn:
         row = inbox.load_row(sconn, inbox_id)
         if row is None:
             return inbox.Outcome("failed", "no such inbox row")
@@ -59,7 +60,16 @@ def reapply_pending(rt, limit: int = 500) -> dict:
             blocked.add(record)  # an earlier row of this record waits: keep the order
             continue
         try:
-            outcome = apply_row(rt, row.id)
+            try:
+                outcome = apply_row(rt, row.id)
+            except OpsNeedsMoreCalls:
+                outcome = apply_row(rt, row.id, ample=True)
+        except OpsNeedsMoreCalls as exc:  # this change's own: counted, and the other records go on
+            log.warning("inbox row %s: %s", row.id, exc)
+            with inbox.decision_txn(rt.store) as conn:
+                inbox.count_attempt(conn, row.id, str(exc))
+            blocked.add(record)
+            continue
         except OpsUnavailable:
             return {"applied": done, "left": len(rows) - done, "unavailable": True}
         except OpsBusy:

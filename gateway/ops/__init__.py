@@ -12,10 +12,10 @@ from . import api as api_backend
 from .api import connect as api_connect
 from .api import credentials as api_credentials
 from .database import OpsDatabase, demo
-from .port import (KINDS, Applied, Backend, Customer, OpsBusy, OpsError, OpsRefused, OpsUnavailable, Order,
-                   Status)
+from .port import (KINDS, Applied, Backend, Customer, OpsBusy, OpsError, OpsNeedsMoreCalls, OpsRefused, OpsUnavailable,
+                   Order, Status)
 
-__all__ = ["KINDS", "Applied", "Backend", "Customer", "OpsBusy", "OpsError", "OpsRefused", "OpsUnavailable", "Order",
+__all__ = ["KINDS", "Applied", "Backend", "Customer", "OpsBusy", "OpsError", "OpsNeedsMoreCalls", "OpsRefused", "OpsUnavailable", "Order",
            "Status", "check_settings", "open_backend", "configure_api", "api_connection", "readiness", "create_demo", "is_embedded_demo", "demo_summary", "DemoTablesExist"]
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from gateway.inbound import reapply, reports
 from gateway.ops.api import client
+from gateway.ops.api import writer as api_writer
 from tests.hosted.conftest import zoho_time
 from tests.inbound.test_group_commit import post_as_one_batch
 
@@ -193,3 +194,50 @@ def test_a_person_editing_the_order_after_the_gateways_write_still_makes_an_olde
     answer = gw.post("deals", {"id": deal, "stage": "Shipped", "modified_time": zoho_time(120)})
     assert answer.get_json() == {"status": "stale"}
     assert [h["status"] for h in ops.store.history[order]] == ["Printing"]
+
+
+def _a_deal_repointed_and_another_waiting(gw):
+    """Two linked orders; one's order is deleted in OnPrintShop and its Deal now names a third order
+    (ops_id): applying that change reads twice before it writes. Both changes wait out an outage.
+    Returns (deal, order) of the repointed change, (deal, order) of the other; the first sorts first."""
+    ops = gw.ops
+    customer = ops.store.add_customer("Ada", "Lovelace", "ada@example.com")
+    first, second = ops.store.add_order(customer), ops.store.add_order(customer)
+    gw.push_all("orders")
+    deals = sorted([(gw.deal(first)["id"], first), (gw.deal(second)["id"], second)])
+    (repointed, gone), (other, other_order) = deals  # the inbox applies record by record, in this order
+    third = ops.store.add_order(customer)
+    del ops.store.orders[gone]
+    ops.outage = True
+    for answer in (gw.post("deals", {"id": repointed, "ops_id": str(third), "stage": "Printing", "modified_time": zoho_time(30)}),
+                   gw.post("deals", {"id": other, "stage": "Shipped", "modified_time": zoho_time(30)})):
+        assert answer.get_json() == {"status": "accepted"}
+    ops.outage = False
+    return (repointed, third), (other, other_order)
+
+
+def test_a_change_needing_more_api_calls_than_set_aside_is_applied_and_holds_up_no_other(hosted_on, monkeypatch):
+    gw, ops = hosted_on, hosted_on.ops
+    monkeypatch.setattr(api_writer, "RESERVED", 2)  # a delivery sets aside 2 calls: the repointed Deal needs 3
+    (_deal, third), (_other, other_order) = _a_deal_repointed_and_another_waiting(gw)
+
+    result = reapply.reapply_pending(gw.rt)
+    assert result == {"applied": 2, "left": 0, "unavailable": False}
+    assert reports.pending_count(gw.rt) == 0
+    assert [h["status"] for h in ops.store.history[third]] == ["Printing"]
+    assert [h["status"] for h in ops.store.history[other_order]] == ["Shipped"]
+
+
+def test_a_change_needing_more_api_calls_than_it_may_take_is_counted_and_the_others_go_on(hosted, monkeypatch):
+    gw, ops = hosted, hosted.ops
+    monkeypatch.setattr(api_writer, "RESERVED", 2)
+    monkeypatch.setattr(api_writer, "AMPLE", 2)  # not even the change tried alone may take 3
+    (deal, third), (_other, other_order) = _a_deal_repointed_and_another_waiting(gw)
+
+    result = reapply.reapply_pending(gw.rt)
+    assert result["unavailable"] is False  # not an outage: the re-applier goes on, and does not back off
+    assert [h["status"] for h in ops.store.history[other_order]] == ["Shipped"]
+    assert ops.store.history[third] == []
+    waiting = [r for r in reports.recent(gw.rt) if r["zoho_id"] == deal]
+    assert [r["outcome"] for r in waiting] == ["accepted"]
+    assert "needs more OnPrintShop API calls" in waiting[0]["reason"]  # what the admin page shows for it

@@ -208,5 +208,6 @@ class OpsApi(LocalClock):
             log.info("OnPrintShop's API: %d changed %s", changed, kind)
 
     # -- the port: writes ---------------------------------------------------------------------
-    def writer(self, connect_now: bool = False, write_email: bool = False, changes: int = 1) -> ApiWriter:
-        return ApiWriter(self, write_email, changes)
+    def writer(self, connect_now: bool = False, write_email: bool = False, changes: int = 1,
+               ample: bool = False) -> ApiWriter:
+        return ApiWriter(self, write_email, changes, ample)

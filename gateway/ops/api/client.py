@@ -11,7 +11,7 @@ import time
 import requests
 
 from ...state.limiter import NoPermit
-from ..port import OpsRefused, OpsUnavailable
+from ..port import OpsNeedsMoreCalls, OpsRefused, OpsUnavailable
 from . import credentials
 
 log = logging.getLogger("gateway.ops.api")
@@ -78,7 +78,8 @@ class Permits:
             except NoPermit as exc:
                 raise OpsUnavailable(f"OnPrintShop's API rate limit (OPS_API_RATE_LIMIT) is used up: {exc}") from None
         if not self.taken:
-            raise OpsUnavailable("this change needs more OnPrintShop API calls than were reserved for it; it is retried")
+            raise OpsNeedsMoreCalls("this change needs more OnPrintShop API calls than were set aside for it; "
+                                    "it is tried again alone with more")
         return self.taken.pop()
 
 

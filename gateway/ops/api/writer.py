@@ -17,6 +17,7 @@ from . import mirror, records
 from .client import Permits
 
 RESERVED = 4          # calls one change may need: read, the mutation, a read back, one spare (per change of a batch)
+AMPLE = 16            # for a change that needed more (tried again alone): the longest path takes 7
 RESERVE_WAIT = 2.0    # a delivery waits this long for them; else it is stored (202) and applied later
 PAYMENT_NOT_APPLIED = ("payment_status was not applied: OnPrintShop's API cannot set a payment status "
                        "(change it in OnPrintShop)")
@@ -25,11 +26,13 @@ PAYMENT_NOT_APPLIED = ("payment_status was not applied: OnPrintShop's API cannot
 class ApiWriter(Writer):
     """`with backend.writer() as writer: writer.apply(update, linked, links)`."""
 
-    def __init__(self, backend, write_email: bool = False, changes: int = 1):
+    def __init__(self, backend, write_email: bool = False, changes: int = 1, ample: bool = False):
         self.backend = backend
         self.write_email = write_email
-        # The calls of every change of a batch, but never more than a quarter of the rate limit.
-        self.reserve = max(RESERVED, min(RESERVED * changes, backend.calls // 4))
+        # The calls of every change of a batch, but never more than a quarter of the rate limit; a lone
+        # change that needed more may take up to the whole limit.
+        limit = AMPLE if ample else RESERVED * changes
+        self.reserve = max(RESERVED, min(limit, backend.calls if ample else backend.calls // 4))
         self.permits: Permits | None = None
         self.down = False
         self.why = ""

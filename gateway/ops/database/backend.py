@@ -201,10 +201,11 @@ class OpsDatabase(LocalClock):
         return self._read(reads.changed_since, kind, after, until, limit)
 
     # -- the port: writes -----------------------------------------------------------------------
-    def writer(self, connect_now: bool = False, write_email: bool = False, changes: int = 1) -> DatabaseWriter:
+    def writer(self, connect_now: bool = False, write_email: bool = False, changes: int = 1,
+               ample: bool = False) -> DatabaseWriter:
         """A writer for changes from Zoho (`changes` of them: one transaction holds them all);
         `connect_now` opens its connection at once (before the caller takes a lock that an
-        OnPrintShop host slow to connect would otherwise hold)."""
+        OnPrintShop host slow to connect would otherwise hold). `ample` is the API's (no call limit here)."""
         return DatabaseWriter(self, connect_now, write_email)
 
 
