@@ -52,3 +52,19 @@ def test_an_initial_sync_larger_than_the_rate_limit_waits_for_it_and_gets_no_429
     assert len(gw.zoho.records["Deals"]) == 5_000 and queue.status(gw.rt)["dead"] == 0
     assert fake_ops.calls["orders"] >= 20       # 20 pages: more than three windows' worth of calls
     assert fake_ops.calls["429"] == 0 and fake_ops.max_in_window <= 6
+
+
+def test_push_all_waits_out_onprintshops_429s_and_lists_every_order(hosted, fake_ops):
+    """OnPrintShop's own limit is lower than OPS_API_RATE_LIMIT says (another app shares the API
+    client): each page answered 429 is asked again after its Retry-After, and the listing completes."""
+    gw = hosted
+    customer = fake_ops.store.add_customer("Ada", "Lovelace", "ada@example.com")
+    for _ in range(600):  # three pages of 250
+        fake_ops.store.add_order(customer)
+    fake_ops.rate, fake_ops.windows = (1, 1.0), {}  # one call a second, against the 120 a minute configured
+    result = gw.app.test_cli_runner().invoke(args=["push", "orders", "--all"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "queued 600 orders and 1 customers whose Contact is not in Zoho yet"
+    assert fake_ops.calls["429"] >= 1 and fake_ops.calls["orders"] == 3
+    gw.drain()
+    assert len(gw.zoho.records["Deals"]) == 600 and queue.status(gw.rt)["dead"] == 0

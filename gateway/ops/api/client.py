@@ -34,6 +34,10 @@ class NotConnected(OpsUnavailable):
                          "OnPrintShop) or run `flask --app wsgi configure-ops`")
 
 
+class Throttled(OpsUnavailable):
+    """OnPrintShop answered 429: every process waits out its Retry-After (the limiter is blocked)."""
+
+
 class Permits:
     """Where a request's permit comes from: the limiter (waiting up to `wait`), or permits taken
     beforehand, whose state-store writes (giving back, a 429's block) wait for `settle()`: their
@@ -130,7 +134,7 @@ class GraphQL:
             wait = _retry_after(headers.get("Retry-After"))
             wait = self.window if wait is None else wait
             permits.block(wait)
-            raise self._failed(OpsUnavailable(f"OnPrintShop asked to slow down (HTTP 429); its API calls wait {wait:.0f} s"))
+            raise self._failed(Throttled(f"OnPrintShop asked to slow down (HTTP 429); its API calls wait {wait:.0f} s"))
         if status >= 500 or status == 408:
             raise self._failed(OpsUnavailable(f"OnPrintShop's API failed on its side (HTTP {status}); tried again later"))
         if not isinstance(body, dict):
@@ -153,15 +157,27 @@ class GraphQL:
         total = next((v for k, v in block.items() if k.startswith("total") and isinstance(v, int)), None)
         return [r for r in rows if isinstance(r, dict)], total
 
-    def pages(self, document: str, field: str, items: str, variables: dict, page: int = 250):
-        """Every row of a list query, page by page (advancing by the rows each page really held)."""
+    def pages(self, document: str, field: str, items: str, variables: dict, page: int = 250, patient: int = 0):
+        """Every row of a list query, page by page (advancing by the rows each page really held).
+        `patient`: a page answered 429 is asked again, up to that many times, once the Retry-After is over."""
         offset = 0
         while True:
-            rows, total = self.rows(document, field, items, {**variables, "limit": page, "offset": offset})
+            rows, total = self._page(document, field, items, {**variables, "limit": page, "offset": offset}, patient)
             yield rows
             offset += len(rows)
             if not rows or (total is not None and offset >= total) or (total is None and len(rows) < page):
                 return
+
+    def _page(self, document: str, field: str, items: str, variables: dict, patient: int):
+        for attempt in range(patient + 1):
+            try:
+                return self.rows(document, field, items, variables)
+            except Throttled:
+                if attempt == patient:
+                    raise
+                # The next call's permit waits (up to WAIT_SECONDS) until the limiter's block is over.
+                log.info("OnPrintShop asked to slow down; %s from %s is asked again after its Retry-After",
+                         field, variables.get("offset", 0))
 
     def health(self) -> str:
         """"ok" after a recent answer, "unavailable: …" after a recent failure, else "unknown"."""
