@@ -127,6 +127,15 @@ def test_zoho_date_order_is_day_first_by_default_and_checked(tmp_path):
         create_app({**base, "GATEWAY_ZOHO_DATE_ORDER": "ymd"})
 
 
+def test_the_api_backend_refuses_a_poller_turned_off(tmp_path):
+    """OnPrintShop's API has no webhooks: with the poller off, its changes would never reach Zoho."""
+    base = {"INSTANCE_PATH": str(tmp_path), "GATEWAY_ENV": "development", "OPS_BACKEND": "api"}
+    assert create_app({**base, "GATEWAY_POLL_SECONDS": "3600"}).config["GATEWAY_POLL_SECONDS"] == 3600
+    with pytest.raises(ConfigError, match="OPS_BACKEND=api needs the change poller: set GATEWAY_POLL_SECONDS above 0"):
+        create_app({**base, "GATEWAY_POLL_SECONDS": "0"})
+    assert create_app({**base, "OPS_BACKEND": "database", "GATEWAY_POLL_SECONDS": "0"}).config["GATEWAY_POLL_SECONDS"] == 0
+
+
 def test_an_empty_environment_variable_overrides_instance_config_with_the_default(tmp_path):
     from gateway.settings import load
 
