@@ -99,10 +99,10 @@ def load(instance_path: str, environ: dict | None = None, test_config: dict | No
     if backend not in OPS_BACKENDS:
         raise ConfigError(f"OPS_BACKEND must be 'database' or 'api', not {values['OPS_BACKEND']!r}")
     values["OPS_BACKEND"] = backend
-    if backend == "api" and values["GATEWAY_POLL_SECONDS"] <= 0:
+    if backend == "api" and not (values["GATEWAY_POLL_SECONDS"] or 0) > 0:
         # OnPrintShop's API has no webhooks: its changes are found by the poller, and pushes read what it read.
         raise ConfigError("OPS_BACKEND=api needs the change poller: set GATEWAY_POLL_SECONDS above 0 "
-                          f"(not {values['GATEWAY_POLL_SECONDS']}; 3600 polls once an hour)")
+                          f"(not {values['GATEWAY_POLL_SECONDS'] or 0}; 3600 polls once an hour)")
     values["OPS_API_RATE_LIMIT"] = str(values["OPS_API_RATE_LIMIT"]).strip()
     rate_limit(values["OPS_API_RATE_LIMIT"])  # checked now: a wrong one stops start-up naming it
     if values["OPS_API_URL"]:
