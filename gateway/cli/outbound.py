@@ -37,8 +37,8 @@ def select_ids(rt, what: str, ids, all_, since) -> list[int]:
                 f"no {what} with id {', '.join(map(str, missing))} in {rt.ops.describe()}; nothing was queued")
         return sorted(found)
     if all_:
-        return rt.ops.all_ids(table)
-    return rt.ops.all_ids(table, since=parse_since(since, rt.ops))
+        return rt.ops.all_ids(table, patient=True)
+    return rt.ops.all_ids(table, since=parse_since(since, rt.ops), patient=True)
 
 
 def _dry_run(rt, module: str, ids: list[int], force: bool) -> None:

@@ -17,6 +17,7 @@ log = logging.getLogger("gateway.inbound")
 POLL_SECONDS = 1.0
 MIN_BACKOFF = 1.0
 MAX_BACKOFF = 30.0
+MORE_CALLS_RETRY_SECONDS = 30.0  # a row that needs more API calls, when they were not free at once
 LEASE = "inbox.reapplier"
 
 
@@ -31,6 +32,23 @@ def apply_row(rt, inbox_id: int, ample: bool = False) -> inbox.Outcome:
         if row.state == "done":
             return inbox.Outcome(row.outcome, row.reason or "", inbox_id=inbox_id, ops_id=row.ops_id)
         return inbox.decide_and_apply(rt, sconn, writer, row)
+
+
+def _apply_with_more_calls(rt, inbox_id: int) -> inbox.Outcome | None:
+    """A row that needed more API calls than a delivery sets aside, tried alone with more. None when
+    that cannot be now: the row waits (or, when even that was too few, counts an attempt), and the
+    other records go on; this row's needs are not an outage."""
+    try:
+        return apply_row(rt, inbox_id, ample=True)
+    except OpsNeedsMoreCalls:
+        reason = "it needs more OnPrintShop API calls than one change may take"
+        log.warning("inbox row %s: %s", inbox_id, reason)
+        with inbox.decision_txn(rt.store) as conn:
+            inbox.count_attempt(conn, inbox_id, reason)
+    except OpsUnavailable as exc:  # the larger reserve was not free now (or OnPrintShop went away)
+        log.info("inbox row %s waits for more OnPrintShop API calls: %s", inbox_id, exc)
+        postpone(rt, inbox_id, MORE_CALLS_RETRY_SECONDS)
+    return None
 
 
 def postpone(rt, inbox_id: int, seconds: float) -> None:
@@ -63,13 +81,10 @@ def reapply_pending(rt, limit: int = 500) -> dict:
             try:
                 outcome = apply_row(rt, row.id)
             except OpsNeedsMoreCalls:
-                outcome = apply_row(rt, row.id, ample=True)
-        except OpsNeedsMoreCalls as exc:  # this change's own: counted, and the other records go on
-            log.warning("inbox row %s: %s", row.id, exc)
-            with inbox.decision_txn(rt.store) as conn:
-                inbox.count_attempt(conn, row.id, str(exc))
-            blocked.add(record)
-            continue
+                outcome = _apply_with_more_calls(rt, row.id)
+                if outcome is None:
+                    blocked.add(record)
+                    continue
         except OpsUnavailable:
             return {"applied": done, "left": len(rows) - done, "unavailable": True}
         except OpsBusy:

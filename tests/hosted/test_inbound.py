@@ -7,7 +7,9 @@ import pytest
 
 from gateway.inbound import reapply, reports
 from gateway.ops.api import client
+from gateway.ops.api import records
 from gateway.ops.api import writer as api_writer
+from gateway.sync import loopguard
 from tests.hosted.conftest import zoho_time
 from tests.inbound.test_group_commit import post_as_one_batch
 
@@ -198,7 +200,8 @@ def test_a_person_editing_the_order_after_the_gateways_write_still_makes_an_olde
 
 def _a_deal_repointed_and_another_waiting(gw):
     """Two linked orders; one's order is deleted in OnPrintShop and its Deal now names a third order
-    (ops_id): applying that change reads twice before it writes. Both changes wait out an outage.
+    (ops_id): that change reads twice before it writes and reads back (4 calls; the other takes 3).
+    Both changes wait out an outage.
     Returns (deal, order) of the repointed change, (deal, order) of the other; the first sorts first."""
     ops = gw.ops
     customer = ops.store.add_customer("Ada", "Lovelace", "ada@example.com")
@@ -218,7 +221,7 @@ def _a_deal_repointed_and_another_waiting(gw):
 
 def test_a_change_needing_more_api_calls_than_set_aside_is_applied_and_holds_up_no_other(hosted_on, monkeypatch):
     gw, ops = hosted_on, hosted_on.ops
-    monkeypatch.setattr(api_writer, "RESERVED", 2)  # a delivery sets aside 2 calls: the repointed Deal needs 3
+    monkeypatch.setattr(api_writer, "RESERVED", 3)  # a delivery sets aside 3 calls: the repointed Deal needs 4
     (_deal, third), (_other, other_order) = _a_deal_repointed_and_another_waiting(gw)
 
     result = reapply.reapply_pending(gw.rt)
@@ -226,12 +229,17 @@ def test_a_change_needing_more_api_calls_than_set_aside_is_applied_and_holds_up_
     assert reports.pending_count(gw.rt) == 0
     assert [h["status"] for h in ops.store.history[third]] == ["Printing"]
     assert [h["status"] for h in ops.store.history[other_order]] == ["Shipped"]
+    # Written only with its read back at hand: the order's new version is known as the gateway's own
+    # write, so the poller does not push it back to Zoho.
+    written = records.parse_time(ops.store.orders[third]["order_last_modified_date"])
+    with gw.rt.store.engine.connect() as conn:
+        assert loopguard.written_by_gateway(conn, loopguard.ORDER_WRITES, third, written)
 
 
 def test_a_change_needing_more_api_calls_than_it_may_take_is_counted_and_the_others_go_on(hosted, monkeypatch):
     gw, ops = hosted, hosted.ops
-    monkeypatch.setattr(api_writer, "RESERVED", 2)
-    monkeypatch.setattr(api_writer, "AMPLE", 2)  # not even the change tried alone may take 3
+    monkeypatch.setattr(api_writer, "RESERVED", 3)
+    monkeypatch.setattr(api_writer, "AMPLE", 3)  # not even the change tried alone may take 4
     (deal, third), (_other, other_order) = _a_deal_repointed_and_another_waiting(gw)
 
     result = reapply.reapply_pending(gw.rt)
@@ -241,3 +249,24 @@ def test_a_change_needing_more_api_calls_than_it_may_take_is_counted_and_the_oth
     waiting = [r for r in reports.recent(gw.rt) if r["zoho_id"] == deal]
     assert [r["outcome"] for r in waiting] == ["accepted"]
     assert "needs more OnPrintShop API calls" in waiting[0]["reason"]  # what the admin page shows for it
+
+
+def test_a_change_whose_larger_share_of_api_calls_is_not_free_waits_and_the_others_go_on(hosted, monkeypatch):
+    gw, ops = hosted, hosted.ops
+    monkeypatch.setattr(api_writer, "RESERVED", 3)
+    monkeypatch.setattr(api_writer, "RESERVE_WAIT", 0.2)
+    (deal, third), (_other, other_order) = _a_deal_repointed_and_another_waiting(gw)
+    limiter = gw.rt.ops.limiter
+    usage = limiter.usage()
+    # Other work holds all but 6 of the permits: the repointed change's first try spends 2 of them,
+    # the 16 it may take alone are not free, and the other change's 3 are.
+    held = limiter.take(usage["permits"] - usage["in_use"] - usage["resting"] - 6, 1.0)
+    try:
+        result = reapply.reapply_pending(gw.rt)
+    finally:
+        limiter.give_back(held)
+    assert result["unavailable"] is False
+    assert [h["status"] for h in ops.store.history[other_order]] == ["Shipped"]
+    assert ops.store.history[third] == []
+    waiting = [r for r in reports.recent(gw.rt) if r["zoho_id"] == deal]
+    assert [r["outcome"] for r in waiting] == ["accepted"] and reports.pending_count(gw.rt) == 1

@@ -21,7 +21,7 @@ log = logging.getLogger("gateway.ops.api")
 
 STATUS_CACHE_SECONDS = 300.0
 READY_RECHECK_SECONDS = 60.0
-LISTING_PATIENCE = 10  # a listing (`push … --all`) asks a page again after a 429, up to this many times in a row
+LISTING_PATIENCE = 10  # `push … --all` asks a page again after a 429, up to this many times in a row
 
 
 class OpsApi(LocalClock):
@@ -177,19 +177,21 @@ class OpsApi(LocalClock):
             return sorted(self._read(kind, ids))
         return self._reading(work)
 
-    def all_ids(self, kind, since=None):
+    def all_ids(self, kind, since=None, patient: bool = False):
+        patience = LISTING_PATIENCE if patient else 0
+
         def work():
             ids: set[int] = set()
             if kind == "orders":
                 day = since.date().isoformat() if since else records.EVERYTHING_SINCE
-                for page in self.api.pages(records.ORDERS, "orders", "orders", {"from_date": day}, patient=LISTING_PATIENCE):
+                for page in self.api.pages(records.ORDERS, "orders", "orders", {"from_date": day}, patient=patience):
                     self.observe_orders(page, report_new=False)
                     ids |= {int(r["orders_id"]) for r in page if since is None
                             or (records.parse_time(r.get("order_last_modified_date")) or since) >= since}
             else:  # customers have no modified date: `since` is their registration
                 day = since.date().isoformat() if since else records.EVERYTHING_SINCE
                 for page in self.api.pages(records.CUSTOMERS, "customers", "customers",
-                                           {"date_type": "registration", "from_date": day}, patient=LISTING_PATIENCE):
+                                           {"date_type": "registration", "from_date": day}, patient=patience):
                     self.observe_customers(page, report_new=False)
                     ids |= {int(r["userid"]) for r in page if r.get("userid")}
             return sorted(ids)

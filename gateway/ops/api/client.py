@@ -20,6 +20,7 @@ CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 30.0
 HOLD_SECONDS = 45.0      # longer than a call may run at OnPrintShop (connect + read timeouts)
 WAIT_SECONDS = 60.0      # background work waits this long for a permit
+MAX_PATIENT_WAIT = 600.0  # a patient listing waits out a 429's Retry-After up to this long
 AUTH_CODES = ("UNAUTHENTICATED",)
 AUTH_WORDS = ("invalid token", "token expired", "expired token")
 NOT_FOUND_CODES = ("DATA_NOT_FOUND",)
@@ -32,6 +33,10 @@ class NotConnected(OpsUnavailable):
     def __init__(self):
         super().__init__("OnPrintShop's API is not connected: save the API client on the admin page (Connect to "
                          "OnPrintShop) or run `flask --app wsgi configure-ops`")
+
+
+NEEDS_MORE_MESSAGE = ("this change needs more OnPrintShop API calls than were set aside for it; "
+                      "it is tried again alone with more")
 
 
 class Throttled(OpsUnavailable):
@@ -75,6 +80,11 @@ class Permits:
         if self.taken is not None:
             self.taken.clear()
 
+    def ensure(self, n: int) -> None:
+        """Raise OpsNeedsMoreCalls unless `n` more calls can be made from the permits taken beforehand."""
+        if self.taken is not None and len(self.taken) < n:
+            raise OpsNeedsMoreCalls(NEEDS_MORE_MESSAGE)
+
     def one(self):
         if self.taken is None:
             try:
@@ -82,8 +92,7 @@ class Permits:
             except NoPermit as exc:
                 raise OpsUnavailable(f"OnPrintShop's API rate limit (OPS_API_RATE_LIMIT) is used up: {exc}") from None
         if not self.taken:
-            raise OpsNeedsMoreCalls("this change needs more OnPrintShop API calls than were set aside for it; "
-                                    "it is tried again alone with more")
+            raise OpsNeedsMoreCalls(NEEDS_MORE_MESSAGE)
         return self.taken.pop()
 
 
@@ -173,11 +182,12 @@ class GraphQL:
             try:
                 return self.rows(document, field, items, variables)
             except Throttled:
-                if attempt == patient:
+                blocked = self.limiter.blocked_for()
+                if attempt == patient or blocked > MAX_PATIENT_WAIT:
                     raise
-                # The next call's permit waits (up to WAIT_SECONDS) until the limiter's block is over.
-                log.info("OnPrintShop asked to slow down; %s from %s is asked again after its Retry-After",
-                         field, variables.get("offset", 0))
+                log.info("OnPrintShop asked to slow down; %s from %s is asked again in %.0f s",
+                         field, variables.get("offset", 0), blocked)
+                time.sleep(blocked)  # no transaction is held here; the next permit also waits for the block
 
     def health(self) -> str:
         """"ok" after a recent answer, "unavailable: …" after a recent failure, else "unknown"."""

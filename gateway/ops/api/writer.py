@@ -30,9 +30,11 @@ class ApiWriter(Writer):
         self.backend = backend
         self.write_email = write_email
         # The calls of every change of a batch, but never more than a quarter of the rate limit; a lone
-        # change that needed more may take up to the whole limit.
-        limit = AMPLE if ample else RESERVED * changes
-        self.reserve = max(RESERVED, min(limit, backend.calls if ample else backend.calls // 4))
+        # change that needed more may take up to half of it.
+        if ample:
+            self.reserve = max(RESERVED, min(AMPLE, backend.calls // 2))
+        else:
+            self.reserve = max(RESERVED, min(RESERVED * changes, backend.calls // 4))
         self.permits: Permits | None = None
         self.down = False
         self.why = ""
@@ -122,6 +124,7 @@ class ApiWriter(Writer):
         if changed_after:
             return Applied("stale", f"the record changed in OnPrintShop at {modified:%Y-%m-%d %H:%M:%S}, after this Zoho change",
                            ops_id=ops_id, found_by=found_by, notes=notes)
+        self.permits.ensure(2)  # the write and its read back: without the read back, our own write is pushed to Zoho
         data, _ = backend.api.execute(records.UPDATE_ORDER_STATUS, {"orders_id": ops_id, "input": {
             "order_status": title, "comment": f"Zoho CRM: Deal {update.zoho_id} moved to stage {title}",
             "notify": 1 if backend.notify_customer else 0}}, self.permits)

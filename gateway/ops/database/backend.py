@@ -191,7 +191,7 @@ class OpsDatabase(LocalClock):
     def existing_ids(self, kind, ids):
         return self._read(reads.existing_ids, kind, ids)
 
-    def all_ids(self, kind, since=None):
+    def all_ids(self, kind, since=None, patient: bool = False):  # patient: the API's (429s)
         return self._read(reads.all_ids, kind, since)
 
     def customer_ids_of_orders(self, order_ids):
