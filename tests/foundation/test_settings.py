@@ -133,6 +133,8 @@ def test_the_api_backend_refuses_a_poller_turned_off(tmp_path):
     assert create_app({**base, "GATEWAY_POLL_SECONDS": "3600"}).config["GATEWAY_POLL_SECONDS"] == 3600
     with pytest.raises(ConfigError, match="OPS_BACKEND=api needs the change poller: set GATEWAY_POLL_SECONDS above 0"):
         create_app({**base, "GATEWAY_POLL_SECONDS": "0"})
+    with pytest.raises(ConfigError, match=r"GATEWAY_POLL_SECONDS above 0 \(not 0;"):
+        create_app({**base, "GATEWAY_POLL_SECONDS": ""})  # empty: off, too
     assert create_app({**base, "OPS_BACKEND": "database", "GATEWAY_POLL_SECONDS": "0"}).config["GATEWAY_POLL_SECONDS"] == 0
 
 
