@@ -8,6 +8,7 @@ import pytest
 from gateway.inbound import reapply, reports
 from gateway.ops.api import client
 from gateway.ops.api import records
+from gateway.ops.api.connect import STATUSES_SETTING
 from gateway.ops.api import writer as api_writer
 from gateway.sync import loopguard
 from tests.hosted.conftest import zoho_time
@@ -270,3 +271,23 @@ def test_a_change_whose_larger_share_of_api_calls_is_not_free_waits_and_the_othe
     assert ops.store.history[third] == []
     waiting = [r for r in reports.recent(gw.rt) if r["zoho_id"] == deal]
     assert [r["outcome"] for r in waiting] == ["accepted"] and reports.pending_count(gw.rt) == 1
+
+
+def test_a_stored_change_is_applied_when_the_status_list_has_grown_old(hosted_on):
+    """The re-applier reads OnPrintShop's statuses anew (a webhook's validation would have) inside its
+    transaction: from the change's own calls, nothing written to the state store meanwhile."""
+    gw, ops = hosted_on, hosted_on.ops
+    order, deal = _linked_order(gw)
+    ops.outage = True
+    assert gw.post("deals", {"id": deal, "stage": "Printing", "modified_time": zoho_time(30)}).get_json() == {
+        "status": "accepted"}
+    ops.outage = False
+    stored = gw.rt.store.get_setting(STATUSES_SETTING)
+    gw.rt.store.set_setting(STATUSES_SETTING, {**stored, "at": stored["at"] - 3600})  # read an hour ago
+    gw.rt.ops._statuses = None  # and this process has not looked since
+    before = ops.calls["orderStatus"]
+
+    result = reapply.reapply_pending(gw.rt)
+    assert result == {"applied": 1, "left": 0, "unavailable": False}
+    assert [h["status"] for h in ops.store.history[order]] == ["Printing"]
+    assert ops.calls["orderStatus"] == before + 1

@@ -101,7 +101,7 @@ class ApiWriter(Writer):
         notes = [PAYMENT_NOT_APPLIED] if "payment_status" in update.fields else []
         title = None
         if "stage" in update.fields:
-            statuses = backend.statuses()
+            statuses = backend.statuses(permits=self.permits)  # inside the caller's transaction: its own calls
             wanted = update.fields["stage"].casefold()
             if wanted not in statuses:  # a status added in OnPrintShop since the cache was filled
                 statuses = backend.statuses(refresh=True, permits=self.permits)
