@@ -106,10 +106,14 @@ def push_command(what, ids, all_, since, force, dry_run):
         click.echo(f"no {what} matched; nothing queued")
         return
     queued, customers = push.enqueue_records(rt, module, selected, force=force)
-    message = f"queued {queued} {what}"
+    message = f"queued {_count(queued, what)}"
     if customers:
-        message += f" and {customers} customers whose Contact is not in Zoho yet"
+        message += f" and {_count(customers, 'customers')} whose Contact is not in Zoho yet"
     click.echo(message + (" (sent even if unchanged)" if force else ""))
+
+
+def _count(n: int, plural: str) -> str:
+    return f"{n} {plural if n != 1 else plural[:-1]}"
 
 
 queue_cli = AppGroup("queue", help="The push queue: status and dead jobs.")

@@ -64,7 +64,7 @@ def test_push_all_waits_out_onprintshops_429s_and_lists_every_order(hosted, fake
     fake_ops.rate, fake_ops.windows = (1, 2.0), {}  # one call in 2 s, against the 120 a minute configured
     result = gw.app.test_cli_runner().invoke(args=["push", "orders", "--all"])
     assert result.exit_code == 0, result.output
-    assert result.output.strip() == "queued 600 orders and 1 customers whose Contact is not in Zoho yet"
+    assert result.output.strip() == "queued 600 orders and 1 customer whose Contact is not in Zoho yet"
     assert fake_ops.calls["429"] >= 1 and fake_ops.calls["orders"] == 3
     gw.drain()
     assert len(gw.zoho.records["Deals"]) == 600 and queue.status(gw.rt)["dead"] == 0

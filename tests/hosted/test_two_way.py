@@ -18,7 +18,7 @@ def test_two_way_sync_of_a_hosted_store(hosted_on):
 
     # What existed is pushed with `push … --all`: orders, and their customers as Contacts first.
     runner = gw.app.test_cli_runner()
-    assert "queued 1 orders and 1 customers" in runner.invoke(args=["push", "orders", "--all"]).output
+    assert "queued 1 order and 1 customer whose" in runner.invoke(args=["push", "orders", "--all"]).output
     gw.drain()
     deal = gw.deal(first)
     assert (deal["Stage"], deal["Amount"], deal["Closing_Date"]) == ("Pending", 149.9, "2026-11-20")
@@ -68,9 +68,10 @@ def test_push_by_id_reads_the_order_fresh_and_names_what_is_missing(hosted):
     runner = gw.app.test_cli_runner()
     missing = runner.invoke(args=["push", "orders", "--id", "999"])
     assert missing.exit_code != 0 and "no orders with id 999 in OnPrintShop's API; nothing was queued" in missing.output
-    assert "queued 1 orders and 1 customers" in runner.invoke(args=["push", "orders", "--id", str(order)]).output
+    assert "queued 1 order and 1 customer whose" in runner.invoke(args=["push", "orders", "--id", str(order)]).output
     ops.store.touch(order, order_status="Shipped")  # changed after the push was asked for: the latest read is sent
-    assert "queued 1 orders" in runner.invoke(args=["push", "orders", "--id", str(order), "--force"]).output
+    assert runner.invoke(args=["push", "orders", "--id", str(order), "--force"]).output == (
+        "queued 1 order and 1 customer whose Contact is not in Zoho yet (sent even if unchanged)\n")
     gw.drain()
     assert gw.deal(order)["Stage"] == "Shipped"
 
