@@ -35,10 +35,6 @@ class NotConnected(OpsUnavailable):
                          "OnPrintShop) or run `flask --app wsgi configure-ops`")
 
 
-NEEDS_MORE_MESSAGE = ("this change needs more OnPrintShop API calls than were set aside for it; "
-                      "it is tried again alone with more")
-
-
 class Throttled(OpsUnavailable):
     """OnPrintShop answered 429: every process waits out its Retry-After (the limiter is blocked)."""
 
@@ -83,7 +79,8 @@ class Permits:
     def ensure(self, n: int) -> None:
         """Raise OpsNeedsMoreCalls unless `n` more calls can be made from the permits taken beforehand."""
         if self.taken is not None and len(self.taken) < n:
-            raise OpsNeedsMoreCalls(NEEDS_MORE_MESSAGE)
+            raise OpsNeedsMoreCalls("this change needs more OnPrintShop API calls than were set aside for it; "
+                                    "it is tried again alone with more")
 
     def one(self):
         if self.taken is None:
@@ -91,8 +88,7 @@ class Permits:
                 return self.limiter.take(1, self.wait)[0]
             except NoPermit as exc:
                 raise OpsUnavailable(f"OnPrintShop's API rate limit (OPS_API_RATE_LIMIT) is used up: {exc}") from None
-        if not self.taken:
-            raise OpsNeedsMoreCalls(NEEDS_MORE_MESSAGE)
+        self.ensure(1)
         return self.taken.pop()
 
 
